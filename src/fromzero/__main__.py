@@ -1,0 +1,5 @@
+"""Allows `python -m fromzero ...` as well as the `fromzero` command."""
+
+from fromzero.cli import main
+
+raise SystemExit(main())
