@@ -1,0 +1,65 @@
+"""The package's foundation: the command, user-error handling and atomic writes."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from fromzero import cli, files
+from fromzero.errors import FromzeroError, InputError, MissingFileError
+
+
+def test_help_lists_every_command_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "fromzero", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "usage: fromzero" in result.stdout
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in sub.choices:
+        assert name in result.stdout
+
+
+def test_version():
+    result = subprocess.run(
+        [sys.executable, "-m", "fromzero", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("fromzero ")
+
+
+def test_user_error_is_one_line_exit_2(monkeypatch, capsys):
+    def failing(_args):
+        raise MissingFileError("no such file: corpus.txt [check the path]")
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=failing)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["error: no such file: corpus.txt [check the path]"]
+
+
+def test_errors_are_also_builtin_errors():
+    assert issubclass(InputError, ValueError) and issubclass(InputError, FromzeroError)
+    assert issubclass(MissingFileError, FileNotFoundError)
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    files.write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with files.atomic_path(target) as tmp:
+            tmp.write_text("half written")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == '{\n  "a": 1\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_atomic_write_creates_parent_dirs(tmp_path):
+    target = tmp_path / "a" / "b" / "c.txt"
+    files.write_text(target, "héllo")
+    assert target.read_text(encoding="utf-8") == "héllo"
