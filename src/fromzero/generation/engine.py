@@ -1,0 +1,65 @@
+"""The KV-cache engine: run the prompt through the model once, then feed one new token per step.
+
+Without a cache every step would re-run the whole sequence, so producing n tokens would cost
+O(n^2) work; with it, the keys and values of past tokens are kept and each step only computes the
+newest position. The engine also carries the bookkeeping that left-padded batches need: the
+attention mask grows by one column per step (new tokens are always real), and each row's position
+ids count only its real tokens, so a padded prompt is numbered exactly as the unpadded one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class CachedDecoder:
+    """Feeds a GPT-style model step by step; every call returns next-token logits of shape (rows, V).
+
+    ``attention_mask`` (B, T) marks real tokens with 1 and left padding with 0. When there is no
+    padding the model is given no mask at all, so it can use its plain causal fast path.
+    """
+
+    def __init__(self, model: torch.nn.Module, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor | None, max_new_tokens: int):
+        self.model = model
+        self.input_ids = input_ids
+        rows, prompt_len = input_ids.shape
+        self.length = prompt_len
+        self.padded = attention_mask is not None and not bool(attention_mask.all())
+        # the whole mask is allocated once: new tokens only flip the next column to "real"
+        self.mask = torch.ones(rows, prompt_len + max_new_tokens, dtype=torch.long,
+                               device=input_ids.device)
+        if attention_mask is not None:
+            self.mask[:, :prompt_len] = attention_mask
+        self.cache = None
+
+    def prefill(self) -> torch.Tensor:
+        """Run the prompt; return the logits for the first new token."""
+        mask = self.mask[:, :self.length]
+        positions = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
+        self.next_position = mask.sum(-1, keepdim=True)
+        return self._forward(self.input_ids, positions)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Append ``tokens`` (rows,) to every row; return the logits for the token after them."""
+        self.length += 1
+        positions = self.next_position
+        self.next_position = positions + 1
+        return self._forward(tokens.unsqueeze(1), positions)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (and repeat) the given rows: beams that survive, or copies of a prompt."""
+        self.cache.reorder(rows)
+        self.mask = self.mask.index_select(0, rows)
+        self.next_position = self.next_position.index_select(0, rows)
+
+    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        output = self.model(
+            input_ids,
+            attention_mask=self.mask[:, :self.length] if self.padded else None,
+            position_ids=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.cache = output.past_key_values
+        return output.logits[:, -1, :].float()

@@ -1,0 +1,117 @@
+"""``generate``: the one entry point that turns prompts into continuations, like transformers'.
+
+It checks the inputs, builds the logits processors and stop condition from the config, runs the
+prompt through the model once (the KV cache keeps it), and hands over to greedy/sampling or beam
+search. Rows finish independently; the result is padded like transformers' output.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fromzero.errors import InputError
+from fromzero.generation.beam_search import beam_search
+from fromzero.generation.config import GenerationConfig
+from fromzero.generation.engine import CachedDecoder
+from fromzero.generation.processors import build_processors
+from fromzero.generation.sampling import sample_steps
+from fromzero.generation.stopping import Decoder, StopCondition
+
+
+def generate(model: torch.nn.Module, input_ids: torch.Tensor, config: GenerationConfig | None = None,
+             attention_mask: torch.Tensor | None = None, *,
+             tokenizer: Decoder | None = None) -> torch.Tensor:
+    """Continue each prompt in ``input_ids`` (B, T); return prompt + new tokens as a LongTensor.
+
+    ``attention_mask`` (B, T) is 1 for real tokens and 0 for padding; pad prompts of different
+    lengths on the LEFT, so every row's next token comes right after its last real token. Rows that
+    stop early are filled with ``pad_token_id`` (else the eos id). With ``num_return_sequences=n``
+    the output has B * n rows, the n results of prompt i being rows i*n ... i*n + n - 1.
+    ``tokenizer`` is only needed for ``stop_strings``.
+
+    Prompt plus ``max_new_tokens`` must fit in the model's context (``block_size``); a longer
+    request raises :class:`InputError` rather than silently forgetting the start of the prompt.
+    """
+    config = (config or GenerationConfig()).validate()
+    input_ids, attention_mask = check_inputs(model, input_ids, attention_mask, config.max_new_tokens)
+    with torch.inference_mode(), _eval_mode(model):
+        decoder, logits, prompt, stop, generator = start(model, input_ids, attention_mask, config,
+                                                          tokenizer)
+        processors = build_processors(config)
+        if config.num_beams > 1:
+            result = beam_search(decoder, logits, prompt, config, processors, stop, generator)
+        else:
+            for result in sample_steps(decoder, logits, prompt, config, processors, stop, generator):
+                pass
+    # a clone made outside inference mode is an ordinary tensor, usable for training later
+    return result.clone()
+
+
+def start(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+          config: GenerationConfig, tokenizer: Decoder | None):
+    """Prefill: run the prompts once; return the decoder and the first next-token logits.
+
+    Sampling several sequences per prompt copies each prompt's cache rather than re-running it.
+    """
+    decoder = CachedDecoder(model, input_ids, attention_mask, config.max_new_tokens)
+    logits = decoder.prefill()
+    prompt = input_ids
+    copies = config.num_return_sequences
+    if config.num_beams == 1 and copies > 1:
+        rows = torch.arange(input_ids.size(0), device=input_ids.device).repeat_interleave(copies)
+        decoder.select(rows)
+        logits = logits[rows]
+        prompt = input_ids[rows]
+    stop = StopCondition(config, input_ids.size(1), tokenizer)
+    generator = None
+    if config.seed is not None and config.samples:
+        generator = torch.Generator(device=input_ids.device).manual_seed(config.seed)
+    return decoder, logits, prompt, stop, generator
+
+
+def check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                 max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate shapes, ids and the context length; a 1-D prompt becomes a batch of one."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.int64, torch.int32):
+        raise InputError("input_ids must be an integer torch tensor of token ids, shape (batch, length)")
+    if input_ids.dim() == 1:
+        input_ids = input_ids.unsqueeze(0)
+        attention_mask = attention_mask.unsqueeze(0) if attention_mask is not None else None
+    if input_ids.dim() != 2 or input_ids.numel() == 0:
+        raise InputError(f"input_ids must have shape (batch, length) with length >= 1, "
+                         f"got {tuple(input_ids.shape)}")
+    input_ids = input_ids.long()
+    model_config = getattr(model, "config", None)
+    vocab = getattr(model_config, "vocab_size", None)
+    if vocab is not None and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
+        raise InputError(f"token ids must be in [0, {vocab}) for this model, got "
+                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+    if attention_mask is not None:
+        if attention_mask.shape != input_ids.shape:
+            raise InputError(f"attention_mask shape {tuple(attention_mask.shape)} does not match "
+                             f"input_ids shape {tuple(input_ids.shape)}")
+        if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+            raise InputError("attention_mask must hold only 0 (padding) and 1 (real token)")
+        if not bool(attention_mask[:, -1].all()):
+            raise InputError("every prompt must end with a real token: pad on the left "
+                             "(tokenizer padding_side='left')")
+    context = getattr(model_config, "block_size", None)
+    if context is not None and input_ids.size(1) + max_new_tokens > context:
+        raise InputError(f"prompt ({input_ids.size(1)} tokens) + max_new_tokens ({max_new_tokens}) "
+                         f"exceeds the model's context of {context} tokens: shorten the prompt "
+                         "or ask for fewer new tokens")
+    return input_ids, attention_mask
+
+
+class _eval_mode:
+    """Switch dropout off while generating, then restore the model's previous mode."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    def __enter__(self) -> None:
+        self.was_training = self.model.training
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)

@@ -1,0 +1,88 @@
+"""Streaming: hand out the text as it is generated, one safe piece at a time.
+
+Two things make this harder than printing each token's text:
+
+- A byte-level BPE token is a run of *bytes*, and one character (an emoji, "é" in some merges) may
+  be split over two tokens. Decoding a sequence that ends mid-character gives the replacement
+  character U+FFFD at the end, which later turns into the real character. So we decode everything
+  generated so far and hold back trailing U+FFFD until the next token settles it: the pieces always
+  add up to the final decoded text and never show a broken character.
+- A stop string may arrive split over several tokens ("\\nUs" + "er:"), so the end of the text that
+  could still become a stop string is held back too; the stop string itself is never yielded.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol
+
+import torch
+
+from fromzero.errors import InputError
+from fromzero.generation.config import GenerationConfig
+from fromzero.generation.generate import _eval_mode, check_inputs, start
+from fromzero.generation.processors import build_processors
+from fromzero.generation.sampling import sample_steps
+
+REPLACEMENT = "\ufffd"
+
+
+class TextTokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: list[int]) -> str: ...
+
+
+@torch.inference_mode()
+def stream(model: torch.nn.Module, tokenizer: TextTokenizer, prompt: str | list[int],
+           config: GenerationConfig | None = None) -> Iterator[str]:
+    """Yield the continuation of ``prompt`` (text or token ids) as text pieces, as they are made.
+
+    ``"".join(stream(...))`` equals decoding the generated tokens, cut before the first stop string.
+    Works with greedy decoding and sampling (beam search only knows its answer at the end).
+    """
+    config = (config or GenerationConfig()).validate()
+    if config.num_beams > 1 or config.num_return_sequences > 1:
+        raise InputError("streaming gives one sequence: use num_beams=1 and num_return_sequences=1")
+    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+    if not ids:
+        raise InputError("the prompt is empty: give at least one token of text to continue")
+    device = next(model.parameters()).device
+    input_ids, _ = check_inputs(model, torch.tensor([ids], device=device), None, config.max_new_tokens)
+    prompt_len = input_ids.size(1)
+    with _eval_mode(model):
+        decoder, logits, prompt_ids, stop, generator = start(model, input_ids, None, config, tokenizer)
+        steps = sample_steps(decoder, logits, prompt_ids, config, build_processors(config), stop,
+                             generator)
+        sent = 0
+        text = ""
+        for sequences in steps:
+            text = tokenizer.decode(sequences[0, prompt_len:].tolist())
+            cut = _stop_at(text, config.stop_strings)
+            if cut is not None:
+                text = text[:cut]
+                break
+            safe = _safe_end(text, config.stop_strings)
+            if safe > sent:
+                yield text[sent:safe]
+                sent = safe
+        if len(text) > sent:
+            yield text[sent:]
+
+
+def _stop_at(text: str, stop_strings: list[str]) -> int | None:
+    """Index where the first stop string starts in ``text``, or None."""
+    found = [text.find(stop) for stop in stop_strings]
+    found = [i for i in found if i >= 0]
+    return min(found) if found else None
+
+
+def _safe_end(text: str, stop_strings: list[str]) -> int:
+    """How much of ``text`` can be shown now: not a possibly unfinished character at the end,
+    nor an ending that may still grow into a stop string."""
+    end = len(text.rstrip(REPLACEMENT))
+    held = 0
+    for stop in stop_strings:
+        for size in range(min(len(stop) - 1, end), held, -1):
+            if text[end - size:end] == stop[:size]:
+                held = size
+                break
+    return end - held
