@@ -1,0 +1,13 @@
+"""Language models built from :mod:`fromzero.nn` blocks.
+
+* :mod:`~fromzero.models.config`: :class:`GPTConfig` and its presets;
+* :mod:`~fromzero.models.gpt`: :class:`GPT` and the forward contract;
+* :mod:`~fromzero.models.kv_cache`: :class:`KVCache` for fast incremental decoding;
+* :mod:`~fromzero.models.pretrained`: reading and writing Hugging Face GPT-2 checkpoints.
+"""
+
+from fromzero.models.config import PRESETS, GPTConfig
+from fromzero.models.gpt import GPT, GPTOutput
+from fromzero.models.kv_cache import KVCache
+
+__all__ = ["GPT", "GPTConfig", "GPTOutput", "KVCache", "PRESETS"]

@@ -1,0 +1,48 @@
+"""The position-wise feed-forward network: the part of a Transformer block that "thinks" per token.
+
+Attention mixes information *between* positions; the feed-forward network then transforms each
+position on its own: widen to ``n_inner`` (4 x n_embd in GPT-2), apply a non-linearity, project
+back. Most of a GPT's parameters live here.
+
+GELU comes in two flavours that give slightly different numbers, so a model must be run with
+the one it was trained with:
+
+* ``"gelu"``: exact, ``x * Phi(x)`` with Phi the standard normal CDF;
+* ``"gelu_new"``: GPT-2's tanh approximation, ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``
+  (Hugging Face calls it ``gelu_new``; PyTorch ``gelu(approximate="tanh")``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = ("gelu_new", "gelu")
+
+
+def gelu(x: torch.Tensor, kind: str = "gelu_new") -> torch.Tensor:
+    """Apply GELU; ``kind`` is ``"gelu_new"`` (tanh approximation, GPT-2) or ``"gelu"`` (exact)."""
+    if kind == "gelu_new":
+        return F.gelu(x, approximate="tanh")
+    if kind == "gelu":
+        return F.gelu(x)
+    raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}")
+
+
+class FeedForward(nn.Module):
+    """``x -> c_proj(gelu(c_fc(x)))`` with dropout on the output (GPT-2's ``mlp``)."""
+
+    def __init__(
+        self, n_embd: int, n_inner: int, *, activation: str = "gelu_new", bias: bool = True, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        self.activation = activation
+        self.c_fc = nn.Linear(n_embd, n_inner, bias=bias)
+        self.c_proj = nn.Linear(n_inner, n_embd, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(gelu(self.c_fc(x), self.activation)))
