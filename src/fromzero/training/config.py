@@ -1,0 +1,139 @@
+"""Every setting of a training run in one dataclass, loadable from a TOML or YAML recipe.
+
+The defaults are the course's recipe: the ``mini`` GPT (4 layers, 4 heads, 128 wide, 128
+characters of context, about 0.8M weights) trained on the bundled stories with a character
+tokenizer, sized to finish in a few minutes on a 2-core laptop CPU.
+
+A recipe file holds any subset of the fields, with the same names as the dataclass (the CLI flag
+``--batch-size`` is the field ``batch_size``)::
+
+    # shakespeare.toml
+    data = "input.txt"
+    block_size = 256
+    max_steps = 3000
+    lr = 2e-3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fromzero.errors import CorruptFileError, InputError, MissingFileError
+
+
+@dataclass
+class TrainConfig:
+    # data and tokenizer
+    data: str = "stories"  # bundled corpus name, .txt file, folder of .txt files, or shard dir
+    tokenizer: str = "char"  # "char", "gpt2", or "bpe:DIR" (a saved tokenizer directory)
+    val_fraction: float = 0.1
+    batch_mode: str = "random"  # "random" windows, or "sequential" epochs over shuffled windows
+    # model: a preset, optionally overridden field by field
+    preset: str = "mini"
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_embd: int | None = None
+    block_size: int | None = None
+    dropout: float | None = None
+    # optimisation
+    batch_size: int = 32  # rows per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int = 1500
+    lr: float = 2e-3
+    min_lr: float | None = None  # floor of the cosine; default lr / 10
+    warmup_steps: int = 100
+    decay_steps: int | None = None  # where the cosine reaches min_lr; default max_steps
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping
+    # evaluation, logging, checkpoints
+    eval_interval: int = 250
+    eval_batches: int = 20  # batches averaged for each train/val loss estimate
+    log_interval: int = 10
+    sample_tokens: int = 200  # length of the sample printed at each evaluation (0: none)
+    sample_prompt: str = ""
+    checkpoint_interval: int | None = None  # default: every evaluation
+    keep_checkpoints: int = 1
+    # system
+    seed: int = 1337
+    device: str = "auto"  # "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", "mps"
+    dtype: str = "auto"  # "auto" (bf16/fp16 autocast on CUDA, fp32 on CPU), "float32", "bfloat16", "float16"
+    compile: bool = False
+    threads: int | None = None  # CPU threads; default: PyTorch's choice (physical cores)
+    tensorboard: bool = False
+    out: str = "out/mini-stories"
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_batches", "log_interval")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise InputError(f"lr must be positive, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise InputError(f"warmup_steps must be 0 or more, got {self.warmup_steps}")
+        if self.batch_mode not in ("random", "sequential"):
+            raise InputError(f"batch_mode must be 'random' or 'sequential', got {self.batch_mode!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise InputError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+
+    @property
+    def floor_lr(self) -> float:
+        return self.min_lr if self.min_lr is not None else self.lr / 10
+
+    @property
+    def cosine_end(self) -> int:
+        return self.decay_steps if self.decay_steps is not None else self.max_steps
+
+    @property
+    def save_every(self) -> int:
+        return self.checkpoint_interval or self.eval_interval
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON recipe into a dict of TrainConfig fields (unknown keys refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"recipe file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
+            values = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            raise InputError(f"recipe {path} must end in .toml, .yaml, .yml or .json")
+    except InputError:
+        raise
+    except Exception as err:  # each parser has its own error class
+        raise CorruptFileError(f"cannot parse recipe {path}: {err}") from err
+    if not isinstance(values, dict):
+        raise CorruptFileError(f"recipe {path} must be a table of settings, not {type(values).__name__}")
+    values = {key.replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(set(values) - set(TrainConfig.field_names()))
+    if unknown:
+        raise InputError(f"recipe {path} has unknown settings: {', '.join(unknown)}")
+    return values
