@@ -1,0 +1,162 @@
+"""``fromzero data``: collect text into a corpus, describe a corpus, list the bundled ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from fromzero.cli import HelpFormatter
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser(
+        "data",
+        help="collect, describe and list text corpora",
+        description="Work with training text: build a corpus from web pages and files, "
+        "describe a corpus in numbers, list the corpora bundled with fromzero.",
+        formatter_class=HelpFormatter,
+    )
+    actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    collect = actions.add_parser(
+        "collect",
+        help="build a clean, deduplicated corpus from URLs, HTML files and text files",
+        description="Read each source (an http(s) URL, an .html file, a .txt file or a folder of "
+        ".txt files), extract and clean its text, drop short documents and duplicates, and "
+        "write the result atomically. A source that fails is skipped with its reason; if every "
+        "source fails nothing is written and the exit status is 2.\n\n"
+        "example: fromzero data collect notes.txt page.html https://example.org --out corpus.txt",
+        formatter_class=HelpFormatter,
+    )
+    collect.add_argument("sources", nargs="+", metavar="URL_OR_FILE", help="URLs, HTML files, text files or folders")
+    collect.add_argument(
+        "--out", required=True, type=Path,
+        help="output file: .jsonl gives one {text, source} record per line; anything else gives "
+        "text with documents separated by two blank lines (the format of the bundled stories)",
+    )  # fmt: skip
+    collect.add_argument("--min-chars", type=int, default=100, help="drop documents shorter than this many characters")
+    collect.add_argument("--no-dedup", action="store_true", help="keep exact and near-duplicate documents")
+    collect.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each URL")
+    collect.set_defaults(func=run_collect)
+
+    stats = actions.add_parser(
+        "stats",
+        help="describe a corpus: characters, words, documents, top words, JSONL fields",
+        description="Describe a text corpus (characters, words, lines, documents, unique "
+        "characters, most frequent words) or a JSONL file (records, fields, subjects, grades).\n\n"
+        "examples: fromzero data stats stories | fromzero data stats education_qa | "
+        "fromzero data stats my_notes.txt",
+        formatter_class=HelpFormatter,
+    )
+    stats.add_argument("source", metavar="FILE_OR_CORPUS", help="a bundled corpus name, a .txt/.jsonl file or a folder of .txt files")
+    stats.add_argument("--top", type=int, default=10, help="how many of the most frequent words to show")
+    stats.add_argument("--skip-bad", action="store_true", help="skip malformed JSONL lines instead of stopping at the first")
+    stats.add_argument("--json", action="store_true", help="print the numbers as JSON instead of tables")
+    stats.set_defaults(func=run_stats)
+
+    listing = actions.add_parser(
+        "list",
+        help="list the corpora bundled with fromzero",
+        description="List the bundled corpora with their kind, size, item counts and description.",
+        formatter_class=HelpFormatter,
+    )
+    listing.add_argument("--json", action="store_true", help="print the list as JSON instead of a table")
+    listing.set_defaults(func=run_list)
+
+
+def run_collect(args: argparse.Namespace) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from fromzero.console import console
+    from fromzero.data.collect import collect, skip_reason, write_collection
+    from fromzero.errors import InputError
+
+    if args.min_chars < 1:
+        raise InputError(f"--min-chars must be at least 1, got {args.min_chars}")
+    if args.timeout <= 0:
+        raise InputError(f"--timeout must be positive, got {args.timeout}")
+    with console.status("collecting..."):
+        collection = collect(args.sources, min_chars=args.min_chars, dedup=not args.no_dedup, timeout=args.timeout)
+    table = Table(title="fromzero data collect")
+    for column, justify in (("source", "left"), ("result", "left"), ("documents", "right"), ("characters", "right"), ("notes", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for report in collection.reports:
+        result = "[green]kept[/]" if report.ok else "[yellow]skipped[/]"
+        table.add_row(escape(report.source), result, str(report.kept), f"{report.chars:,}", escape(skip_reason(report, args.min_chars)))
+    console.print(table)
+    if not collection.documents:
+        raise InputError(f"nothing collected from {len(collection.reports)} source(s); {args.out} was not written")
+    write_collection(collection, args.out)
+    total = sum(len(doc) for doc in collection.documents)
+    console.print(f"wrote {len(collection.documents)} document(s), {total:,} characters, to {escape(str(args.out))}")
+
+
+def _stats_of(source: str, top: int, skip_bad: bool) -> dict[str, object]:
+    """{label: TextStats or JsonlStats} for one corpus name or path (several for a split corpus)."""
+    from fromzero.data.bundled import get_corpus, is_corpus_name
+    from fromzero.data.loading import load_jsonl, load_text
+    from fromzero.data.stats import jsonl_stats, text_stats
+
+    if is_corpus_name(source) and "/" not in source:
+        corpus = get_corpus(source)
+        if corpus.kind == "jsonl":
+            return {f"{source}/{part}": jsonl_stats(load_jsonl(f"{source}/{part}", skip_bad)) for part in corpus.parts}
+    is_jsonl = (is_corpus_name(source) and get_corpus(source.partition("/")[0]).kind == "jsonl") or (
+        not is_corpus_name(source) and Path(source).suffix.lower() == ".jsonl"
+    )
+    if is_jsonl:
+        return {source: jsonl_stats(load_jsonl(source, skip_bad))}
+    return {source: text_stats(load_text(source), top)}
+
+
+def run_stats(args: argparse.Namespace) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from fromzero.console import stdout
+    from fromzero.data.stats import TextStats
+
+    results = _stats_of(args.source, args.top, args.skip_bad)
+    if args.json:
+        print(json.dumps({label: asdict(stats) for label, stats in results.items()}, indent=2, ensure_ascii=False))
+        return
+    for label, stats in results.items():
+        table = Table(title=escape(label), show_header=False)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        if isinstance(stats, TextStats):
+            for name in ("characters", "words", "lines", "documents", "unique_characters"):
+                table.add_row(name.replace("_", " "), f"{getattr(stats, name):,}")
+            table.add_row("top words", escape(", ".join(f"{word} ({count:,})" for word, count in stats.top_words)))
+        else:
+            table.add_row("records", f"{stats.records:,}")
+            table.add_row("fields", escape(", ".join(f"{name} ({count})" for name, count in stats.fields.items())))
+            table.add_row("mean characters", escape(", ".join(f"{name} {mean:.0f}" for name, mean in stats.mean_chars.items())))
+            if stats.by_subject:
+                table.add_row("subjects", escape(", ".join(f"{name} ({count})" for name, count in stats.by_subject.items())))
+            if stats.by_grade:
+                table.add_row("grades", escape(", ".join(f"{name} ({count})" for name, count in stats.by_grade.items())))
+        stdout.print(table)
+
+
+def run_list(args: argparse.Namespace) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from fromzero.console import stdout
+    from fromzero.data.catalog import list_corpora
+
+    corpora = list_corpora()
+    if args.json:
+        print(json.dumps([asdict(info) for info in corpora], indent=2, ensure_ascii=False))
+        return
+    table = Table(title="bundled corpora")
+    for column, justify in (("name", "left"), ("kind", "left"), ("size", "right"), ("items", "left"), ("description", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for info in corpora:
+        items = ", ".join(f"{count:,} {part}" for part, count in info.counts.items())
+        table.add_row(info.name, info.kind, f"{info.size_bytes / 1024:,.0f} KB", items, escape(info.description))
+    stdout.print(table)
