@@ -18,6 +18,7 @@ from fromzero.errors import FromzeroError
 # Modules that add subcommands, in the order they appear in `fromzero --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "fromzero.data.cli",
+    "fromzero.classic.cli",
 )
 
 

@@ -91,7 +91,7 @@ class CharMLP:
         for start in range(0, len(x), batch_size):
             logp = log_softmax(self.forward(x[start : start + batch_size]).astype(np.float64))
             total -= logp[np.arange(len(logp)), y[start : start + batch_size]].sum()
-        return total / len(x)
+        return float(total / len(x))
 
     def perplexity(self, ids: list[int] | np.ndarray) -> float:
         """exp(mean cross-entropy): per character when the ids are characters."""
@@ -193,6 +193,6 @@ def train_char_mlp(
                 on_step(step, total)
         record = {"train_loss": running / len(x)}
         if val_ids is not None and len(val_ids):
-            record["val_loss"] = model.loss(val_ids)
+            record["val_loss"] = float(model.loss(val_ids))
         history.add(**record)
     return history

@@ -213,7 +213,28 @@ class NGramModel:
     def distribution(self, context: str | Sequence[Token] = ()) -> dict[Token, float]:
         """P(w | context) for every w in the vocabulary, as ``{token: probability}``."""
         self._check_fitted()
-        return {w: self.prob(context, w) for w in self.vocab}
+        ctx = self._context(context)
+        if self.smoothing == "kneser-ney":
+            return self._kn_distribution(ctx)
+        return {w: self.prob(ctx, w) for w in self.vocab}
+
+    def _kn_distribution(self, ctx: Context) -> dict[Token, float]:
+        """All of ``_kn`` at once: start uniform, then mix in each longer context in turn."""
+        dist = dict.fromkeys(self.vocab, 1 / len(self.vocab))
+        for start in range(len(ctx), -1, -1):  # suffixes of ctx, shortest (empty) first
+            sub, top = ctx[start:], start == 0
+            m, kind = len(sub) + 1, "raw" if top else "continuation"
+            level = self.raw[m] if top else self.continuation[m]
+            total = level.totals.get(sub, 0)
+            if total == 0:
+                continue  # context never seen: the lower order keeps all the mass
+            nexts = level.table[sub]
+            d = self.discounts[(kind, m)]
+            gamma = d * len(nexts) / total
+            dist = {w: gamma * p for w, p in dist.items()}
+            for w, c in nexts.items():
+                dist[w] += max(c - d, 0) / total
+        return dist
 
     def backoff(self, context: str | Sequence[Token]) -> Context:
         """The longest suffix of ``context`` that was seen as a context in training.

@@ -1,0 +1,177 @@
+"""Handlers of ``fromzero ngram ...``: train, generate, perplexity, show.
+
+A run directory holds ``ngram.json`` (the model), ``run.json`` (which data and split it was
+trained on, so ``perplexity`` can measure the same held-out text) and, for token models, the
+tokenizer's files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from argparse import Namespace
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from fromzero.classic.corpus import char_vocab, train_val_text
+from fromzero.classic.ngram import NGramModel
+from fromzero.classic.render import bar, heat, show_token
+from fromzero.console import console, stdout
+from fromzero.data import load_text
+from fromzero.errors import MissingFileError
+from fromzero.files import write_json
+
+MODEL_FILE, RUN_FILE = "ngram.json", "run.json"
+
+
+class _Codec:
+    """Text <-> tokens: characters by default, or a fromzero tokenizer's ids."""
+
+    def __init__(self, tokenizer=None):
+        self.tokenizer = tokenizer
+
+    def encode(self, text: str) -> list:
+        return list(text) if self.tokenizer is None else self.tokenizer.encode(text)
+
+    def decode(self, tokens: list) -> str:
+        return "".join(tokens) if self.tokenizer is None else self.tokenizer.decode(list(tokens))
+
+    @property
+    def unit(self) -> str:
+        return "characters" if self.tokenizer is None else "tokens"
+
+
+def _load(directory: Path) -> tuple[NGramModel, dict, _Codec]:
+    run_path = directory / RUN_FILE
+    if not run_path.is_file():
+        raise MissingFileError(f"no n-gram run in {directory}; train one with `fromzero ngram train --out {directory}`")
+    run = json.loads(run_path.read_text(encoding="utf-8"))
+    model = NGramModel.load(directory / MODEL_FILE)
+    tokenizer = None
+    if run.get("tokenizer"):
+        from fromzero.tokenizers import load_tokenizer
+
+        tokenizer = load_tokenizer(str(directory))
+    return model, run, _Codec(tokenizer)
+
+
+def train(args: Namespace) -> int:
+    codec = _Codec()
+    if args.tokenizer:
+        from fromzero.tokenizers import load_tokenizer
+
+        codec = _Codec(load_tokenizer(args.tokenizer))
+    train_text, val_text = train_val_text(args.data, args.val_fraction, args.seed)
+    train_tokens, val_tokens = codec.encode(train_text), codec.encode(val_text)
+    vocab = char_vocab(train_text, val_text) if codec.tokenizer is None else range(codec.tokenizer.vocab_size)
+    start = time.perf_counter()
+    with console.status(f"counting {args.order}-grams of {len(train_tokens):,} {codec.unit}"):
+        model = NGramModel(args.order, args.smoothing, k=args.k).fit(train_tokens, vocab=vocab)
+    seconds = time.perf_counter() - start
+    out = Path(args.out)
+    model.save(out / MODEL_FILE)
+    if codec.tokenizer is not None:
+        codec.tokenizer.save(str(out))
+    run = {
+        "data": args.data,
+        "val_fraction": args.val_fraction,
+        "seed": args.seed,
+        "tokenizer": codec.tokenizer is not None,
+        "train_tokens": len(train_tokens),
+        "fit_seconds": round(seconds, 3),
+    }
+    table = Table(title=f"{args.order}-gram model ({args.smoothing}) of {args.data}", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row(f"training {codec.unit}", f"{len(train_tokens):,}")
+    table.add_row("vocabulary", f"{len(model.vocab):,}")
+    for m in range(1, args.order + 1):
+        table.add_row(f"distinct {m}-grams", f"{sum(len(n) for n in model.raw[m].table.values()):,}")
+    table.add_row("fit time", f"{seconds:.2f} s")
+    if val_tokens:
+        evaluation = model.evaluate(val_tokens)
+        run["val_perplexity"] = evaluation.perplexity if evaluation.n_zero == 0 else None
+        table.add_row(f"val perplexity per {codec.unit[:-1]}", _ppl(evaluation.perplexity))
+    write_json(out / RUN_FILE, run)
+    stdout.print(table)
+    if val_tokens and evaluation.n_zero:
+        console.print(f"[yellow]{evaluation.explain()}[/]")
+    sample = codec.decode(model.sample(codec.encode(args.prompt), 200, 1.0, args.seed))
+    stdout.print(Text("sample: ", style="bold") + Text(args.prompt, style="bold cyan") + Text(sample))
+    console.print(f"[green]saved[/] {out / MODEL_FILE}; next: `fromzero ngram generate --model {out}`")
+    return 0
+
+
+def _ppl(value: float) -> str:
+    return "[bold red]inf[/]" if value == float("inf") else f"[bold]{value:.3f}[/]"
+
+
+def generate(args: Namespace) -> int:
+    model, _, codec = _load(Path(args.model))
+    tokens = model.sample(codec.encode(args.prompt), args.length, args.temperature, args.seed)
+    stdout.print(Text(args.prompt, style="bold cyan") + Text(codec.decode(tokens)))
+    return 0
+
+
+def perplexity(args: Namespace) -> int:
+    model, run, codec = _load(Path(args.model))
+    if args.text is not None:
+        label, text = "--text", args.text
+    elif args.data is not None:
+        label, text = args.data, load_text(args.data)
+    else:
+        label = f"{run['data']} (validation split, {run['val_fraction']:.0%}, seed {run['seed']})"
+        _, text = train_val_text(run["data"], run["val_fraction"], run["seed"])
+    evaluation = model.evaluate(codec.encode(text))
+    table = Table(title=f"perplexity of the {model.order}-gram model ({model.smoothing})", title_justify="left")
+    table.add_column("text")
+    table.add_column(codec.unit, justify="right")
+    table.add_column("cross-entropy (nats)", justify="right")
+    table.add_column("perplexity", justify="right")
+    table.add_row(label, f"{evaluation.n_tokens:,}", f"{evaluation.cross_entropy:.4f}", _ppl(evaluation.perplexity))
+    stdout.print(table)
+    if evaluation.n_zero:
+        console.print(f"[yellow]{evaluation.explain()}[/]")
+    return 0
+
+
+def show(args: Namespace) -> int:
+    model, _, codec = _load(Path(args.model))
+    decode = None if codec.tokenizer is None else codec.decode
+    if model.order >= 2:
+        top = model.top_bigrams(args.top)
+        table = Table(title=f"the {len(top)} most frequent pairs", title_justify="left")
+        for name, justify in (("pair", "left"), ("count", "right"), ("", "left")):
+            table.add_column(name, justify=justify)
+        for (a, b), count in top:
+            table.add_row(f"{show_token(a, decode)} {show_token(b, decode)}", f"{count:,}", bar(count / top[0][1]))
+        stdout.print(table)
+    context = codec.encode(args.context)
+    followers = model.followers(context, args.top)
+    shown = "".join(show_token(t, decode) for t in model._context(context)) or "(no context)"
+    table = Table(title=f"who follows {shown!s}?", title_justify="left")
+    for name, justify in (("next", "left"), ("count", "right"), ("P(next | context)", "right"), ("", "left")):
+        table.add_column(name, justify=justify)
+    for token, count, p in followers:
+        table.add_row(show_token(token, decode), f"{count:,}", f"{p:.3f}", bar(p))
+    stdout.print(table)
+    if model.order >= 2 and args.matrix:
+        _matrix(model, args.matrix, decode)
+    return 0
+
+
+def _matrix(model: NGramModel, size: int, decode) -> None:
+    """P(column | row) for the most frequent tokens, as a heat map of numbers."""
+    unigrams = model.raw[1].table[()]
+    tokens = sorted(unigrams, key=lambda t: -unigrams[t])[:size]
+    matrix = model.probability_matrix(tokens)
+    table = Table(title="P(column follows row), most frequent tokens", title_justify="left", padding=(0, 0))
+    table.add_column("")
+    for t in tokens:
+        table.add_column(show_token(t, decode), justify="center", min_width=4)
+    for t, row in zip(tokens, matrix):
+        table.add_row(show_token(t, decode), *(Text(f"{p * 100:3.0f}", style=f"on {heat(p)}") for p in row))
+    stdout.print(table)
+    stdout.print("[dim]cells are percentages; brighter = more likely[/]")

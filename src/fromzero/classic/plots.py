@@ -1,0 +1,81 @@
+"""Pictures of training, drawn headless with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fromzero.classic.history import History
+from fromzero.files import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_history(history: History, path: str | Path, title: str = "training") -> Path:
+    """Loss curves (every ``*loss`` metric) and, if recorded, accuracy, saved as a PNG."""
+    plt = _pyplot()
+    names = sorted({k for r in history.records for k in r if k != "epoch"})
+    losses = [n for n in names if n.endswith("loss")]
+    accuracies = [n for n in names if n.endswith("accuracy")]
+    panels = [p for p in (losses, accuracies) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, group, label in zip(axes[0], panels, ("loss", "accuracy")):
+        for name in group:
+            epochs = [r["epoch"] for r in history.records if r.get(name) is not None]
+            ax.plot(epochs, history.series(name), marker="o" if len(epochs) < 30 else None, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def decision_grid(predict: Callable[[np.ndarray], np.ndarray], lo: float = -0.5, hi: float = 1.5, n: int = 60) -> np.ndarray:
+    """P(class 1) of a 2-D classifier on an ``n x n`` grid over [lo, hi]^2 (one animation frame)."""
+    axis = np.linspace(lo, hi, n)
+    xx, yy = np.meshgrid(axis, axis)
+    return predict(np.stack([xx.ravel(), yy.ravel()], axis=1)).reshape(n, n)
+
+
+def animate_decision_boundary(
+    frames: list[tuple[int, np.ndarray]],
+    x: np.ndarray,
+    y: np.ndarray,
+    path: str | Path,
+    lo: float = -0.5,
+    hi: float = 1.5,
+    fps: int = 8,
+) -> Path:
+    """A looping GIF of how the decision boundary moves; ``frames`` are ``(epoch, decision_grid)``."""
+    plt = _pyplot()
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    image = ax.imshow(frames[0][1], origin="lower", extent=(lo, hi, lo, hi), cmap="RdBu", vmin=0, vmax=1)
+    ax.scatter(x[:, 0], x[:, 1], c=y, cmap="RdBu", edgecolors="black", s=120, vmin=0, vmax=1)
+    pictures = []
+    for epoch, grid in frames:
+        image.set_data(grid)
+        ax.set_title(f"epoch {epoch}")
+        fig.canvas.draw()
+        pictures.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB"))
+    plt.close(fig)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=1000 // fps, loop=0)
+    return path
