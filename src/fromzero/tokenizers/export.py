@@ -1,0 +1,72 @@
+"""Export a BPE tokenizer as a Hugging Face ``tokenizer.json``.
+
+Hugging Face's BPE differs from ours in one way: it stores *merges* (pairs, in priority order)
+instead of ranks of tokens. We recover each token's pair by encoding the token's own bytes with
+only the merges ranked before it: what remains is exactly the two parts our encoder joins to make
+it (a token whose bytes do not end in two parts is never built by merging, only found whole).
+With the same split regex, the byte-level alphabet, ``ignore_merges`` (a chunk that is itself a
+token is taken whole, as tiktoken does) and the special tokens, ``tokenizers`` then gives our ids.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from fromzero.files import write_json
+from fromzero.tokenizers.bpe import bpe_merge
+from fromzero.tokenizers.vocab_files import bytes_to_unicode
+
+if TYPE_CHECKING:
+    from fromzero.tokenizers.bpe import BPETokenizer
+
+HF_FILE = "tokenizer.json"
+
+
+def hf_tokenizer_dict(tok: "BPETokenizer") -> dict[str, Any]:
+    """The content of a ``tokenizer.json`` equivalent to ``tok``."""
+    char_of = bytes_to_unicode()
+
+    def show(token: bytes) -> str:
+        return "".join(char_of[b] for b in token)
+
+    merges = []
+    for token, rank in sorted(tok.ranks.items(), key=lambda item: item[1]):
+        parts = bpe_merge(token, tok.ranks, max_rank=rank)
+        if len(parts) == 2:
+            merges.append([show(parts[0]), show(parts[1])])
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {"id": i, "content": text, "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": True}
+            for text, i in sorted(tok.special_tokens.items(), key=lambda item: item[1])
+        ],
+        "normalizer": None,
+        "pre_tokenizer": {
+            "type": "Sequence",
+            "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": tok.pattern}, "behavior": "Isolated", "invert": False},
+                byte_level,
+            ],
+        },
+        "post_processor": None,
+        "decoder": byte_level,
+        "model": {
+            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
+            "vocab": {show(token): rank for token, rank in tok.ranks.items()},
+            "merges": merges,
+        },
+    }
+
+
+def write_hf_tokenizer_json(tok: "BPETokenizer", path: str | os.PathLike) -> None:
+    """Write ``tokenizer.json``; a directory path gets ``tokenizer.json`` inside it."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, HF_FILE)
+    write_json(path, hf_tokenizer_dict(tok), indent=None)
