@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from fromzero.models import KVCache
+
 
 class CachedDecoder:
     """Feeds a GPT-style model step by step; every call returns next-token logits of shape (rows, V).
@@ -26,16 +28,18 @@ class CachedDecoder:
         rows, prompt_len = input_ids.shape
         self.length = prompt_len
         self.padded = attention_mask is not None and not bool(attention_mask.all())
-        # the whole mask is allocated once: new tokens only flip the next column to "real"
+        # the cache and the mask are allocated once, at their final size: a step writes one
+        # more position into each instead of growing them
+        self.cache = KVCache.for_model(model, rows, prompt_len + max_new_tokens)
         self.mask = torch.ones(rows, prompt_len + max_new_tokens, dtype=torch.long,
                                device=input_ids.device)
-        if attention_mask is not None:
+        if self.padded:
             self.mask[:, :prompt_len] = attention_mask
-        self.cache = None
 
     def prefill(self) -> torch.Tensor:
         """Run the prompt; return the logits for the first new token."""
         mask = self.mask[:, :self.length]
+        # a row's first real token is position 0 (padding gets a dummy position; it is masked)
         positions = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
         self.next_position = mask.sum(-1, keepdim=True)
         return self._forward(self.input_ids, positions)
@@ -54,12 +58,13 @@ class CachedDecoder:
         self.next_position = self.next_position.index_select(0, rows)
 
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        # without padding the model's own defaults (no mask, positions past..past+T-1) are the
+        # right ones and let it take its fastest path
         output = self.model(
             input_ids,
             attention_mask=self.mask[:, :self.length] if self.padded else None,
-            position_ids=positions,
+            position_ids=positions if self.padded else None,
             past_key_values=self.cache,
             use_cache=True,
         )
-        self.cache = output.past_key_values
         return output.logits[:, -1, :].float()
