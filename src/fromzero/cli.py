@@ -18,7 +18,9 @@ from fromzero.errors import FromzeroError
 # Modules that add subcommands, in the order they appear in `fromzero --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "fromzero.data.cli",
+    "fromzero.tokenizers.cli",
     "fromzero.classic.cli",
+    "fromzero.training.cli",
 )
 
 

@@ -241,6 +241,14 @@ def load_checkpoint(
     return state, rng
 
 
+def saved_settings(directory: str | Path) -> dict:
+    """The run settings (a TrainConfig dict) stored in a checkpoint."""
+    record = _read_json(Path(directory) / TRAINER_FILE)
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise CorruptFileError(f"{Path(directory) / TRAINER_FILE} holds no run settings")
+    return record["settings"]
+
+
 # ----------------------------------------------------------------------------- helpers
 def _file_digest(path: Path) -> dict:
     digest = hashlib.sha256()
