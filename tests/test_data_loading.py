@@ -1,0 +1,172 @@
+"""fromzero.data: loading text and JSONL, cleaning, splitting, statistics, bundled paths."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fromzero.data import (
+    clean_text,
+    corpus_path,
+    jsonl_stats,
+    load_documents,
+    load_jsonl,
+    load_text,
+    read_jsonl,
+    split_documents,
+    text_stats,
+    train_val_split,
+)
+from fromzero.errors import CorruptFileError, InputError, MissingFileError
+
+
+def test_load_text_normalises_line_endings_and_bom(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes("\ufeffFirst line\r\nSecond line\rThird\n".encode("utf-8"))
+    assert load_text(path) == "First line\nSecond line\nThird\n"
+
+
+def test_folder_of_text_files_in_sorted_order_each_file_a_document(tmp_path):
+    (tmp_path / "b.txt").write_text("Bee story.\n\nSecond paragraph.\n", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.txt").write_text("Sea story.\n\n\nAnother sea story.", encoding="utf-8")
+    (tmp_path / "a.txt").write_text("Ant story.", encoding="utf-8")
+    (tmp_path / "notes.md").write_text("not a text corpus file", encoding="utf-8")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "x.txt").write_text("hidden", encoding="utf-8")
+    assert load_documents(tmp_path) == [
+        "Ant story.",
+        "Bee story.\n\nSecond paragraph.",
+        "Sea story.",
+        "Another sea story.",
+    ]
+    assert split_documents(load_text(tmp_path)) == load_documents(tmp_path)
+
+
+def test_documents_split_on_two_blank_lines_even_with_stray_spaces():
+    text = "One.\n\nStill one.\n \n\t\nTwo.\n\n\n\n\nThree.\n"
+    assert split_documents(text) == ["One.\n\nStill one.", "Two.", "Three."]
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "words"),
+    [
+        (None, MissingFileError, "does not exist"),
+        (b"", InputError, "is empty"),
+        (b"  \n\n\t \n", InputError, "is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", CorruptFileError, "binary"),
+        ("caf\u00e9".encode("latin-1"), CorruptFileError, "not UTF-8"),
+    ],
+    ids=["missing", "empty", "blank", "binary", "latin-1"],
+)
+def test_bad_text_files_give_clear_errors(tmp_path, content, error, words):
+    path = tmp_path / "input.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(error, match=words) as info:
+        load_text(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_folder_without_text_files_and_file_expected(tmp_path):
+    with pytest.raises(InputError, match="no .txt files"):
+        load_text(tmp_path)
+    with pytest.raises(InputError, match="is a folder"):
+        load_jsonl(tmp_path)
+
+
+def test_jsonl_reads_objects_and_ignores_blank_lines(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": "\u0939\u093f\u0902\u0926\u0940"}\n', encoding="utf-8")
+    assert load_jsonl(path) == [{"a": 1}, {"a": "\u0939\u093f\u0902\u0926\u0940"}]
+
+
+def test_malformed_jsonl_names_the_line_unless_skipping(tmp_path, capsys):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": \n[1, 2]\n{"a": 5}\n', encoding="utf-8")
+    with pytest.raises(CorruptFileError, match=r"line 3: not valid JSON .*and 1 more bad line"):
+        load_jsonl(path)
+    content = read_jsonl(path)
+    assert [(bad.line, bad.reason.split(" (")[0]) for bad in content.bad_lines] == [
+        (3, "not valid JSON"),
+        (4, "expected a JSON object, got list"),
+    ]
+    assert load_jsonl(path, skip_bad=True) == [{"a": 1}, {"a": 2}, {"a": 5}]
+    assert "skipped 2 bad line(s)" in capsys.readouterr().err
+
+
+def test_jsonl_with_only_bad_lines_is_an_error_even_when_skipping(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("not json\n", encoding="utf-8")
+    with pytest.raises(InputError, match="no valid records"):
+        load_jsonl(path, skip_bad=True)
+
+
+def test_bundled_names_resolve_to_package_files():
+    assert corpus_path("stories").name == "stories.txt"
+    assert corpus_path("education_qa").is_dir()
+    assert corpus_path("education_qa", "train") == corpus_path("education_qa/train")
+    with pytest.raises(InputError, match="unknown corpus 'poems'"):
+        corpus_path("poems")
+    with pytest.raises(InputError, match="no part 'dev'"):
+        corpus_path("education_qa", "dev")
+    with pytest.raises(InputError, match="JSONL corpus"):
+        load_text("education_qa")
+    assert load_text("stories") == corpus_path("stories").read_text(encoding="utf-8")
+
+
+def test_clean_text_normalises_unicode_whitespace_and_controls():
+    raw = "  Cafe\u0301\u00a0 au\tlait\r\nline\u2028two\x00\x07\ufeff  \n\n\n\n\nNext paragraph.  "
+    assert clean_text(raw) == "Caf\u00e9 au lait\nline\ntwo\n\nNext paragraph."
+    # Zero-width joiners belong to Indic scripts and must survive.
+    assert clean_text("\u0915\u094d\u200d\u0937") == "\u0915\u094d\u200d\u0937"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_clean_text_is_idempotent_and_leaves_no_control_characters(text):
+    cleaned = clean_text(text)
+    assert clean_text(cleaned) == cleaned
+    assert unicodedata.is_normalized("NFC", cleaned)
+    assert not any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in cleaned)
+    assert "\n\n\n" not in cleaned and cleaned == cleaned.strip()
+
+
+def test_train_val_split_is_deterministic_disjoint_and_complete():
+    items = list(range(100))
+    train, val = train_val_split(items, 0.2, seed=7)
+    assert (train, val) == train_val_split(items, 0.2, seed=7)
+    assert len(val) == 20 and sorted(train + val) == items
+    assert train == sorted(train) and val == sorted(val)
+    assert val != train_val_split(items, 0.2, seed=8)[1]
+    assert [len(part) for part in train_val_split(["a", "b"], 0.01)] == [1, 1]
+    with pytest.raises(InputError):
+        train_val_split(items, 1.0)
+    with pytest.raises(InputError):
+        train_val_split(["only"], 0.5)
+
+
+def test_text_stats_counts():
+    text = "The cat sat.\nThe cat didn't run.\n\n\nA new story: 42 cats!"
+    stats = text_stats(text, top=2)
+    assert (stats.characters, stats.lines, stats.documents) == (len(text), 5, 2)
+    assert stats.words == 12  # "didn't" is one word; "42" counts
+    assert stats.unique_characters == len(set(text))
+    assert stats.top_words == [("the", 2), ("cat", 2)]
+
+
+def test_jsonl_stats_counts_fields_subjects_and_grades():
+    records = [
+        {"instruction": "ab", "subject": "science", "grade": 6},
+        {"instruction": "abcd", "subject": "science", "grade": 7},
+        {"instruction": "abc", "subject": "civics"},
+    ]
+    stats = jsonl_stats(records)
+    assert stats.records == 3
+    assert stats.fields == {"instruction": 3, "subject": 3, "grade": 2}
+    assert stats.mean_chars["instruction"] == 3.0
+    assert stats.by_subject == {"science": 2, "civics": 1}
+    assert stats.by_grade == {"6": 1, "7": 1}
