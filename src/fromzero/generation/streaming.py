@@ -36,7 +36,8 @@ def stream(model: torch.nn.Module, tokenizer: TextTokenizer, prompt: str | list[
            config: GenerationConfig | None = None) -> Iterator[str]:
     """Yield the continuation of ``prompt`` (text or token ids) as text pieces, as they are made.
 
-    ``"".join(stream(...))`` equals decoding the generated tokens, cut before the first stop string.
+    ``"".join(stream(...))`` equals decoding the generated tokens, without a final eos token and
+    cut before the first stop string.
     Works with greedy decoding and sampling (beam search only knows its answer at the end).
     """
     config = (config or GenerationConfig()).validate()
@@ -55,8 +56,11 @@ def stream(model: torch.nn.Module, tokenizer: TextTokenizer, prompt: str | list[
         sent = 0
         text = ""
         for sequences in steps:
-            text = tokenizer.decode(sequences[0, prompt_len:].tolist())
-            cut = _stop_at(text, config.stop_strings)
+            new = sequences[0, prompt_len:].tolist()
+            if new[-1] in config.eos_ids:  # the row ends here; the eos token is not text
+                new.pop()
+            text = tokenizer.decode(new)
+            cut = stop_index(text, config.stop_strings)
             if cut is not None:
                 text = text[:cut]
                 break
@@ -68,7 +72,7 @@ def stream(model: torch.nn.Module, tokenizer: TextTokenizer, prompt: str | list[
             yield text[sent:]
 
 
-def _stop_at(text: str, stop_strings: list[str]) -> int | None:
+def stop_index(text: str, stop_strings: list[str]) -> int | None:
     """Index where the first stop string starts in ``text``, or None."""
     found = [text.find(stop) for stop in stop_strings]
     found = [i for i in found if i >= 0]

@@ -1,0 +1,172 @@
+"""``fromzero generate``: continue a prompt with a trained model or GPT-2, from the command line.
+
+The generated text goes to stdout (so it can be piped); model loading and notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import random
+from argparse import Namespace
+
+DESCRIPTION = """\
+Continue --prompt with a model: a folder written by training or save_pretrained (it holds the
+tokenizer too), or a GPT-2-family name (gpt2, distilgpt2, gpt2-medium...; downloaded once).
+
+Decoding: by default the next token is SAMPLED with temperature 0.8 from the 50 most likely
+(--top-k 50). --greedy (or --temperature 0) always takes the most likely token instead, and
+--num-beams B > 1 runs (deterministic) beam search. Sampling prints its seed: pass --seed to
+repeat a run exactly.
+
+Context: prompt + --max-new-tokens must fit the model's context (1024 tokens for GPT-2). A longer
+prompt is LEFT-truncated (its beginning is dropped) with a warning.
+An empty prompt ("") starts from <|endoftext|>, like GPT-2's unconditional samples.
+
+Examples:
+  fromzero generate --model gpt2 --prompt "Once upon a time" --max-new-tokens 40 --stream
+  fromzero generate --model runs/stories --prompt "The dragon" --greedy --repetition-penalty 1.3
+  fromzero generate --model distilgpt2 --prompt "Paris is" --num-beams 4 --num-return-sequences 2
+"""
+
+
+def add_commands(subparsers) -> None:
+    from fromzero.cli import HelpFormatter
+
+    p = subparsers.add_parser("generate", help="continue a prompt with a model (sampling, greedy, beam search)",
+                              description=DESCRIPTION, formatter_class=HelpFormatter)
+    p.add_argument("--model", required=True, help="model folder, or gpt2 / distilgpt2 / another GPT-2 hub name")
+    p.add_argument("--prompt", required=True, help="text to continue (\"\" = start from <|endoftext|>)")
+    p.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate at most")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature: lower = safer, higher = more surprising, 0 = greedy")
+    p.add_argument("--top-k", type=int, default=50, help="sample only among the k most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0,
+                   help="nucleus sampling: smallest set of tokens with this total probability (1 = off)")
+    p.add_argument("--min-p", type=float, default=None,
+                   help="drop tokens less likely than MIN_P x the most likely one's probability")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="> 1 discourages tokens already in the text (1.2-1.5 is typical; 1 = off)")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=0,
+                   help="never repeat an n-gram of this many tokens (0 = off)")
+    p.add_argument("--num-beams", type=int, default=1, help="beam search width (1 = no beam search)")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam search: > 0 favours longer sequences, < 0 shorter ones")
+    p.add_argument("--num-return-sequences", type=int, default=1,
+                   help="how many continuations to print (samples, or the best beams)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop when this text is generated; may be repeated")
+    p.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: a fresh one, printed)")
+    p.add_argument("--greedy", action="store_true", help="no sampling: always take the most likely token")
+    p.add_argument("--stream", action="store_true", help="print the text as it is generated")
+    p.set_defaults(func=run)
+
+
+def run(args: Namespace) -> int:
+    from fromzero.console import console
+    from fromzero.generation.config import GenerationConfig
+
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=not args.greedy and args.num_beams == 1,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+        num_beams=args.num_beams,
+        length_penalty=args.length_penalty,
+        num_return_sequences=args.num_return_sequences,
+        stop_strings=args.stop,
+        seed=args.seed,
+    ).validate()
+    if config.samples and config.seed is None:
+        config.seed = random.randrange(2**31)
+        console.print(f"[dim]sampling with seed {config.seed} (pass --seed {config.seed} to repeat)[/]")
+
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    eos = tokenizer.eot_id if tokenizer.eot_id is not None else model.config.eos_token_id
+    config.eos_token_id = eos
+    config.pad_token_id = eos
+    ids = prompt_ids(tokenizer, args.prompt, model.config.block_size, config.max_new_tokens)
+    if args.stream:
+        return _print_stream(model, tokenizer, ids, config)
+    return _print_all(model, tokenizer, ids, config)
+
+
+def load_model_and_tokenizer(spec: str):
+    """The model and its tokenizer: from the model folder, else GPT-2's for hub names."""
+    from fromzero.console import console
+    from fromzero.errors import MissingFileError
+    from fromzero.models import GPT
+    from fromzero.models.pretrained import model_directory
+    from fromzero.tokenizers import load_tokenizer
+
+    directory = model_directory(spec)
+    with console.status(f"loading {spec}"):
+        model = GPT.from_pretrained(directory)
+        try:
+            tokenizer = load_tokenizer(directory)
+        except MissingFileError:
+            tokenizer = load_tokenizer("gpt2")
+    if tokenizer.vocab_size > model.config.vocab_size:
+        from fromzero.errors import InputError
+
+        raise InputError(f"the tokenizer in {spec} has {tokenizer.vocab_size} tokens but the model only "
+                         f"{model.config.vocab_size}: they do not belong together")
+    console.print(f"[dim]{spec}: {model.num_params() / 1e6:.1f}M parameters, "
+                  f"context {model.config.block_size} tokens[/]")
+    return model, tokenizer
+
+
+def prompt_ids(tokenizer, prompt: str, context: int, max_new_tokens: int) -> list[int]:
+    """Encode the prompt; left-truncate it (with a warning) so prompt + new tokens fit the context."""
+    from fromzero.console import console
+    from fromzero.errors import InputError
+
+    if max_new_tokens >= context:
+        raise InputError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the "
+                         f"model's context of {context} tokens")
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        if tokenizer.eot_id is None:
+            raise InputError("the prompt is empty and this tokenizer has no <|endoftext|> to start from")
+        ids = [tokenizer.eot_id]
+    room = context - max_new_tokens
+    if len(ids) > room:
+        console.print(f"[yellow]warning:[/] the prompt has {len(ids)} tokens; keeping its last {room} so "
+                      f"that {max_new_tokens} new tokens fit the context of {context}")
+        ids = ids[-room:]
+    return ids
+
+
+def _print_all(model, tokenizer, ids: list[int], config) -> int:
+    import torch
+
+    from fromzero.generation.generate import generate
+    from fromzero.generation.streaming import stop_index
+
+    output = generate(model, torch.tensor([ids]), config, tokenizer=tokenizer)
+    for i, row in enumerate(output.tolist()):
+        new = row[len(ids):]
+        if config.eos_token_id in new:  # finished rows end with eos, then padding
+            new = new[:new.index(config.eos_token_id)]
+        text = tokenizer.decode(new)
+        text = text[:stop_index(text, config.stop_strings)]
+        if len(output) > 1:
+            print(f"--- {i + 1} ---")
+        print(tokenizer.decode(ids) + text, flush=True)
+    return 0
+
+
+def _print_stream(model, tokenizer, ids: list[int], config) -> int:
+    import sys
+
+    from fromzero.generation.streaming import stream
+
+    sys.stdout.write(tokenizer.decode(ids))
+    sys.stdout.flush()
+    for piece in stream(model, tokenizer, ids, config):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
