@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from fromzero.classic.layers import Layer
+from fromzero.classic.layers import Layer, Parameter
 
 
 def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -39,7 +39,8 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 def check_layer(layer: Layer, x: np.ndarray, seed: int = 0, eps: float = 1e-6) -> dict[str, float]:
     """Relative error of ``layer.backward`` for the input (if float) and for every parameter.
 
-    Returns ``{"input": err, "param0": err, ...}``; use float64 arrays.
+    Returns ``{"input": err, "weight": err, "bias": err, ...}`` (parameters by attribute
+    name); use float64 arrays.
     """
     out = layer.forward(x)
     upstream = np.random.default_rng(seed).standard_normal(out.shape)
@@ -54,6 +55,7 @@ def check_layer(layer: Layer, x: np.ndarray, seed: int = 0, eps: float = 1e-6) -
     errors = {}
     if np.issubdtype(x.dtype, np.floating):
         errors["input"] = relative_error(grad_x, numerical_gradient(loss, x, eps))
-    for i, p in enumerate(layer.parameters()):
-        errors[f"param{i}"] = relative_error(p.grad, numerical_gradient(loss, p.value, eps))
+    for name, p in vars(layer).items():
+        if isinstance(p, Parameter):
+            errors[name] = relative_error(p.grad, numerical_gradient(loss, p.value, eps))
     return errors

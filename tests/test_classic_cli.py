@@ -1,0 +1,92 @@
+"""`fromzero ngram ...` and `fromzero numpy-net ...` on a small corpus file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fromzero.cli import main
+
+STORY = "The fox ran to the river. It drank the cold water and sat in the sun.\nThen the fox went home."
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n\n".join(f"{STORY} Story {i}." for i in range(20)), encoding="utf-8")
+    return str(path)
+
+
+def test_ngram_commands(corpus, tmp_path, capsys):
+    out = str(tmp_path / "ngram")
+    assert main(["ngram", "train", "--data", corpus, "--order", "3", "--out", out, "--prompt", "The "]) == 0
+    assert "val perplexity" in capsys.readouterr().out
+    run = json.loads((tmp_path / "ngram" / "run.json").read_text())
+    assert run["data"] == corpus and run["val_perplexity"] > 1
+
+    assert main(["ngram", "generate", "--model", out, "--prompt", "The f", "--length", "30", "--seed", "1"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("The f") and len(first.strip()) >= 30
+    main(["ngram", "generate", "--model", out, "--prompt", "The f", "--length", "30", "--seed", "1"])
+    assert capsys.readouterr().out == first
+
+    assert main(["ngram", "perplexity", "--model", out]) == 0
+    assert f"{run['val_perplexity']:.3f}" in capsys.readouterr().out
+    assert main(["ngram", "perplexity", "--model", out, "--text", "The fox ran."]) == 0
+
+    assert main(["ngram", "show", "--model", out, "--context", "fo", "--matrix", "5"]) == 0
+    shown = capsys.readouterr().out
+    assert "who follows fo?" in shown and "most frequent pairs" in shown
+
+
+def test_unsmoothed_perplexity_is_reported_as_infinite(corpus, tmp_path, capsys):
+    out = str(tmp_path / "mle")
+    main(["ngram", "train", "--data", corpus, "--order", "2", "--smoothing", "none", "--out", out])
+    capsys.readouterr()
+    assert main(["ngram", "perplexity", "--model", out, "--text", "The fox ran, zzz."]) == 0
+    captured = capsys.readouterr()
+    assert "inf" in captured.out and "had probability 0" in captured.err
+
+
+def test_numpy_net_commands(corpus, tmp_path, capsys):
+    out = tmp_path / "net"
+    args = ["numpy-net", "train", "--data", corpus, "--out", str(out), "--epochs", "2", "--hidden", "32", "--context", "4"]
+    assert main(args) == 0
+    assert "val perplexity" in capsys.readouterr().out
+    assert {"config.json", "model.safetensors", "vocab.json", "history.json", "history.png"} <= {p.name for p in out.iterdir()}
+    assert main(["numpy-net", "generate", "--model", str(out), "--prompt", "The ", "--length", "20"]) == 0
+    assert capsys.readouterr().out.startswith("The ")
+    (out / "history.png").unlink()
+    assert main(["numpy-net", "plot", "--model", str(out)]) == 0
+    assert (out / "history.png").is_file()
+
+
+def test_toy_and_gradcheck(tmp_path, capsys):
+    gif = tmp_path / "xor.gif"
+    assert main(["numpy-net", "toy", "--gate", "xor", "--epochs", "300", "--gif", str(gif)]) == 0
+    assert "MLP 100%" in capsys.readouterr().out and gif.is_file()
+    assert main(["numpy-net", "gradcheck"]) == 0
+    assert "WRONG" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ngram", "train", "--order", "0"], "order must be an integer >= 1"),
+        (["numpy-net", "train", "--activation", "swish"], "unknown activation"),
+        (["ngram", "generate", "--model", "no/such/dir"], "no n-gram run"),
+        (["numpy-net", "generate", "--model", "no/such/dir"], "no char-MLP run"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_empty_text_is_a_clear_error(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n")
+    assert main(["ngram", "train", "--data", str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert "error" in capsys.readouterr().err
