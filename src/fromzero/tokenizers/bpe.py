@@ -29,7 +29,12 @@ from fromzero.tokenizers.base import Tokenizer, check_ids
 from fromzero.tokenizers.fast import make_fast_encoding
 from fromzero.tokenizers.gpt2 import load_gpt2_vocab
 from fromzero.tokenizers.patterns import GPT2_PATTERN, resolve_pattern
-from fromzero.tokenizers.vocab_files import read_gpt2_files, read_tiktoken_ranks, write_tiktoken_ranks
+from fromzero.tokenizers.vocab_files import (
+    read_gpt2_files,
+    read_hf_tokenizer_json,
+    read_tiktoken_ranks,
+    write_tiktoken_ranks,
+)
 
 RANKS_FILE = "fromzero_bpe_ranks.tiktoken"
 _CACHE_LIMIT = 200_000  # chunk encodings remembered before the cache is emptied
@@ -112,6 +117,12 @@ class BPETokenizer(Tokenizer):
     ) -> "BPETokenizer":
         """Read GPT-2-format files: ``encoder.json`` + ``vocab.bpe`` (HF: ``vocab.json`` + ``merges.txt``)."""
         ranks, specials = read_gpt2_files(encoder_json, vocab_bpe)
+        return cls(ranks, pattern, specials, name=name, fast=fast)
+
+    @classmethod
+    def from_hf(cls, tokenizer_json: str | os.PathLike, name: str = "bpe", fast: bool | None = None) -> "BPETokenizer":
+        """Read a Hugging Face byte-level BPE ``tokenizer.json`` (GPT-2's, or one from ``export_hf``)."""
+        ranks, specials, pattern = read_hf_tokenizer_json(tokenizer_json)
         return cls(ranks, pattern, specials, name=name, fast=fast)
 
     @classmethod

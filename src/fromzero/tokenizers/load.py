@@ -15,7 +15,8 @@ def load_tokenizer(spec: str | os.PathLike) -> Tokenizer:
 
     * ``"gpt2"``: GPT-2's vocabulary (``BPETokenizer.gpt2()``);
     * a directory written by any tokenizer's ``save(dir)`` (``fromzero_tokenizer.json`` says which kind);
-    * a Hugging Face GPT-2-style model directory with ``vocab.json`` + ``merges.txt``.
+    * a Hugging Face GPT-2-style directory with ``vocab.json`` + ``merges.txt`` or a byte-level BPE
+      ``tokenizer.json`` (what ``transformers`` 5 saves).
     """
     if str(spec) == "gpt2":
         return BPETokenizer.gpt2()
@@ -28,6 +29,9 @@ def load_tokenizer(spec: str | os.PathLike) -> Tokenizer:
         return Tokenizer.load(directory)
     if (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
         return BPETokenizer.from_files(directory / "vocab.json", directory / "merges.txt", name=directory.name)
+    if (directory / "tokenizer.json").is_file():
+        return BPETokenizer.from_hf(directory / "tokenizer.json", name=directory.name)
     raise MissingFileError(
-        f"{directory} holds no tokenizer: expected {CONFIG_FILE} (saved by fromzero) or vocab.json + merges.txt"
+        f"{directory} holds no tokenizer: expected {CONFIG_FILE} (saved by fromzero), "
+        f"vocab.json + merges.txt or tokenizer.json (Hugging Face)"
     )

@@ -4,7 +4,8 @@
   is both the token id and its merge priority (lower merges first). This is our own save format.
 * **GPT-2 / Hugging Face** (``encoder.json`` + ``vocab.bpe``, called ``vocab.json`` + ``merges.txt``
   by Hugging Face): tokens are bytes written as printable characters (see ``bytes_to_unicode``);
-  the JSON maps each to its id and the merges file lists merges in priority order.
+  the JSON maps each to its id and the merges file lists merges in priority order. Hugging Face's
+  ``tokenizer.json`` holds the same two tables, plus the split regex and the special tokens.
 """
 
 from __future__ import annotations
@@ -62,52 +63,80 @@ def write_tiktoken_ranks(path: str | os.PathLike, ranks: dict[bytes, int]) -> No
 
 
 def read_gpt2_files(encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike) -> tuple[dict[bytes, int], dict[str, int]]:
-    """Read GPT-2-format vocabulary files into ``(ranks, special_tokens)``.
-
-    Mergeable tokens are the 256 single bytes plus the result of every merge; any other entry of
-    the JSON (GPT-2 has exactly one, ``<|endoftext|>``) is a special token. Because our encoder
-    merges by the rank of the *merged* token (as tiktoken does), merge ``i`` must produce a token
-    whose id grows with ``i``; GPT-2's files satisfy this (merge ``i`` gives id ``256 + i``).
-    """
+    """Read GPT-2-format vocabulary files into ``(ranks, special_tokens)``."""
     encoder_path, merges_path = _existing(encoder_json), _existing(vocab_bpe)
     try:
         encoder = json.loads(encoder_path.read_text(encoding="utf-8"))
         merge_lines = merges_path.read_text(encoding="utf-8").splitlines()
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CorruptFileError(f"cannot read {encoder_path} / {merges_path}: {err}") from None
+    merges = [line for line in merge_lines if line.strip() and not line.startswith("#version")]
+    return ranks_from_merges(encoder, merges, f"{encoder_path} / {merges_path.name}")
+
+
+def read_hf_tokenizer_json(path: str | os.PathLike) -> tuple[dict[bytes, int], dict[str, int], str]:
+    """Read a Hugging Face byte-level BPE ``tokenizer.json`` into ``(ranks, special_tokens, pattern)``.
+
+    Accepts GPT-2's layout (a ``ByteLevel`` pre-tokenizer with its built-in regex) and ours
+    (a ``Split`` regex followed by ``ByteLevel``); other tokenizers are refused, not guessed at.
+    """
+    from fromzero.tokenizers.patterns import GPT2_PATTERN
+
+    path = _existing(path)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        model, pre = config["model"], config.get("pre_tokenizer") or {}
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CorruptFileError(f"{path} is not a Hugging Face tokenizer.json: {err!r}") from None
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    kinds = [step.get("type") for step in steps]
+    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
+        pattern = GPT2_PATTERN
+    elif kinds == ["Split", "ByteLevel"] and "Regex" in steps[0].get("pattern", {}) and not steps[1].get("use_regex"):
+        pattern = steps[0]["pattern"]["Regex"]
+    else:
+        pattern = ""
+    if model.get("type") != "BPE" or not pattern or config.get("normalizer") is not None:
+        raise CorruptFileError(f"{path} is not a byte-level BPE tokenizer (GPT-2 style); it cannot be read as one")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    encoder = dict(model.get("vocab", {}))
+    encoder.update({token["content"]: token["id"] for token in config.get("added_tokens", [])})
+    ranks, specials = ranks_from_merges(encoder, merges, str(path))
+    return ranks, specials, pattern
+
+
+def ranks_from_merges(encoder: dict[str, int], merges: list[str], where: str) -> tuple[dict[bytes, int], dict[str, int]]:
+    """Turn ``{byte-level token string: id}`` and merges ``"a b"`` into ``(ranks, special_tokens)``.
+
+    Mergeable tokens are the 256 single bytes plus the result of every merge; any other entry
+    (GPT-2 has exactly one, ``<|endoftext|>``) is a special token. Because our encoder merges by
+    the rank of the *merged* token (as tiktoken does), merge ``i`` must produce a token whose id
+    grows with ``i``; GPT-2's files satisfy this (merge ``i`` gives id ``256 + i``).
+    """
     if not isinstance(encoder, dict) or not encoder:
-        raise CorruptFileError(f"{encoder_path} should map token strings to ids")
-
+        raise CorruptFileError(f"{where}: the vocabulary should map token strings to ids")
     byte_of = {char: b for b, char in bytes_to_unicode().items()}
-
-    def to_bytes(token: str, where: Path) -> bytes:
-        try:
-            return bytes(byte_of[char] for char in token)
-        except KeyError:
-            raise CorruptFileError(f"{where}: {token!r} is not a byte-level token") from None
-
     ranks: dict[bytes, int] = {}
     for b, char in bytes_to_unicode().items():
         if char not in encoder:
-            raise CorruptFileError(f"{encoder_path} lacks the single-byte token {char!r} (byte {b})")
+            raise CorruptFileError(f"{where}: the vocabulary lacks the single-byte token {char!r} (byte {b})")
         ranks[bytes([b])] = encoder[char]
     last_rank = max(ranks.values())
-    for number, line in enumerate(merge_lines, start=1):
-        if line.startswith("#version") or not line.strip():
-            continue
-        parts = line.split(" ")
-        if len(parts) != 2:
-            raise CorruptFileError(f"{merges_path}, line {number}: expected two tokens separated by one space")
+    for number, merge in enumerate(merges, start=1):
+        parts = merge.split(" ")
         merged = "".join(parts)
-        if merged not in encoder:
-            raise CorruptFileError(f"{merges_path}, line {number}: merge result {merged!r} is not in {encoder_path.name}")
+        if len(parts) != 2 or merged not in encoder:
+            raise CorruptFileError(f"{where}, merge {number} {merge!r}: expected two tokens whose join is in the vocabulary")
         rank = encoder[merged]
         if rank <= last_rank:
             raise CorruptFileError(
-                f"{merges_path}, line {number}: ids must grow with merge order (rank-based BPE), "
+                f"{where}, merge {number}: ids must grow with merge order (rank-based BPE), "
                 f"but {merged!r} has id {rank} after id {last_rank}"
             )
-        ranks[to_bytes(merged, merges_path)] = last_rank = rank
+        try:
+            ranks[bytes(byte_of[char] for char in merged)] = last_rank = rank
+        except KeyError:
+            raise CorruptFileError(f"{where}, merge {number}: {merged!r} is not a byte-level token") from None
     mergeable_ids = set(ranks.values())
     specials = {token: i for token, i in encoder.items() if i not in mergeable_ids}
     return ranks, specials

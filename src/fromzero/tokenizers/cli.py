@@ -1,0 +1,160 @@
+"""``fromzero tokenizer train|encode|decode|show|export``: tokenizers from the command line.
+
+Results (ids, text) go to stdout so other programs can read them; status goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+
+EXAMPLE = "Hello prasad how are you doing?"
+COLOURS = ("on #3b4252", "on #5e3a48", "on #2e5141", "on #4c3f6b", "on #5a4b2a", "on #264a5c")
+
+
+def add_commands(subparsers) -> None:
+    from fromzero.cli import HelpFormatter as fmt
+
+    parser = subparsers.add_parser(
+        "tokenizer",
+        help="train, inspect and use tokenizers (char, word, byte-level BPE, GPT-2)",
+        description="Turn text into token ids and back. TOKENIZER is 'gpt2' (GPT-2's vocabulary, cached in\n"
+        "$FROMZERO_HOME/gpt2) or a folder written by `fromzero tokenizer train` or a model training run.",
+        formatter_class=fmt,
+    )
+    commands = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+
+    p = commands.add_parser("train", help="learn a vocabulary from a corpus and save it", formatter_class=fmt,
+                            description="Train a tokenizer and save it to --out. BPE starts from the 256 bytes and\n"
+                            "merges the most frequent pair until the vocabulary has --vocab-size tokens.")
+    p.add_argument("--input", required=True, help="bundled corpus name (e.g. stories), .txt file or folder of .txt files")
+    p.add_argument("--out", required=True, help="folder to save the tokenizer in")
+    p.add_argument("--kind", choices=("bpe", "char", "word"), default="bpe", help="which tokenizer to train")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="bpe: total tokens incl. bytes and specials (required); word: maximum size; char: unused")
+    p.add_argument("--pattern", default="gpt2", help="bpe: chunking regex, 'gpt2', 'gpt4' or your own regex")
+    p.add_argument("--special-tokens", nargs="*", default=["<|endoftext|>"], help="bpe: special tokens added after the merges")
+    p.add_argument("--hf", action="store_true", help="bpe: also write a Hugging Face tokenizer.json into --out")
+    p.add_argument("--lowercase", action="store_true", help="word: lower-case text before splitting")
+    p.add_argument("--min-freq", type=int, default=1, help="word: keep words seen at least this often")
+    p.add_argument("--unk", action="store_true", help="char: add [UNK] for unseen characters (else they are an error)")
+    p.add_argument("--pad", action="store_true", help="char: add [PAD] (id 0) for batching")
+    p.add_argument("--name", default=None, help="a label saved with the tokenizer (default: the --out folder name)")
+    p.set_defaults(func=train)
+
+    p = commands.add_parser("encode", help="print the ids of a text as a JSON list", formatter_class=fmt,
+                            description="Encode --text and print its token ids as a JSON list on stdout.")
+    p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved tokenizer folder")
+    p.add_argument("--text", required=True, help="text to encode")
+    p.add_argument("--allow-special", action="store_true", help="encode special tokens in the text (e.g. <|endoftext|>) as their ids")
+    p.set_defaults(func=encode)
+
+    p = commands.add_parser("decode", help="print the text of a JSON list of ids", formatter_class=fmt,
+                            description="Decode ids given as a JSON list, e.g. --ids \"[15496, 11]\".")
+    p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved tokenizer folder")
+    p.add_argument("--ids", required=True, help="JSON list of token ids")
+    p.set_defaults(func=decode)
+
+    p = commands.add_parser("show", help="show how a text is split into tokens, in colour", formatter_class=fmt,
+                            description="Print the text with each token on its own background colour, then the ids.")
+    p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved tokenizer folder")
+    p.add_argument("--text", default=EXAMPLE, help="text to split")
+    p.set_defaults(func=show)
+
+    p = commands.add_parser("export", help="write a BPE tokenizer for tiktoken or Hugging Face", formatter_class=fmt,
+                            description="--format hf writes tokenizer.json (tokenizers / transformers);\n"
+                            "--format tiktoken writes a ranks file for tiktoken.load.load_tiktoken_bpe.")
+    p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved BPE tokenizer folder")
+    p.add_argument("--format", choices=("hf", "tiktoken"), required=True, help="which format to write")
+    p.add_argument("--out", required=True, help="output file (or folder, for hf)")
+    p.set_defaults(func=export)
+
+
+def train(args: Namespace) -> None:
+    from pathlib import Path
+
+    from fromzero.console import console
+    from fromzero.data import load_text
+    from fromzero.errors import InputError
+    from fromzero.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
+
+    text = load_text(args.input)
+    name = args.name or Path(args.out).resolve().name
+    if args.kind == "bpe":
+        if args.vocab_size is None:
+            raise InputError("--vocab-size is required for BPE (e.g. 4096)")
+        tok = BPETokenizer.train(text, args.vocab_size, pattern=args.pattern, special_tokens=args.special_tokens,
+                                 name=name, verbose=True)
+        if args.hf:
+            tok.export_hf(Path(args.out, "tokenizer.json"))
+    elif args.kind == "word":
+        tok = WordTokenizer.train(text, lowercase=args.lowercase, min_freq=args.min_freq, max_size=args.vocab_size, name=name)
+    else:
+        tok = CharTokenizer.train(text, pad=args.pad, unk=args.unk, name=name)
+    tok.save(args.out)
+    console.print(f"[green]saved[/] {args.kind} tokenizer with {tok.vocab_size:,} tokens to {args.out}")
+
+
+def encode(args: Namespace) -> None:
+    from fromzero.tokenizers import BPETokenizer, load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    if isinstance(tok, BPETokenizer):
+        ids = tok.encode(args.text, allowed_special="all" if args.allow_special else frozenset())
+    else:
+        ids = tok.encode(args.text)
+    print(json.dumps(ids))
+
+
+def decode(args: Namespace) -> None:
+    from fromzero.errors import InputError
+    from fromzero.tokenizers import load_tokenizer
+
+    try:
+        ids = json.loads(args.ids)
+    except json.JSONDecodeError:
+        raise InputError(f"--ids must be a JSON list of integers such as \"[15496, 11]\", got {args.ids!r}") from None
+    if not isinstance(ids, list):
+        raise InputError(f"--ids must be a JSON list of integers, got {args.ids!r}")
+    print(load_tokenizer(args.tokenizer).decode(ids))
+
+
+def show(args: Namespace) -> None:
+    """Colour each token; tokens holding part of a character are grouped until it is complete."""
+    from rich.text import Text
+
+    from fromzero.console import stdout
+    from fromzero.tokenizers import BPETokenizer, load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    ids = tok.encode(args.text, allowed_special="all") if isinstance(tok, BPETokenizer) else tok.encode(args.text)
+    line, group, n_groups = Text(), [], 0
+    for i in ids:
+        group.append(i)
+        piece = tok.decode_bytes(group) if isinstance(tok, BPETokenizer) else tok.decode(group).encode("utf-8")
+        try:
+            shown = piece.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # part of a multi-byte character: wait for the rest
+        line.append(shown.replace("\n", "\\n\n"), style=COLOURS[n_groups % len(COLOURS)])
+        group, n_groups = [], n_groups + 1
+    if group:
+        line.append(tok.decode(group), style=COLOURS[n_groups % len(COLOURS)])
+    stdout.print(line)
+    stdout.print(f"[dim]{len(ids)} tokens, {len(args.text)} characters ({tok.name}, vocabulary {tok.vocab_size:,})[/]")
+    stdout.print(f"[dim]{json.dumps(ids)}[/]")
+
+
+def export(args: Namespace) -> None:
+    from fromzero.console import console
+    from fromzero.errors import InputError
+    from fromzero.tokenizers import BPETokenizer, load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    if not isinstance(tok, BPETokenizer):
+        raise InputError(f"only BPE tokenizers can be exported; {args.tokenizer} is a {tok.kind} tokenizer")
+    if args.format == "hf":
+        tok.export_hf(args.out)
+    else:
+        tok.export_tiktoken(args.out)
+    console.print(f"[green]wrote[/] {args.format} export of {tok.name} to {args.out}")
