@@ -13,26 +13,30 @@ Modules, in the order a run uses them:
 - :mod:`~fromzero.training.run`         the whole job behind ``fromzero train``
 """
 
-from fromzero.training.batches import BatchPlan, Batches
-from fromzero.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from fromzero.training.config import TrainConfig, read_recipe
-from fromzero.training.schedule import CosineSchedule
-from fromzero.training.shards import TokenShards, load_shards, write_shards
-from fromzero.training.trainer import LossNotFiniteError, Trainer, TrainResult
+import importlib
 
-__all__ = [
-    "BatchPlan",
-    "Batches",
-    "CosineSchedule",
-    "LossNotFiniteError",
-    "TokenShards",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "latest_checkpoint",
-    "load_checkpoint",
-    "load_shards",
-    "read_recipe",
-    "save_checkpoint",
-    "write_shards",
-]
+# Loaded on first use, so `fromzero --help` does not pay for importing torch.
+_EXPORTS = {
+    "BatchPlan": "batches",
+    "Batches": "batches",
+    "CosineSchedule": "schedule",
+    "LossNotFiniteError": "trainer",
+    "TokenShards": "shards",
+    "TrainConfig": "config",
+    "TrainResult": "trainer",
+    "Trainer": "trainer",
+    "latest_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "load_shards": "shards",
+    "read_recipe": "config",
+    "save_checkpoint": "checkpoint",
+    "train": "run",
+    "write_shards": "shards",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fromzero.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"fromzero.training.{_EXPORTS[name]}"), name)

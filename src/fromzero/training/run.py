@@ -157,7 +157,8 @@ def _resumed_config(config: TrainConfig, out: Path, given: set[str]) -> TrainCon
         changes[name] = value
     if "max_steps" in changes and saved.decay_steps is None:
         changes["decay_steps"] = saved.max_steps  # the cosine already run keeps its shape
-    return saved.replace(**changes, out=str(out))
+    changes["out"] = str(out)  # the directory may have been moved since
+    return saved.replace(**changes)
 
 
 # ---------------------------------------------------------------- data and tokenizer
