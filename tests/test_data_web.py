@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fromzero.data import extract_text_from_html, fetch_url, fetch_url_text
-from fromzero.errors import FromzeroError, InputError, OfflineError
+from fromzero.errors import InputError, OfflineError
 
 ARTICLE = """<!DOCTYPE html>
 <html><head><title>Site title</title><style>p { color: red }</style>
@@ -175,6 +175,10 @@ def test_unreachable_url_is_offline_error(closed_port_url):
     assert "\n" not in str(info.value)
 
 
-def test_only_http_urls(tmp_path):
-    with pytest.raises(FromzeroError, match="not an http"):
-        fetch_url(f"file://{tmp_path}/x.html")
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [("file:///etc/hostname", "not an http"), ("http://[bad", "not a valid URL"), ("http://a b.org/", "not a valid URL")],
+)
+def test_invalid_urls_are_input_errors(url, words):
+    with pytest.raises(InputError, match=words):
+        fetch_url(url)

@@ -27,7 +27,6 @@ class Corpus:
     kind: str  # "text": documents separated by two blank lines; "jsonl": one record per line
     path: str
     parts: dict[str, str]
-    required_fields: tuple[str, ...] = ()
 
     @property
     def card(self) -> str:
@@ -43,15 +42,8 @@ CORPORA: dict[str, Corpus] = {
             "jsonl",
             "education_qa",
             {"train": "education_qa/train.jsonl", "test": "education_qa/test.jsonl"},
-            ("instruction", "input", "output", "subject", "grade"),
         ),
-        Corpus(
-            "preferences",
-            "jsonl",
-            "preferences.jsonl",
-            {"pairs": "preferences.jsonl"},
-            ("prompt", "chosen", "rejected"),
-        ),
+        Corpus("preferences", "jsonl", "preferences.jsonl", {"pairs": "preferences.jsonl"}),
     )
 }
 

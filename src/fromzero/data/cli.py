@@ -8,6 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from fromzero.cli import HelpFormatter
+from fromzero.data.collect import DEFAULT_MIN_CHARS
+from fromzero.data.web import DEFAULT_TIMEOUT
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -30,15 +32,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "example: fromzero data collect notes.txt page.html https://example.org --out corpus.txt",
         formatter_class=HelpFormatter,
     )
-    collect.add_argument("sources", nargs="+", metavar="URL_OR_FILE", help="URLs, HTML files, text files or folders")
     collect.add_argument(
-        "--out", required=True, type=Path,
+        "sources", nargs="+", metavar="URL_OR_FILE", help="http(s) URLs, .html files, .txt files, folders of .txt files"
+    )
+    collect.add_argument(
+        "--out", required=True, type=Path, metavar="FILE",
         help="output file: .jsonl gives one {text, source} record per line; anything else gives "
         "text with documents separated by two blank lines (the format of the bundled stories)",
     )  # fmt: skip
-    collect.add_argument("--min-chars", type=int, default=100, help="drop documents shorter than this many characters")
+    collect.add_argument(
+        "--min-chars", type=int, default=DEFAULT_MIN_CHARS, metavar="N", help="drop documents shorter than N characters"
+    )
     collect.add_argument("--no-dedup", action="store_true", help="keep exact and near-duplicate documents")
-    collect.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each URL")
+    collect.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="seconds to wait for each URL"
+    )
     collect.set_defaults(func=run_collect)
 
     stats = actions.add_parser(
@@ -50,9 +58,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "fromzero data stats my_notes.txt",
         formatter_class=HelpFormatter,
     )
-    stats.add_argument("source", metavar="FILE_OR_CORPUS", help="a bundled corpus name, a .txt/.jsonl file or a folder of .txt files")
-    stats.add_argument("--top", type=int, default=10, help="how many of the most frequent words to show")
-    stats.add_argument("--skip-bad", action="store_true", help="skip malformed JSONL lines instead of stopping at the first")
+    stats.add_argument(
+        "source", metavar="FILE_OR_CORPUS", help="a bundled corpus name, a .txt or .jsonl file, or a folder of .txt files"
+    )
+    stats.add_argument("--top", type=int, default=10, metavar="N", help="how many of the most frequent words to show")
+    stats.add_argument("--skip-bad", action="store_true", help="skip malformed JSONL lines instead of stopping")
     stats.add_argument("--json", action="store_true", help="print the numbers as JSON instead of tables")
     stats.set_defaults(func=run_stats)
 
@@ -81,11 +91,12 @@ def run_collect(args: argparse.Namespace) -> None:
     with console.status("collecting..."):
         collection = collect(args.sources, min_chars=args.min_chars, dedup=not args.no_dedup, timeout=args.timeout)
     table = Table(title="fromzero data collect")
-    for column, justify in (("source", "left"), ("result", "left"), ("documents", "right"), ("characters", "right"), ("notes", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    for column in ("source", "result", "documents", "characters", "notes"):
+        table.add_column(column, justify="right" if column in ("documents", "characters") else "left", overflow="fold")
     for report in collection.reports:
         result = "[green]kept[/]" if report.ok else "[yellow]skipped[/]"
-        table.add_row(escape(report.source), result, str(report.kept), f"{report.chars:,}", escape(skip_reason(report, args.min_chars)))
+        notes = escape(skip_reason(report, args.min_chars))
+        table.add_row(escape(report.source), result, str(report.kept), f"{report.chars:,}", notes)
     console.print(table)
     if not collection.documents:
         raise InputError(f"nothing collected from {len(collection.reports)} source(s); {args.out} was not written")
@@ -95,21 +106,27 @@ def run_collect(args: argparse.Namespace) -> None:
 
 
 def _stats_of(source: str, top: int, skip_bad: bool) -> dict[str, object]:
-    """{label: TextStats or JsonlStats} for one corpus name or path (several for a split corpus)."""
+    """{label: TextStats or JsonlStats} for one corpus name or path (one per part of a split corpus)."""
     from fromzero.data.bundled import get_corpus, is_corpus_name
     from fromzero.data.loading import load_jsonl, load_text
     from fromzero.data.stats import jsonl_stats, text_stats
 
-    if is_corpus_name(source) and "/" not in source:
-        corpus = get_corpus(source)
+    if is_corpus_name(source):
+        name, _, part = source.partition("/")
+        corpus = get_corpus(name)
         if corpus.kind == "jsonl":
-            return {f"{source}/{part}": jsonl_stats(load_jsonl(f"{source}/{part}", skip_bad)) for part in corpus.parts}
-    is_jsonl = (is_corpus_name(source) and get_corpus(source.partition("/")[0]).kind == "jsonl") or (
-        not is_corpus_name(source) and Path(source).suffix.lower() == ".jsonl"
-    )
-    if is_jsonl:
+            labels = [f"{name}/{p}" for p in ([part] if part else corpus.parts)]
+            return {label: jsonl_stats(load_jsonl(label, skip_bad)) for label in labels}
+    elif Path(source).suffix.lower() == ".jsonl":
         return {source: jsonl_stats(load_jsonl(source, skip_bad))}
     return {source: text_stats(load_text(source), top)}
+
+
+def _listing(counts: dict[str, int]) -> str:
+    """``{"science": 3, "civics": 2}`` as ``science (3), civics (2)``, safe for rich markup."""
+    from rich.markup import escape
+
+    return escape(", ".join(f"{name} ({count:,})" for name, count in counts.items()))
 
 
 def run_stats(args: argparse.Namespace) -> None:
@@ -133,12 +150,13 @@ def run_stats(args: argparse.Namespace) -> None:
             table.add_row("top words", escape(", ".join(f"{word} ({count:,})" for word, count in stats.top_words)))
         else:
             table.add_row("records", f"{stats.records:,}")
-            table.add_row("fields", escape(", ".join(f"{name} ({count})" for name, count in stats.fields.items())))
-            table.add_row("mean characters", escape(", ".join(f"{name} {mean:.0f}" for name, mean in stats.mean_chars.items())))
+            table.add_row("fields", _listing(stats.fields))
+            means = ", ".join(f"{name} {mean:.0f}" for name, mean in stats.mean_chars.items())
+            table.add_row("mean characters", escape(means))
             if stats.by_subject:
-                table.add_row("subjects", escape(", ".join(f"{name} ({count})" for name, count in stats.by_subject.items())))
+                table.add_row("subjects", _listing(stats.by_subject))
             if stats.by_grade:
-                table.add_row("grades", escape(", ".join(f"{name} ({count})" for name, count in stats.by_grade.items())))
+                table.add_row("grades", _listing(stats.by_grade))
         stdout.print(table)
 
 
@@ -154,8 +172,8 @@ def run_list(args: argparse.Namespace) -> None:
         print(json.dumps([asdict(info) for info in corpora], indent=2, ensure_ascii=False))
         return
     table = Table(title="bundled corpora")
-    for column, justify in (("name", "left"), ("kind", "left"), ("size", "right"), ("items", "left"), ("description", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    for column in ("name", "kind", "size", "items", "description"):
+        table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
     for info in corpora:
         items = ", ".join(f"{count:,} {part}" for part, count in info.counts.items())
         table.add_row(info.name, info.kind, f"{info.size_bytes / 1024:,.0f} KB", items, escape(info.description))

@@ -9,9 +9,11 @@ page without text) is *skipped with its reason*, so one bad link does not lose t
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from fromzero.data.cleaning import clean_text
 from fromzero.data.dedup import DedupResult, deduplicate
@@ -63,7 +65,7 @@ def read_source(source: str, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
 
 
 def collect(
-    sources: list[str],
+    sources: Sequence[str | os.PathLike],
     *,
     min_chars: int = DEFAULT_MIN_CHARS,
     dedup: bool = True,
@@ -120,7 +122,8 @@ def write_collection(collection: Collection, path: str | Path) -> None:
     ends in ``.jsonl``, otherwise as text with two blank lines between documents."""
     path = Path(path)
     if path.suffix.lower() == ".jsonl":
-        lines = (json.dumps({"text": d, "source": s}, ensure_ascii=False) for d, s in zip(collection.documents, collection.sources))
+        pairs = zip(collection.documents, collection.sources)
+        lines = [json.dumps({"text": text, "source": source}, ensure_ascii=False) for text, source in pairs]
         write_text(path, "\n".join(lines) + "\n")
     else:
         write_text(path, DOCUMENT_SEPARATOR.join(collection.documents) + "\n")

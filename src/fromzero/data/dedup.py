@@ -55,6 +55,10 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b)
 
 
+def _hash32(shingle: str) -> int:
+    return int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=4).digest(), "little")
+
+
 class MinHasher:
     """MinHash signatures: ``num_perm`` random hash functions, keeping the minimum of each.
 
@@ -71,11 +75,7 @@ class MinHasher:
         self.b = rng.integers(0, 1 << 64, size=num_perm, dtype=np.uint64, endpoint=False)
 
     def signature(self, shingle_set: set[str]) -> np.ndarray:
-        hashes = np.fromiter(
-            (int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=4).digest(), "little") for s in shingle_set),
-            dtype=np.uint64,
-            count=len(shingle_set),
-        )
+        hashes = np.fromiter((_hash32(s) for s in shingle_set), dtype=np.uint64, count=len(shingle_set))
         mixed = (self.a[:, None] * hashes[None, :] + self.b[:, None]) >> np.uint64(32)
         return mixed.min(axis=1)
 
@@ -133,12 +133,10 @@ def deduplicate(
             signature = hasher.signature(doc_shingles)
             band_keys = [(band, signature[band * rows : (band + 1) * rows].tobytes()) for band in range(bands)]
             candidates = sorted({other for band_key in band_keys for other in buckets[band_key]})
-            match = next(
-                ((other, sim) for other in candidates if (sim := jaccard(doc_shingles, kept_shingles[other])) >= threshold),
-                None,
-            )
+            similarities = ((other, jaccard(doc_shingles, kept_shingles[other])) for other in candidates)
+            match = next(((other, sim) for other, sim in similarities if sim >= threshold), None)
             if match is not None:
-                result.near_duplicates.append((index, match[0], match[1]))
+                result.near_duplicates.append((index, *match))
                 continue
             kept_shingles[index] = doc_shingles
             for band_key in band_keys:

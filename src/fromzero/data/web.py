@@ -44,7 +44,10 @@ def fetch_url(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAU
     """Download ``url`` (http or https) and check status, content type and size."""
     if not is_url(url):
         raise InputError(f"{url!r} is not an http:// or https:// URL")
-    request = urllib.request.Request(url, headers={"User-Agent": f"fromzero/{__version__}"})
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": f"fromzero/{__version__}"})
+    except ValueError as err:
+        raise InputError(f"{url!r} is not a valid URL: {err}") from None
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             headers: Message = response.headers
@@ -61,6 +64,8 @@ def fetch_url(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAU
         raise OfflineError(f"cannot reach {url}: {err.reason}") from None
     except (TimeoutError, socket.timeout):
         raise OfflineError(f"{url} did not answer within {timeout:g} s") from None
+    except http.client.InvalidURL as err:
+        raise InputError(f"{url!r} is not a valid URL: {err}") from None
     except (OSError, http.client.HTTPException) as err:
         raise OfflineError(f"connection to {url} failed: {err}") from None
     if len(body) > max_bytes:
