@@ -121,7 +121,7 @@ def test_fast_and_python_paths_agree(trained, held_out):
         assert trained.decode(ids) == text
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=40))
 def test_round_trip_trained(trained, text):
     python = BPETokenizer(trained.ranks, trained.pattern, trained.special_tokens, fast=False)

@@ -133,7 +133,7 @@ def test_decode_replaces_partial_characters(fast, reference):
         fast.decode(["a"])
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=40))
 def test_round_trip_and_paths_agree(fast, python, text):
     ids = fast.encode(text, disallowed_special=())

@@ -181,10 +181,9 @@ class BPETokenizer(Tokenizer):
                     f"allowed_special={{{found.group()!r}}} to encode it as one token, or "
                     f"disallowed_special=() to encode it as plain text"
                 )
-        text = _replace_lone_surrogates(text)
         if self._fast is not None:
             return self._fast.encode(text, allowed_special=allowed, disallowed_special=())
-        return self._encode_python(text, allowed)
+        return self._encode_python(_replace_lone_surrogates(text), allowed)
 
     def _allowed(self, allowed_special: AbstractSet[str] | Literal["all"]) -> set[str]:
         if allowed_special == "all":

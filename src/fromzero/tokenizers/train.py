@@ -53,6 +53,8 @@ def train_bpe(
     chunks = count_chunks(texts, pattern, special_tokens)
     if not chunks:
         raise InputError("the training corpus is empty (no text besides special tokens)")
+    if verbose:
+        console.print(f"{sum(chunks.values()):,} chunks, {len(chunks):,} of them distinct; learning merges")
     words = [list(chunk.encode("utf-8")) for chunk in chunks]
     vocab = [bytes([b]) for b in range(256)]
     vocab = learn_merges(words, list(chunks.values()), vocab, n_tokens, verbose)
