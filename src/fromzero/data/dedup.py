@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -55,15 +56,11 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b)
 
 
-def _hash32(shingle: str) -> int:
-    return int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=4).digest(), "little")
-
-
 class MinHasher:
     """MinHash signatures: ``num_perm`` random hash functions, keeping the minimum of each.
 
-    Each shingle is first hashed to 32 bits with BLAKE2b (Python's ``hash()`` changes between
-    runs). Function ``i`` is *multiply-shift* hashing, ``((a_i * x + b_i) mod 2**64) >> 32``
+    Each shingle is first hashed to 32 bits with CRC-32 (fast, in the standard library, and
+    unlike Python's ``hash()`` the same in every run). Function ``i`` is *multiply-shift* hashing, ``((a_i * x + b_i) mod 2**64) >> 32``
     with random 64-bit ``a_i`` (odd) and ``b_i``: cheap in NumPy, whose ``uint64`` arithmetic
     wraps modulo ``2**64``, and it scrambles the order of the inputs well. (The textbook
     ``(a*x + b) mod p`` needs ``a`` as large as ``p`` to do so, which overflows 64 bits.)
@@ -75,7 +72,8 @@ class MinHasher:
         self.b = rng.integers(0, 1 << 64, size=num_perm, dtype=np.uint64, endpoint=False)
 
     def signature(self, shingle_set: set[str]) -> np.ndarray:
-        hashes = np.fromiter((_hash32(s) for s in shingle_set), dtype=np.uint64, count=len(shingle_set))
+        encoded = (shingle.encode("utf-8") for shingle in shingle_set)
+        hashes = np.fromiter(map(zlib.crc32, encoded), dtype=np.uint64, count=len(shingle_set))
         mixed = (self.a[:, None] * hashes[None, :] + self.b[:, None]) >> np.uint64(32)
         return mixed.min(axis=1)
 
