@@ -115,6 +115,11 @@ def test_collect_exits_2_and_writes_nothing_when_every_source_fails(sources, tmp
     assert list(tmp_path.glob("out.txt*")) == [] and list(tmp_path.glob(".out.txt*")) == []
 
 
+def test_collect_refuses_a_folder_as_output(sources, tmp_path, capsys):
+    assert main(["data", "collect", str(sources / "rice.html"), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

@@ -88,6 +88,8 @@ def run_collect(args: argparse.Namespace) -> None:
         raise InputError(f"--min-chars must be at least 1, got {args.min_chars}")
     if args.timeout <= 0:
         raise InputError(f"--timeout must be positive, got {args.timeout}")
+    if args.out.is_dir():
+        raise InputError(f"--out {args.out} is a folder; give a file name such as {args.out / 'corpus.txt'}")
     with console.status("collecting..."):
         collection = collect(args.sources, min_chars=args.min_chars, dedup=not args.no_dedup, timeout=args.timeout)
     table = Table(title="fromzero data collect")
