@@ -60,10 +60,11 @@ class MinHasher:
     """MinHash signatures: ``num_perm`` random hash functions, keeping the minimum of each.
 
     Each shingle is first hashed to 32 bits with CRC-32 (fast, in the standard library, and
-    unlike Python's ``hash()`` the same in every run). Function ``i`` is *multiply-shift* hashing, ``((a_i * x + b_i) mod 2**64) >> 32``
-    with random 64-bit ``a_i`` (odd) and ``b_i``: cheap in NumPy, whose ``uint64`` arithmetic
-    wraps modulo ``2**64``, and it scrambles the order of the inputs well. (The textbook
-    ``(a*x + b) mod p`` needs ``a`` as large as ``p`` to do so, which overflows 64 bits.)
+    unlike Python's ``hash()`` the same in every run). Function ``i`` is *multiply-shift*
+    hashing, ``((a_i * x + b_i) mod 2**64) >> 32`` with random 64-bit ``a_i`` (odd) and ``b_i``:
+    cheap in NumPy, whose ``uint64`` arithmetic wraps modulo ``2**64``, and it scrambles the
+    order of the inputs well. (The textbook ``(a*x + b) mod p`` needs ``a`` as large as ``p``
+    to do so, which overflows 64 bits.)
     """
 
     def __init__(self, num_perm: int = 128, seed: int = 0):
@@ -84,12 +85,8 @@ class DedupResult:
 
     documents: list[str] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)
-    exact_duplicates: list[tuple[int, int]] = field(default_factory=list)  # (removed, kept original)
+    exact_duplicates: list[tuple[int, int]] = field(default_factory=list)  # (removed, first identical)
     near_duplicates: list[tuple[int, int, float]] = field(default_factory=list)  # (removed, kept, Jaccard)
-
-    @property
-    def removed(self) -> int:
-        return len(self.exact_duplicates) + len(self.near_duplicates)
 
 
 def deduplicate(

@@ -170,7 +170,8 @@ def load_jsonl(source: Source, skip_bad: bool = False) -> list[dict]:
         more = len(content.bad_lines) - 1
         also = f" (and {more} more bad line{'s' * (more > 1)})" if more else ""
         raise CorruptFileError(
-            f"{content.path}: line {first.line}: {first.reason}{also}; pass skip_bad=True to skip bad lines"
+            f"{content.path}: line {first.line}: {first.reason}{also}; to skip bad lines use skip_bad=True "
+            "(--skip-bad on the command line)"
         )
     if content.bad_lines:
         from rich.markup import escape
