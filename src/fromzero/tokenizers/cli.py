@@ -39,7 +39,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--min-freq", type=int, default=1, help="word: keep words seen at least this often")
     p.add_argument("--unk", action="store_true", help="char: add [UNK] for unseen characters (else they are an error)")
     p.add_argument("--pad", action="store_true", help="char: add [PAD] (id 0) for batching")
-    p.add_argument("--name", default=None, help="a label saved with the tokenizer (default: the --out folder name)")
+    p.add_argument("--name", default=None, help="label saved with the tokenizer (None: the --out folder name)")
     p.set_defaults(func=train)
 
     p = commands.add_parser("encode", help="print the ids of a text as a JSON list", formatter_class=fmt,

@@ -115,20 +115,24 @@ def _apply_merge(
     first, second = pair
     delta: defaultdict[Pair, int] = defaultdict(int)
     for index in indices:
-        word, count = words[index], counts[index]
+        word = words[index]
         merged: list[int] = []
-        i = 0
-        while i < len(word):
-            if word[i] == first and i + 1 < len(word) and word[i + 1] == second:
+        i, n = 0, len(word)
+        while i < n:
+            if word[i] == first and i + 1 < n and word[i + 1] == second:
                 merged.append(new_id)
                 i += 2
             else:
                 merged.append(word[i])
                 i += 1
+        if len(merged) == len(word):  # stale index entry: an earlier merge took the pair away
+            continue
+        count = counts[index]
         for old_pair in zip(word, word[1:]):
             delta[old_pair] -= count
         for new_pair in zip(merged, merged[1:]):
             delta[new_pair] += count
-            where[new_pair].add(index)
+            if new_id in new_pair:  # pairs without the new token were in the word already
+                where[new_pair].add(index)
         words[index] = merged
     return delta
