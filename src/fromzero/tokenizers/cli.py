@@ -137,6 +137,7 @@ def show(args: Namespace) -> None:
         except UnicodeDecodeError:
             continue  # part of a multi-byte character: wait for the rest
         line.append(shown.replace("\n", "\\n\n"), style=COLOURS[n_groups % len(COLOURS)])
+        line.append(" " if tok.kind == "word" else "")  # word tokens lost their spacing
         group, n_groups = [], n_groups + 1
     if group:
         line.append(tok.decode(group), style=COLOURS[n_groups % len(COLOURS)])
