@@ -271,3 +271,28 @@ def test_bad_inputs_raise_input_errors(models):
         next(stream(ours, DigitTokenizer(), "1 2 3", GenerationConfig(num_beams=2)))
     with pytest.raises(InputError, match="empty"):
         next(stream(ours, DigitTokenizer(), "", GenerationConfig()))
+
+
+@pytest.mark.parametrize("mode,tolerance", [("bf16", 0.05), ("int8", 0.05)])
+def test_lighter_weights_stay_close_to_fp32(models, mode, tolerance):
+    import copy
+
+    from fromzero.generation.quantize import Int8Linear, quantize
+
+    _, ours = models
+    light = quantize(copy.deepcopy(ours), mode)
+    ids = prompts(4, 12, seed=11)
+    with torch.inference_mode():
+        reference = ours(ids).logits.log_softmax(-1)
+        approx = light(ids).logits.float().log_softmax(-1)
+    # the two next-token distributions are close (KL divergence, nats per token)
+    kl = (reference.exp() * (reference - approx)).sum(-1).mean()
+    assert float(kl) < tolerance
+    assert (approx.argmax(-1) == reference.argmax(-1)).float().mean() > 0.9
+    if mode == "int8":
+        assert isinstance(light.lm_head, Int8Linear) and not any(
+            isinstance(m, torch.nn.Linear) for m in light.modules())
+    out = generate(light, ids, GenerationConfig(max_new_tokens=5))
+    assert out.shape == (4, 17)
+    with pytest.raises(InputError, match="weight mode"):
+        quantize(ours, "int4")

@@ -72,6 +72,12 @@ def test_beams_and_several_sequences(model_dir, capsys):
     assert out.count("--- ") == 2 and out.count("the dog") >= 2
 
 
+def test_int8_weights_run(model_dir, capsys):
+    code, out, _ = run(capsys, "--model", str(model_dir), "--prompt", "the cat", "--greedy",
+                       "--max-new-tokens", "6", "--weights", "int8")
+    assert code == 0 and out.startswith("the cat")
+
+
 def test_long_prompt_is_left_truncated_with_a_warning(model_dir, capsys):
     code, out, err = run(capsys, "--model", str(model_dir), "--prompt", TEXT, "--greedy",
                          "--max-new-tokens", "10")

@@ -3,7 +3,8 @@
 ``generate(model, input_ids, config)`` returns prompt + new tokens (greedy, sampling with
 temperature / top-k / top-p / min-p, repetition penalty, no-repeat n-grams, beam search, batched
 left-padded prompts, stop strings), matching transformers token for token. ``stream(...)`` yields
-the text of one continuation as it is produced.
+the text of one continuation as it is produced. ``quantize(model, "bf16" | "int8")`` makes
+CPU decoding faster by storing the weights in fewer bytes.
 """
 
 from fromzero.generation.config import GenerationConfig
@@ -17,6 +18,7 @@ from fromzero.generation.processors import (
     top_k,
     top_p,
 )
+from fromzero.generation.quantize import quantize
 from fromzero.generation.streaming import stream
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "generate",
     "min_p",
     "no_repeat_ngram",
+    "quantize",
     "repetition_penalty",
     "stream",
     "temperature",

@@ -56,6 +56,8 @@ def add_commands(subparsers) -> None:
                    help="stop when this text is generated; may be repeated")
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: a fresh one, printed)")
     p.add_argument("--greedy", action="store_true", help="no sampling: always take the most likely token")
+    p.add_argument("--weights", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="weight precision for inference: bf16 and int8 decode faster on CPU, slightly less exactly")
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     p.set_defaults(func=run)
 
@@ -79,11 +81,14 @@ def run(args: Namespace) -> int:
         stop_strings=args.stop,
         seed=args.seed,
     ).validate()
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    if args.weights != "fp32":
+        from fromzero.generation.quantize import quantize
+
+        quantize(model, args.weights)
     if config.samples and config.seed is None:
         config.seed = random.randrange(2**31)
         console.print(f"[dim]sampling with seed {config.seed} (pass --seed {config.seed} to repeat)[/]")
-
-    model, tokenizer = load_model_and_tokenizer(args.model)
     eos = tokenizer.eot_id if tokenizer.eot_id is not None else model.config.eos_token_id
     config.eos_token_id = eos
     config.pad_token_id = eos

@@ -30,7 +30,10 @@ class CachedDecoder:
         self.padded = attention_mask is not None and not bool(attention_mask.all())
         # the cache and the mask are allocated once, at their final size: a step writes one
         # more position into each instead of growing them
-        self.cache = KVCache.for_model(model, rows, prompt_len + max_new_tokens)
+        config = model.config
+        activations = next(p for p in model.parameters() if p.is_floating_point())
+        self.cache = KVCache(config.n_layer, rows, config.n_head, config.n_embd // config.n_head,
+                             prompt_len + max_new_tokens, dtype=activations.dtype, device=input_ids.device)
         self.mask = torch.ones(rows, prompt_len + max_new_tokens, dtype=torch.long,
                                device=input_ids.device)
         if self.padded:

@@ -1,0 +1,139 @@
+"""Decoding speed: fromzero ``generate`` vs transformers ``generate`` on the same GPT-2 124M weights.
+
+A random GPT-2 small (124M parameters, fp32) is built with transformers, saved, and loaded into
+fromzero, so both run identical weights. Each measurement generates 128 new tokens greedily after
+a 32-token prompt, at batch 1 and batch 8; the two libraries alternate, and the table reports the
+median tokens/s over the repeats. The two outputs are also checked to be the same tokens.
+
+    flock /tmp/fromzero-bench.lock python benchmarks/generation_speed.py          # full run
+    flock /tmp/fromzero-bench.lock python benchmarks/generation_speed.py --quick  # smoke run
+
+At batch 1 decoding is bound by reading every weight once per token (~498 MB in fp32), so the
+ceiling is memory bandwidth / 498 MB; the table shows that bound for a bandwidth measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from fromzero.files import write_json
+
+RESULTS = Path(__file__).parent / "results" / "generation_speed.json"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small run: 16 new tokens, 1 repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per library and batch size")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    return parser.parse_args()
+
+
+def build_models(directory: Path):
+    """A random GPT-2 small in transformers and the same weights in fromzero."""
+    import transformers
+
+    from fromzero.models import GPT
+
+    torch.manual_seed(0)
+    # no eos: every run generates exactly --new-tokens tokens
+    config = transformers.GPT2Config(bos_token_id=None, eos_token_id=None)
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    hf.save_pretrained(directory)
+    ours = GPT.from_pretrained(directory).eval()
+    return hf, ours
+
+
+def read_bandwidth_gbs(size_mb: int = 512, repeats: int = 5) -> float:
+    """Memory read bandwidth (GB/s): the best of a few full sums over a buffer larger than caches."""
+    buffer = torch.ones(size_mb * 2**20 // 4)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        buffer.sum()
+        best = min(best, time.perf_counter() - start)
+    return buffer.numel() * 4 / best / 1e9
+
+
+def time_hf(hf, ids: torch.Tensor, new_tokens: int) -> tuple[float, torch.Tensor]:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                          min_new_tokens=None, do_sample=False, pad_token_id=0)
+    return time.perf_counter() - start, out
+
+
+def time_ours(model, ids: torch.Tensor, new_tokens: int) -> tuple[float, torch.Tensor]:
+    from fromzero.generation import GenerationConfig, generate
+
+    start = time.perf_counter()
+    out = generate(model, ids, GenerationConfig(max_new_tokens=new_tokens))
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    from rich.table import Table
+
+    import transformers
+
+    from fromzero.console import console, stdout
+
+    args = parse_args()
+    if args.quick:
+        args.repeats, args.new_tokens = 1, 16
+    with tempfile.TemporaryDirectory() as tmp:
+        hf, ours = build_models(Path(tmp))
+    weight_mb = sum(p.numel() * p.element_size() for p in ours.parameters()) / 1e6
+    bandwidth = read_bandwidth_gbs()
+    console.print(f"GPT-2 124M random weights ({weight_mb:.0f} MB fp32), threads={torch.get_num_threads()}, "
+                  f"read bandwidth {bandwidth:.1f} GB/s")
+
+    rows = []
+    for batch in args.batch_sizes:
+        ids = torch.randint(0, 50257, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(batch))
+        time_hf(hf, ids, 4)  # warm-up: first calls allocate and pick kernels
+        time_ours(ours, ids, 4)
+        rates: dict[str, list[float]] = {"transformers": [], "fromzero": []}
+        for repeat in range(args.repeats):
+            seconds_hf, out_hf = time_hf(hf, ids, args.new_tokens)
+            seconds_ours, out_ours = time_ours(ours, ids, args.new_tokens)
+            rates["transformers"].append(batch * args.new_tokens / seconds_hf)
+            rates["fromzero"].append(batch * args.new_tokens / seconds_ours)
+            same = torch.equal(out_hf, out_ours)
+            console.print(f"batch {batch} run {repeat + 1}: transformers {rates['transformers'][-1]:.1f} tok/s, "
+                          f"fromzero {rates['fromzero'][-1]:.1f} tok/s, same tokens: {same}")
+        hf_rate = statistics.median(rates["transformers"])
+        our_rate = statistics.median(rates["fromzero"])
+        rows.append(dict(batch=batch, transformers_tok_s=hf_rate, fromzero_tok_s=our_rate,
+                         speedup=our_rate / hf_rate, same_tokens=same,
+                         runs_transformers=rates["transformers"], runs_fromzero=rates["fromzero"]))
+
+    bound = bandwidth * 1e3 / weight_mb
+    table = Table(title=f"greedy decoding, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
+                        f"median of {args.repeats}")
+    for column in ("batch", "transformers tok/s", "fromzero tok/s", "speedup", "same tokens"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row["batch"]), f"{row['transformers_tok_s']:.1f}", f"{row['fromzero_tok_s']:.1f}",
+                      f"{row['speedup']:.2f}x", str(row["same_tokens"]))
+    stdout.print(table)
+    stdout.print(f"batch-1 fp32 bound (bandwidth / weight bytes): {bound:.1f} tok/s")
+    write_json(RESULTS, dict(
+        benchmark="generation_speed", quick=args.quick, prompt_tokens=args.prompt_tokens,
+        new_tokens=args.new_tokens, repeats=args.repeats, threads=torch.get_num_threads(),
+        torch=torch.__version__, transformers=transformers.__version__, weight_mb=weight_mb,
+        read_bandwidth_gb_s=bandwidth, batch1_bound_tok_s=bound, results=rows,
+    ))
+    console.print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
