@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     stdout.print(table)
     table = Table(title="BPE training, GPT-4 pattern")
     for col in ("corpus", "vocab", "fromzero s", "HF tokenizers s", "naive s (extrap.)", "x HF", "x faster than naive"):
-        table.add_column(col, justify="left" if col == "corpus" else "right")
+        table.add_column(col, justify="left" if col == "corpus" else "right", no_wrap=col == "corpus")
     for r in train_rows:
         table.add_row(r["corpus"], str(r["vocab_size"]), f"{r['fromzero_s']:.2f}", f"{r['hf_tokenizers_s']:.2f}",
                       f"{r['naive_s_extrapolated']:.0f}", f"{r['fromzero_vs_hf']:.2f}", f"{r['speedup_vs_naive']:.0f}")
