@@ -121,7 +121,7 @@ def test_cli_train_encode_decode_show_export(tmp_path, capsys):
     out = tmp_path / "tok"
     assert main(["tokenizer", "train", "--input", str(corpus), "--vocab-size", "300", "--out", str(out),
                  "--pattern", "gpt4", "--hf"]) == 0
-    assert (out / "tokenizer.json").is_file()
+    assert (out / "tokenizer.json").is_file() and (out / "tokenizer_config.json").is_file()
     tok = load_tokenizer(out)
     assert tok.name == "tok" and tok.vocab_size == 300
     capsys.readouterr()

@@ -201,6 +201,11 @@ def test_export_hf_gives_identical_ids(trained, held_out, tmp_path):
         assert hf.decode(expected, skip_special_tokens=False) == text
     back = BPETokenizer.from_hf(path)
     assert (back.ranks, back.pattern, back.special_tokens) == (trained.ranks, trained.pattern, trained.special_tokens)
+    auto = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert auto.eos_token_id == trained.eot_id
+    for text in held_out[:3]:
+        assert auto.encode(text) == python.encode(text)
+        assert auto.decode(python.encode(text)) == text
 
 
 def test_export_hf_of_gpt2_reproduces_its_merges(gpt2_files, tmp_path):

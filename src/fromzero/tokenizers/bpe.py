@@ -264,7 +264,11 @@ class BPETokenizer(Tokenizer):
         write_tiktoken_ranks(path, self.ranks)
 
     def export_hf(self, path: str | os.PathLike) -> None:
-        """Write a Hugging Face ``tokenizer.json`` that gives the same ids as ``encode``."""
+        """Write a Hugging Face ``tokenizer.json`` that gives the same ids as ``encode``.
+
+        Given a directory (e.g. a model folder), also writes ``tokenizer_config.json`` so that
+        ``transformers.AutoTokenizer.from_pretrained(dir)`` loads it.
+        """
         from fromzero.tokenizers.export import write_hf_tokenizer_json
 
         write_hf_tokenizer_json(self, path)

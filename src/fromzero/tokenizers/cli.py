@@ -34,7 +34,7 @@ def add_commands(subparsers) -> None:
                    help="bpe: total tokens incl. bytes and specials (required); word: maximum size; char: unused")
     p.add_argument("--pattern", default="gpt2", help="bpe: chunking regex, 'gpt2', 'gpt4' or your own regex")
     p.add_argument("--special-tokens", nargs="*", default=["<|endoftext|>"], help="bpe: special tokens added after the merges")
-    p.add_argument("--hf", action="store_true", help="bpe: also write a Hugging Face tokenizer.json into --out")
+    p.add_argument("--hf", action="store_true", help="bpe: also write Hugging Face tokenizer.json + tokenizer_config.json into --out")
     p.add_argument("--lowercase", action="store_true", help="word: lower-case text before splitting")
     p.add_argument("--min-freq", type=int, default=1, help="word: keep words seen at least this often")
     p.add_argument("--unk", action="store_true", help="char: add [UNK] for unseen characters (else they are an error)")
@@ -86,7 +86,8 @@ def train(args: Namespace) -> None:
         tok = BPETokenizer.train(text, args.vocab_size, pattern=args.pattern, special_tokens=args.special_tokens,
                                  name=name, verbose=True)
         if args.hf:
-            tok.export_hf(Path(args.out, "tokenizer.json"))
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            tok.export_hf(args.out)
     elif args.kind == "word":
         tok = WordTokenizer.train(text, lowercase=args.lowercase, min_freq=args.min_freq, max_size=args.vocab_size, name=name)
     else:

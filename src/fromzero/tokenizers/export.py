@@ -11,9 +11,11 @@ token is taken whole, as tiktoken does) and the special tokens, ``tokenizers`` t
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fromzero.files import write_json
+from fromzero.tokenizers.base import EOT
 from fromzero.tokenizers.bpe import bpe_merge
 from fromzero.tokenizers.vocab_files import bytes_to_unicode
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from fromzero.tokenizers.bpe import BPETokenizer
 
 HF_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"
 
 
 def hf_tokenizer_dict(tok: "BPETokenizer") -> dict[str, Any]:
@@ -64,9 +67,20 @@ def hf_tokenizer_dict(tok: "BPETokenizer") -> dict[str, Any]:
     }
 
 
+def hf_tokenizer_config(tok: "BPETokenizer") -> dict[str, Any]:
+    """``tokenizer_config.json``: lets ``AutoTokenizer.from_pretrained(dir)`` load ``tokenizer.json``
+    as it is, and names the end-of-text token; no clean-up of spaces, so decoding is exact."""
+    config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False}
+    if tok.eot_id is not None:
+        config.update(bos_token=EOT, eos_token=EOT)
+    return config
+
+
 def write_hf_tokenizer_json(tok: "BPETokenizer", path: str | os.PathLike) -> None:
-    """Write ``tokenizer.json``; a directory path gets ``tokenizer.json`` inside it."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, HF_FILE)
+    """Write ``tokenizer.json`` at ``path``; given a directory, write ``tokenizer.json`` and
+    ``tokenizer_config.json`` inside it, which ``transformers.AutoTokenizer`` loads directly."""
+    path = Path(path)
+    if path.is_dir():
+        write_json(path / CONFIG_FILE, hf_tokenizer_config(tok))
+        path = path / HF_FILE
     write_json(path, hf_tokenizer_dict(tok), indent=None)
