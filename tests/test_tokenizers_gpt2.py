@@ -221,6 +221,9 @@ def test_bad_vocabulary_files(gpt2_files, tmp_path):
         BPETokenizer.from_files(gpt2_files["encoder.json"], tmp_path / "vocab.bpe")
     with pytest.raises(MissingFileError):
         BPETokenizer.from_files(tmp_path / "absent.json", gpt2_files["vocab.bpe"])
+    (tmp_path / "tokenizer.json").write_text('{"model": {"type": "WordPiece"}, "normalizer": null}', encoding="utf-8")
+    with pytest.raises(CorruptFileError, match="not a byte-level BPE"):
+        load_tokenizer(tmp_path)
     (tmp_path / "bad.tiktoken").write_text("!!notbase64 0\n", encoding="utf-8")
     with pytest.raises(CorruptFileError, match="line 1"):
         BPETokenizer.from_tiktoken(tmp_path / "bad.tiktoken")

@@ -90,7 +90,9 @@ def read_hf_tokenizer_json(path: str | os.PathLike) -> tuple[dict[bytes, int], d
         raise CorruptFileError(f"{path} is not a Hugging Face tokenizer.json: {err!r}") from None
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     kinds = [step.get("type") for step in steps]
-    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
+    if any(step.get("add_prefix_space") for step in steps):
+        pattern = ""  # a space added in front of every text: not GPT-2's behaviour, not supported
+    elif kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
         pattern = GPT2_PATTERN
     elif kinds == ["Split", "ByteLevel"] and "Regex" in steps[0].get("pattern", {}) and not steps[1].get("use_regex"):
         pattern = steps[0]["pattern"]["Regex"]
