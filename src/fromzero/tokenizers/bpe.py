@@ -96,7 +96,9 @@ class BPETokenizer(Tokenizer):
     def _check_vocab(self) -> None:
         missing = [b for b in range(256) if bytes([b]) not in self.ranks]
         if missing:
-            raise InputError(f"a byte-level vocabulary needs all 256 single bytes; missing {len(missing)}, e.g. byte {missing[0]}")
+            raise InputError(
+                f"a byte-level vocabulary needs all 256 single bytes; {len(missing)} missing, e.g. byte {missing[0]}"
+            )
         ids = [*self.ranks.values(), *self.special_tokens.values()]
         if len(set(ids)) != len(ids):
             raise InputError("token ids must be unique (a special token reuses an id of the vocabulary?)")
@@ -191,7 +193,8 @@ class BPETokenizer(Tokenizer):
         unknown = set(allowed_special) - set(self.special_tokens)
         if unknown:
             raise InputError(
-                f"unknown special token(s) {sorted(unknown)}; this tokenizer has {sorted(self.special_tokens) or 'none'}"
+                f"unknown special token(s) {sorted(unknown)}; "
+                f"this tokenizer has {sorted(self.special_tokens) or 'none'}"
             )
         return set(allowed_special)
 

@@ -43,7 +43,9 @@ class CharTokenizer(Tokenizer):
         self._token_of = [*specials, *chars]
 
     @classmethod
-    def train(cls, texts: str | Iterable[str], pad: bool = False, unk: bool = False, name: str = "char") -> "CharTokenizer":
+    def train(
+        cls, texts: str | Iterable[str], pad: bool = False, unk: bool = False, name: str = "char"
+    ) -> "CharTokenizer":
         """Vocabulary = every character of ``texts``, sorted by code point (deterministic)."""
         seen: set[str] = set()
         for text in [texts] if isinstance(texts, str) else texts:

@@ -23,7 +23,7 @@ def load_tokenizer(spec: str | os.PathLike) -> Tokenizer:
     directory = Path(spec)
     if not directory.is_dir():
         if str(spec) == "char":
-            raise InputError("'char' is not a ready-made tokenizer: build one from a corpus with CharTokenizer.train(text)")
+            raise InputError("'char' is not a ready-made tokenizer: build one with CharTokenizer.train(text)")
         raise MissingFileError(f"no tokenizer at {spec!r}: give 'gpt2' or a directory saved with tok.save(dir)")
     if (directory / CONFIG_FILE).is_file():
         return Tokenizer.load(directory)

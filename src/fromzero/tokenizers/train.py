@@ -67,7 +67,9 @@ def train_bpe(
     return ranks, {token: len(vocab) + i for i, token in enumerate(special_tokens)}
 
 
-def learn_merges(words: list[list[int]], counts: list[int], vocab: list[bytes], n_tokens: int, verbose: bool) -> list[bytes]:
+def learn_merges(
+    words: list[list[int]], counts: list[int], vocab: list[bytes], n_tokens: int, verbose: bool
+) -> list[bytes]:
     """Merge the most frequent pair until ``vocab`` holds ``n_tokens`` tokens (or no pair is left).
 
     ``words`` are the unique chunks as lists of token ids (changed in place), ``counts`` how often

@@ -58,11 +58,13 @@ def read_tiktoken_ranks(path: str | os.PathLike) -> dict[bytes, int]:
 
 def write_tiktoken_ranks(path: str | os.PathLike, ranks: dict[bytes, int]) -> None:
     """Write ``{token bytes: rank}`` as a tiktoken ranks file (sorted by rank)."""
-    lines = [f"{base64.b64encode(token).decode('ascii')} {rank}\n" for token, rank in sorted(ranks.items(), key=lambda kv: kv[1])]
-    write_text(path, "".join(lines))
+    by_rank = sorted(ranks.items(), key=lambda item: item[1])
+    write_text(path, "".join(f"{base64.b64encode(token).decode('ascii')} {rank}\n" for token, rank in by_rank))
 
 
-def read_gpt2_files(encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike) -> tuple[dict[bytes, int], dict[str, int]]:
+def read_gpt2_files(
+    encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike
+) -> tuple[dict[bytes, int], dict[str, int]]:
     """Read GPT-2-format vocabulary files into ``(ranks, special_tokens)``."""
     encoder_path, merges_path = _existing(encoder_json), _existing(vocab_bpe)
     try:
@@ -107,7 +109,9 @@ def read_hf_tokenizer_json(path: str | os.PathLike) -> tuple[dict[bytes, int], d
     return ranks, specials, pattern
 
 
-def ranks_from_merges(encoder: dict[str, int], merges: list[str], where: str) -> tuple[dict[bytes, int], dict[str, int]]:
+def ranks_from_merges(
+    encoder: dict[str, int], merges: list[str], where: str
+) -> tuple[dict[bytes, int], dict[str, int]]:
     """Turn ``{byte-level token string: id}`` and merges ``"a b"`` into ``(ranks, special_tokens)``.
 
     Mergeable tokens are the 256 single bytes plus the result of every merge; any other entry
@@ -128,7 +132,9 @@ def ranks_from_merges(encoder: dict[str, int], merges: list[str], where: str) ->
         parts = merge.split(" ")
         merged = "".join(parts)
         if len(parts) != 2 or merged not in encoder:
-            raise CorruptFileError(f"{where}, merge {number} {merge!r}: expected two tokens whose join is in the vocabulary")
+            raise CorruptFileError(
+                f"{where}, merge {number} {merge!r}: expected two tokens whose join is in the vocabulary"
+            )
         rank = encoder[merged]
         if rank <= last_rank:
             raise CorruptFileError(

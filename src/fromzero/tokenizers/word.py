@@ -78,7 +78,8 @@ class WordTokenizer(Tokenizer):
         return [self._id_of.get(w, 1) for w in self.tokenize(text)]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        return " ".join(self._token_of[i] for i in check_ids(ids, self.vocab_size) if not (skip_special_tokens and i < 2))
+        ids = check_ids(ids, self.vocab_size)
+        return " ".join(self._token_of[i] for i in ids if not (skip_special_tokens and i < 2))
 
     def _settings(self) -> dict[str, Any]:
         return {"words": self.words, "lowercase": self.lowercase}
