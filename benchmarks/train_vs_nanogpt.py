@@ -1,0 +1,274 @@
+"""Pretraining speed and quality: fromzero's trainer against nanoGPT on the same CPU, same data.
+
+Data: tinyshakespeare, character level (65 symbols), first 90% train, last 10% validation: the
+split of nanoGPT's ``data/shakespeare_char/prepare.py``; both trainers read the same token arrays.
+
+Config (nanoGPT's documented CPU run, README "I only have a macbook"): n_layer=4, n_head=4,
+n_embd=128, block_size=64, batch_size=12, max_iters=2000, lr 1e-3 warmup 100 cosine to 1e-4 at
+2000, beta2 0.99, dropout 0, no biases, eval_iters=20 every 250 iterations.
+
+Runs, alternating in one process tree:
+
+- ``nanogpt``: nanoGPT's own ``train.py``, unmodified, as a subprocess. A small config file keeps
+  each checkpoint it writes at an evaluation (it would overwrite ``ckpt.pt``), so the benchmark can
+  compute the loss on the *whole* validation split at every 250 iterations afterwards.
+- ``fromzero-fp32``: fromzero's Trainer, same config, same fp32 arithmetic.
+- ``fromzero-bf16``: the same with bf16 autocast (fromzero's default on CPUs with AVX512-BF16/AMX).
+- ``fromzero-recipe``: fromzero's recommended CPU recipe for this data (bigger batch, higher lr,
+  bf16); reported as the training time until its whole-val loss reaches nanoGPT's final one.
+
+Timing uses time.perf_counter around each optimizer step (CPU steps are synchronous); the
+whole-val measurements are excluded from both trainers' times, the 20-batch estimates included.
+MFU = (6N + 12 L T C) FLOPs/token x tokens/s / measured fp32 matmul peak (best of a 1024^3 mm).
+
+    flock /tmp/fromzero-bench.lock python benchmarks/train_vs_nanogpt.py --nanogpt-dir /tmp/nanoGPT
+    flock /tmp/fromzero-bench.lock python benchmarks/train_vs_nanogpt.py --nanogpt-dir /tmp/nanoGPT --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import pickle  # only to write the meta.pkl that nanoGPT's train.py reads
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.table import Table
+
+from fromzero.console import console, stdout
+from fromzero.files import write_json
+from fromzero.models import GPT, GPTConfig
+from fromzero.tokenizers import CharTokenizer
+from fromzero.training.config import TrainConfig
+from fromzero.training.metrics import flops_per_token, measure_cpu_peak
+from fromzero.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_DATA = ROOT.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False)
+SAME = dict(batch_size=12, max_steps=2000, lr=1e-3, min_lr=1e-4, warmup_steps=100, decay_steps=2000,
+            beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0, eval_batches=20, eval_interval=250)
+# fromzero's recommended CPU recipe for tinyshakespeare (measured; see RESULTS.md)
+RECIPE = dict(batch_size=32, max_steps=800, lr=3e-3, min_lr=3e-4, warmup_steps=50, decay_steps=800,
+              beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0, eval_batches=20, eval_interval=250)
+
+NANOGPT_HOOK = '''
+# Written by fromzero's benchmark: keep every checkpoint under its iteration number
+# (train.py overwrites ckpt.pt), so whole-split losses can be computed afterwards.
+import torch as _torch
+_save = _torch.save
+def _keep_each(obj, path, *args, **kwargs):
+    _save(obj, path.replace("ckpt.pt", "ckpt_%d.pt" % obj["iter_num"]), *args, **kwargs)
+_torch.save = _keep_each
+'''
+
+
+@dataclass
+class Run:
+    name: str
+    ms_per_iter: float = 0.0
+    tokens_per_s: float = 0.0
+    wall_s: float = 0.0  # training loop time, evaluation estimates included
+    curve: dict[int, float] = field(default_factory=dict)  # step -> whole-val loss
+    time_to_target_s: float | None = None
+    mfu: float = 0.0
+
+
+def whole_split_loss(loss_fn, tokens: np.ndarray, block_size: int, batch: int = 128) -> float:
+    """Mean next-token loss over every non-overlapping window of the split."""
+    n = (len(tokens) - 1) // block_size
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, n, batch):
+            idx = np.arange(start, min(n, start + batch))[:, None] * block_size + np.arange(block_size + 1)
+            window = torch.from_numpy(tokens[idx].astype(np.int64))
+            rows = window.shape[0]
+            total += float(loss_fn(window[:, :-1].contiguous(), window[:, 1:].contiguous())) * rows
+            count += rows
+    return total / count
+
+
+# ------------------------------------------------------------------ nanoGPT
+def run_nanogpt(nanogpt: Path, work: Path, steps: int, eval_interval: int, val: np.ndarray) -> Run:
+    out = work / "nanogpt-out"
+    hook = work / "keep_checkpoints.py"
+    hook.write_text(NANOGPT_HOOK)
+    args = [
+        sys.executable, "train.py", "config/train_shakespeare_char.py", str(hook),
+        f"--dataset={work / 'shakespeare_char'}", f"--out_dir={out}", "--device=cpu", "--compile=False",
+        "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4",
+        "--n_head=4", "--n_embd=128", f"--max_iters={steps}", f"--lr_decay_iters={steps}", "--dropout=0.0",
+        f"--eval_interval={eval_interval}", "--always_save_checkpoint=True",
+    ]
+    proc = subprocess.run(args, cwd=nanogpt, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"nanoGPT failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    times = [float(ms) for ms in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", proc.stdout, re.M)]
+    model_py = importlib.util.spec_from_file_location("nanogpt_model", nanogpt / "model.py")
+    module = importlib.util.module_from_spec(model_py)
+    model_py.loader.exec_module(module)
+    run = Run("nanogpt")
+    for ckpt in sorted(out.glob("ckpt_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model = module.GPT(module.GPTConfig(**state["model_args"]))
+        model.load_state_dict(state["model"])
+        model.eval()
+        run.curve[state["iter_num"]] = whole_split_loss(lambda x, y: model(x, y)[1], val, 64)
+    # iteration 0 includes the first evaluation; the median is the steady per-step cost
+    run.ms_per_iter = statistics.median(times[1:])
+    run.wall_s = sum(times) / 1000
+    return run
+
+
+def write_nanogpt_data(work: Path, tok: CharTokenizer, train: np.ndarray, val: np.ndarray) -> None:
+    data = work / "shakespeare_char"
+    data.mkdir()
+    train.astype(np.uint16).tofile(data / "train.bin")
+    val.astype(np.uint16).tofile(data / "val.bin")
+    stoi = {c: i for i, c in enumerate(tok.chars)}
+    meta = {"vocab_size": tok.vocab_size, "itos": {i: c for c, i in stoi.items()}, "stoi": stoi}
+    with open(data / "meta.pkl", "wb") as f:
+        pickle.dump(meta, f)
+
+
+# ------------------------------------------------------------------ fromzero
+def run_fromzero(name: str, settings: dict, train: np.ndarray, val: np.ndarray, vocab: int, dtype: str,
+                 check_every: int, target: float | None = None) -> Run:
+    torch.manual_seed(1337)
+    config = TrainConfig(**settings, dtype=dtype, seed=1337, sample_tokens=0)
+    model = GPT(GPTConfig(vocab_size=vocab, activation="gelu", **MODEL))
+    trainer = Trainer(model, config, train, val, MODEL["block_size"], quiet=True)
+    run = Run(name)
+    step_times, clock = [], 0.0
+
+    def measure(step: int) -> float:
+        model.eval()
+        with trainer.autocast:
+            loss = whole_split_loss(lambda x, y: model(x, targets=y).loss.float(), val, MODEL["block_size"])
+        model.train()
+        run.curve[step] = loss
+        return loss
+
+    for step in range(config.max_steps):
+        start = time.perf_counter()
+        if step % config.eval_interval == 0:  # like nanoGPT: 20-batch estimates, timed
+            trainer.estimate_loss("train"), trainer.estimate_loss("val")
+        step_start = time.perf_counter()
+        trainer.train_step(step)
+        now = time.perf_counter()
+        step_times.append(now - step_start)
+        clock += now - start
+        done = step + 1
+        if done % check_every == 0 or done == config.max_steps:
+            loss = measure(done)
+            if target is not None and run.time_to_target_s is None and loss <= target:
+                run.time_to_target_s = clock
+                break
+    run.ms_per_iter = 1000 * statistics.median(step_times)
+    run.wall_s = clock
+    return run
+
+
+# ------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nanogpt-dir", required=True, type=Path, help="a checkout of karpathy/nanoGPT")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="tinyshakespeare input.txt")
+    parser.add_argument("--quick", action="store_true", help="200 iterations, a smoke test of the benchmark")
+    parser.add_argument("--no-recipe", action="store_true", help="skip the recipe run (goal b)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "train_vs_nanogpt.json")
+    args = parser.parse_args()
+    if not (args.nanogpt_dir / "train.py").is_file():
+        raise SystemExit(f"{args.nanogpt_dir} has no train.py; fetch karpathy/nanoGPT there first")
+
+    text = args.data.read_text(encoding="utf-8")
+    tok = CharTokenizer.train(text)
+    ids = np.asarray(tok.encode(text), dtype=np.uint16)
+    cut = int(len(ids) * 0.9)
+    train, val = ids[:cut], ids[cut:]
+    steps = 200 if args.quick else 2000
+    interval = 100 if args.quick else 250
+    same = {**SAME, "max_steps": steps, "decay_steps": steps, "eval_interval": interval}
+    recipe = dict(RECIPE)
+    if args.quick:
+        recipe.update(max_steps=80, decay_steps=80, eval_interval=interval)
+
+    peak = measure_cpu_peak(size=1024, repeats=10)
+    n_params = GPT(GPTConfig(vocab_size=tok.vocab_size, activation="gelu", **MODEL)).num_params()
+    flops = flops_per_token(n_params, MODEL["n_layer"], MODEL["n_embd"], MODEL["block_size"])
+    console.print(f"fp32 matmul peak {peak / 1e9:.0f} GFLOP/s; model {n_params:,} parameters; "
+                  f"{flops / 1e6:.2f} MFLOP/token; torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    runs: dict[str, Run] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_nanogpt_data(work, tok, train, val)
+        console.print("nanoGPT ...")
+        runs["nanogpt"] = run_nanogpt(args.nanogpt_dir.resolve(), work, steps, interval, val)
+    console.print("fromzero fp32 ...")
+    runs["fromzero-fp32"] = run_fromzero("fromzero-fp32", same, train, val, tok.vocab_size, "float32", interval)
+    console.print("fromzero bf16 ...")
+    runs["fromzero-bf16"] = run_fromzero("fromzero-bf16", same, train, val, tok.vocab_size, "bfloat16", interval)
+    target = runs["nanogpt"].curve[max(runs["nanogpt"].curve)]
+    if not args.no_recipe:
+        console.print(f"fromzero recipe (target whole-val loss {target:.4f}) ...")
+        runs["fromzero-recipe"] = run_fromzero("fromzero-recipe", recipe, train, val, tok.vocab_size,
+                                               "bfloat16", check_every=25, target=target)
+
+    for name, run in runs.items():
+        rows = (recipe if name == "fromzero-recipe" else same)["batch_size"]
+        run.tokens_per_s = rows * MODEL["block_size"] / (run.ms_per_iter / 1000)
+        run.mfu = flops * run.tokens_per_s / peak
+    report(runs, target, args, peak)
+
+
+def report(runs: dict[str, Run], target: float, args, peak: float) -> None:
+    base = runs["nanogpt"]
+    table = Table(title="pretraining on tinyshakespeare (char), 2 CPU cores")
+    for column in ("run", "ms/iter", "tokens/s", "vs nanoGPT", "MFU", "loop wall s", "final whole-val"):
+        table.add_column(column, justify="right")
+    for run in runs.values():
+        table.add_row(run.name, f"{run.ms_per_iter:.1f}", f"{run.tokens_per_s:,.0f}",
+                      f"{run.tokens_per_s / base.tokens_per_s:.2f}x", f"{100 * run.mfu:.0f}%", f"{run.wall_s:.1f}",
+                      f"{run.curve[max(run.curve)]:.4f}")
+    stdout.print(table)
+    curves = Table(title="whole-val-split loss by iteration")
+    curves.add_column("iter", justify="right")
+    names = [n for n in runs if n != "fromzero-recipe"]
+    for name in names:
+        curves.add_column(name, justify="right")
+    for step in sorted(base.curve):
+        curves.add_row(str(step), *(f"{runs[n].curve.get(step, float('nan')):.4f}" for n in names))
+    stdout.print(curves)
+    if "fromzero-recipe" in runs:
+        r = runs["fromzero-recipe"]
+        ratio = (r.time_to_target_s / base.wall_s) if r.time_to_target_s else None
+        stdout.print(f"recipe: whole-val {target:.4f} reached in "
+                     f"{r.time_to_target_s if r.time_to_target_s else float('nan'):.1f} s "
+                     f"({'%.2f' % ratio if ratio else 'not reached'} x nanoGPT's {base.wall_s:.1f} s)")
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
+        "quick": args.quick,
+        "fp32_matmul_peak_gflops": peak / 1e9,
+        "target_whole_val_loss": target,
+        "recipe": RECIPE,
+        "runs": {name: run.__dict__ for name, run in runs.items()},
+    }
+    write_json(args.out, result)
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
