@@ -34,6 +34,12 @@ def trained(shakespeare) -> BPETokenizer:
 
 
 @pytest.fixture(scope="module")
+def python(trained) -> BPETokenizer:
+    """The same vocabulary on the pure-Python encoder."""
+    return BPETokenizer(trained.ranks, trained.pattern, trained.special_tokens, fast=False)
+
+
+@pytest.fixture(scope="module")
 def held_out(shakespeare) -> list[str]:
     """Text the vocabulary never saw: the rest of Shakespeare, Python sources, other scripts."""
     stdlib = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))[:15]
@@ -112,8 +118,7 @@ def test_bad_training_settings():
         BPETokenizer.train("some text", 300, pattern="([unclosed")
 
 
-def test_fast_and_python_paths_agree(trained, held_out):
-    python = BPETokenizer(trained.ranks, trained.pattern, trained.special_tokens, fast=False)
+def test_fast_and_python_paths_agree(trained, python, held_out):
     assert trained.fast and not python.fast
     for text in held_out:
         ids = trained.encode(text)
@@ -123,8 +128,7 @@ def test_fast_and_python_paths_agree(trained, held_out):
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=40))
-def test_round_trip_trained(trained, text):
-    python = BPETokenizer(trained.ranks, trained.pattern, trained.special_tokens, fast=False)
+def test_round_trip_trained(trained, python, text):
     ids = trained.encode(text, disallowed_special=())
     assert python.encode(text, disallowed_special=()) == ids
     assert trained.decode(ids) == text
@@ -174,26 +178,24 @@ def test_bad_vocabularies():
         BPETokenizer(ranks, special_tokens={"<|endoftext|>": 300})
 
 
-def test_export_tiktoken(trained, held_out, tmp_path):
+def test_export_tiktoken(trained, python, held_out, tmp_path):
     tiktoken = pytest.importorskip("tiktoken")
     from tiktoken.load import load_tiktoken_bpe
 
     trained.export_tiktoken(tmp_path / "shakes.tiktoken")
     enc = tiktoken.Encoding("shakes", pat_str=GPT4_PATTERN, mergeable_ranks=load_tiktoken_bpe(str(tmp_path / "shakes.tiktoken")),
                             special_tokens=trained.special_tokens)
-    python = BPETokenizer(trained.ranks, trained.pattern, trained.special_tokens, fast=False)
     for text in held_out:
         assert enc.encode(text, allowed_special="all") == python.encode(text, allowed_special="all")
 
 
-def test_export_hf_gives_identical_ids(trained, held_out, tmp_path):
+def test_export_hf_gives_identical_ids(trained, python, held_out, tmp_path):
     tokenizers = pytest.importorskip("tokenizers")
     transformers = pytest.importorskip("transformers")
     trained.export_hf(tmp_path)
     path = str(tmp_path / "tokenizer.json")
     hf = tokenizers.Tokenizer.from_file(path)
     fast = transformers.PreTrainedTokenizerFast(tokenizer_file=path)
-    python = BPETokenizer(trained.ranks, trained.pattern, trained.special_tokens, fast=False)
     for text in [*held_out, "end<|endoftext|>start"]:
         expected = python.encode(text, allowed_special="all")
         assert hf.encode(text).ids == expected
