@@ -237,3 +237,31 @@ def test_config_rejects_bad_values_and_reads_recipes(tmp_path):
     (tmp_path / "bad.yaml").write_text("learning_rat: 1\n")
     with pytest.raises(InputError, match="learning_rat"):
         read_recipe(tmp_path / "bad.yaml")
+
+
+# ---------------------------------------------------------------- shards
+def test_shards_round_trip_with_separators_and_split(tmp_path):
+    from fromzero.tokenizers import CharTokenizer
+    from fromzero.training.shards import load_shards, token_dtype, write_shards
+
+    docs = [f"story {i}: the cat sat." for i in range(20)]
+    tok = CharTokenizer.train([*docs, "\n\n\n"])
+    shards = write_shards(tok, docs, tmp_path, val_fraction=0.1, seed=0)
+    assert shards.dtype == "uint16" and shards.separator == tok.encode("\n\n\n")
+    train_text = tok.decode(shards.train.tolist())
+    assert train_text.count("\n\n\n") == 18 and train_text.endswith("\n\n\n")
+    assert tok.decode(shards.val.tolist()).count("story") == 2
+    again = load_shards(tmp_path)
+    assert np.array_equal(again.train, shards.train) and again.tokenizer_id == shards.tokenizer_id
+    assert token_dtype(50257) == np.uint16 and token_dtype(100277) == np.uint32
+
+
+def test_truncated_shard_file_is_reported(tmp_path):
+    from fromzero.tokenizers import CharTokenizer
+    from fromzero.training.shards import load_shards, write_shards
+
+    write_shards(CharTokenizer.train("abc\n"), ["abcabc" * 50], tmp_path)
+    data = (tmp_path / "train.bin").read_bytes()
+    (tmp_path / "train.bin").write_bytes(data[:-3])
+    with pytest.raises(CorruptFileError, match="truncated"):
+        load_shards(tmp_path)

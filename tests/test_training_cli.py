@@ -22,7 +22,8 @@ WORDS = "the cat sat on a mat and the dog ran to the red ball while a bird sang 
 
 # A tiny GPT and a short run; one thread so every run does bitwise the same arithmetic.
 TINY = ["--preset", "tiny", "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32",
-        "--batch-size", "8", "--eval-batches", "2", "--sample-tokens", "0", "--threads", "1", "--quiet"]
+        "--batch-size", "8", "--eval-batches", "2", "--sample-tokens", "0", "--threads", "1", "--dtype", "float32",
+        "--quiet"]
 
 
 @pytest.fixture(scope="module")

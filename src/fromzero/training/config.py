@@ -42,7 +42,7 @@ class TrainConfig:
     # optimisation
     batch_size: int = 32  # rows per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
-    max_steps: int = 1500
+    max_steps: int = 1000
     lr: float = 2e-3
     min_lr: float | None = None  # floor of the cosine; default lr / 10
     warmup_steps: int = 100
