@@ -238,3 +238,37 @@ def test_bad_shapes_and_ids_are_input_errors():
     cache = model(ids, use_cache=True).past_key_values
     with pytest.raises(InputError, match="KV cache holds 2 rows"):
         model(ids[:1, :1], past_key_values=cache)
+
+
+# ----- fromzero model info -----
+
+
+def test_model_info_cli_reports_counts_for_presets_and_directories(tmp_path, capsys):
+    import json
+
+    from fromzero.cli import main
+
+    assert main(["model", "info", "mini", "--set", "vocab_size=65", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    with torch.device("meta"):
+        mini = GPT(GPTConfig.preset("mini", vocab_size=65))
+    assert report["parameters"]["total"] == mini.num_params()
+    assert sum(report["parameters"]["components"].values()) == mini.num_params()
+    assert report["weight_bytes"] == {"fp32": 4 * mini.num_params(), "bf16": 2 * mini.num_params(),
+                                      "int8": mini.num_params()}
+    assert report["kv_cache_bytes_per_token_fp32"] == 2 * 4 * 128 * 4
+
+    small_model(tie_weights=False).save_pretrained(tmp_path)
+    assert main(["model", "info", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "output layer (untied)" in text and "feed-forward (3 blocks)" in text
+
+
+def test_model_info_cli_errors_are_one_line(capsys):
+    from fromzero.cli import main
+
+    assert main(["model", "info", "gpt5"]) == 2
+    assert "presets: tiny, mini" in capsys.readouterr().err
+    assert main(["model", "info", "tiny", "--set", "n_layers=3"]) == 2
+    assert "unknown GPTConfig field" in capsys.readouterr().err
+    assert main(["model", "info", "tiny", "--set", "n_layer"]) == 2
