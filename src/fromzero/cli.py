@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fromzero.data.cli",
     "fromzero.tokenizers.cli",
     "fromzero.classic.cli",
+    "fromzero.models.cli",
     "fromzero.generation.cli",
     "fromzero.training.cli",
 )
