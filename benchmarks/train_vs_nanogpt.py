@@ -202,7 +202,7 @@ def main() -> None:
     same = {**SAME, "max_steps": steps, "decay_steps": steps, "eval_interval": interval}
     recipe = dict(RECIPE)
     if args.quick:
-        recipe.update(max_steps=80, decay_steps=80, eval_interval=interval)
+        recipe.update(max_steps=150, decay_steps=150, eval_interval=interval)
 
     peak = measure_cpu_peak(size=1024, repeats=10)
     n_params = GPT(GPTConfig(vocab_size=tok.vocab_size, activation="gelu", **MODEL)).num_params()
@@ -236,7 +236,8 @@ def main() -> None:
 def report(runs: dict[str, Run], target: float, args, peak: float) -> None:
     base = runs["nanogpt"]
     table = Table(title="pretraining on tinyshakespeare (char), 2 CPU cores")
-    for column in ("run", "ms/iter", "tokens/s", "vs nanoGPT", "MFU", "loop wall s", "final whole-val"):
+    table.add_column("run", no_wrap=True)
+    for column in ("ms/iter", "tokens/s", "vs nanoGPT", "MFU", "loop wall s", "final whole-val"):
         table.add_column(column, justify="right")
     for run in runs.values():
         table.add_row(run.name, f"{run.ms_per_iter:.1f}", f"{run.tokens_per_s:,.0f}",

@@ -2,7 +2,11 @@
 
 The defaults are the course's recipe: the ``mini`` GPT (4 layers, 4 heads, 128 wide, 128
 characters of context, about 0.8M weights) trained on the bundled stories with a character
-tokenizer, sized to finish in a few minutes on a 2-core laptop CPU.
+tokenizer, sized to finish in a few minutes on a 2-core laptop CPU: 2000 steps of 16 x 128
+characters (4M characters, about 13 passes over the stories) at a peak learning rate of 3e-3.
+At this size many small steps beat few big ones: after the same 2M characters, 16-row batches
+at lr 3e-3 without dropout reached a validation loss of 1.68, 32-row batches at lr 2e-3 with
+dropout 0.1 only 2.00 (measured on the stories).
 
 A recipe file holds any subset of the fields, with the same names as the dataclass (the CLI flag
 ``--batch-size`` is the field ``batch_size``)::
@@ -38,12 +42,12 @@ class TrainConfig:
     n_head: int | None = None
     n_embd: int | None = None
     block_size: int | None = None
-    dropout: float | None = None
+    dropout: float | None = 0.0  # None keeps the preset's; 0 suits pretraining (as in nanoGPT)
     # optimisation
-    batch_size: int = 32  # rows per micro-batch per process
+    batch_size: int = 16  # rows per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
-    max_steps: int = 1000
-    lr: float = 2e-3
+    max_steps: int = 2000
+    lr: float = 3e-3
     min_lr: float | None = None  # floor of the cosine; default lr / 10
     warmup_steps: int = 100
     decay_steps: int | None = None  # where the cosine reaches min_lr; default max_steps
