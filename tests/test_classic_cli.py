@@ -90,3 +90,19 @@ def test_empty_text_is_a_clear_error(tmp_path, capsys):
     empty.write_text("   \n")
     assert main(["ngram", "train", "--data", str(empty), "--out", str(tmp_path / "o")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_token_level_ngram_with_a_fromzero_tokenizer(corpus, tmp_path, capsys):
+    from fromzero.data import load_text
+    from fromzero.tokenizers import BPETokenizer
+
+    tokenizer_dir = tmp_path / "bpe"
+    tokenizer = BPETokenizer.train(load_text(corpus), vocab_size=300)
+    tokenizer.save(str(tokenizer_dir))
+    out = str(tmp_path / "tokens")
+    assert main(["ngram", "train", "--data", corpus, "--order", "3", "--tokenizer", str(tokenizer_dir), "--out", out]) == 0
+    assert "val perplexity per token" in capsys.readouterr().out
+    assert main(["ngram", "generate", "--model", out, "--prompt", "The fox", "--length", "10", "--seed", "0"]) == 0
+    assert capsys.readouterr().out.startswith("The fox")
+    assert main(["ngram", "show", "--model", out, "--context", "The"]) == 0
+    assert "who follows" in capsys.readouterr().out

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fromzero.classic.history import History
 from fromzero.classic.layers import Embedding, Flatten, Linear, Parameter, SoftmaxCrossEntropy, activation, log_softmax
@@ -156,6 +157,9 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 3e-3
     seed: int = 0
+    # Matrices this small gain little from several BLAS threads, and when other programs share
+    # the cores, spinning threads make each step many times slower; None keeps NumPy's default.
+    blas_threads: int | None = 1
 
 
 def train_char_mlp(
@@ -170,6 +174,11 @@ def train_char_mlp(
     The learning rate decays linearly to 10% over training, which settles the last epochs.
     ``on_step(step, total_steps)`` reports progress.
     """
+    with threadpool_limits(config.blas_threads, user_api="blas"):
+        return _train(model, train_ids, val_ids, config, on_step)
+
+
+def _train(model, train_ids, val_ids, config: TrainConfig, on_step) -> History:
     x, y = model.windows(train_ids)
     rng = np.random.default_rng(config.seed)
     opt = Adam(model.parameters(), lr=config.lr)

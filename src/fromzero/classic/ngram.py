@@ -94,10 +94,6 @@ class _Level:
         return n1 / (n1 + 2 * n2) if n1 + 2 * n2 > 0 else 0.5
 
 
-def _as_tokens(data: str | Sequence[Token]) -> list[Token]:
-    return list(data)
-
-
 class NGramModel:
     """An n-gram language model over any hashable tokens (characters when given a ``str``).
 
@@ -139,16 +135,17 @@ class NGramModel:
         tokenizer's ids) so that tokens absent from the training text still get probability
         under smoothing; by default it is the set of training tokens.
         """
-        tokens = _as_tokens(data)
+        tokens = list(data)
         if not tokens:
             raise InputError("cannot fit an n-gram model on empty text")
+        vocab = set(tokens) if vocab is None else set(vocab)
+        missing = set(tokens) - vocab
+        if missing:
+            raise InputError(f"{len(missing)} training tokens are not in the given vocab, e.g. {next(iter(missing))!r}")
         counts: dict[int, Counter] = {}
         for m in range(1, self.order + 1):
             counts[m] = Counter(tuple(tokens[i - m + 1 : i + 1]) for i in range(m - 1, len(tokens)))
-        self._set_counts(counts, vocab if vocab is not None else set(tokens))
-        missing = set(tokens) - set(self.vocab)
-        if missing:
-            raise InputError(f"{len(missing)} training tokens are not in the given vocab, e.g. {next(iter(missing))!r}")
+        self._set_counts(counts, vocab)
         return self
 
     def _set_counts(self, counts: dict[int, Counter], vocab) -> None:
@@ -289,7 +286,7 @@ class NGramModel:
     def evaluate(self, data: str | Sequence[Token]) -> Evaluation:
         """Score every token of ``data`` from the tokens before it (see the module docstring)."""
         self._check_fitted()
-        tokens = _as_tokens(data)
+        tokens = list(data)
         if not tokens:
             raise InputError("cannot compute perplexity of empty text")
         nll, n_zero, first_zero = 0.0, 0, None
