@@ -58,7 +58,7 @@ def corpus(n: int = 4000, vocab: int = 16, seed: int = 0) -> np.ndarray:
 
 def config(**overrides) -> TrainConfig:
     base = dict(batch_size=8, max_steps=30, lr=1e-2, warmup_steps=5, eval_interval=10,
-                eval_batches=4, log_interval=5, sample_tokens=0, seed=3)
+                eval_batches=4, log_interval=5, sample_tokens=0, seed=3, dtype="float32")
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -128,8 +128,9 @@ def test_parameter_groups_decay_only_matrices():
 
 
 # ---------------------------------------------------------------- the loop
-def test_loss_decreases_on_a_tiny_corpus():
-    trainer = make_trainer(config(max_steps=60, eval_interval=60))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loss_decreases_on_a_tiny_corpus(dtype):
+    trainer = make_trainer(config(max_steps=60, eval_interval=60, dtype=dtype))
     before = trainer.estimate_loss("val")
     result = trainer.fit()
     assert result.val_loss < before - 1.0, (before, result.val_loss)
