@@ -137,8 +137,8 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(device_type, enabled=amp is torch.float16)
 
-        model = torch.compile(self.raw_model) if config.compile else self.raw_model
-        self.model = distributed.wrap(model, dist, device)
+        model = distributed.wrap(self.raw_model, dist, device)
+        self.model = torch.compile(model) if config.compile else model  # compile after DDP wraps
 
         self.step = 0
         self.best_val_loss: float | None = None
