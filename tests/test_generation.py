@@ -153,6 +153,19 @@ def test_sampling_with_global_seed_equals_transformers(models):
     assert torch.equal(got, expected)
 
 
+def test_beam_sampling_with_global_seed_equals_transformers(models):
+    hf, ours = models
+    ids = prompts(2, 5, seed=12)
+    eos = common_tokens(ours, 2)
+    settings = dict(do_sample=True, num_beams=3, temperature=0.9, top_k=20, max_new_tokens=12,
+                    num_return_sequences=2)
+    torch.manual_seed(5)
+    expected = hf_generate(hf, ids, eos_token_id=eos, **settings)
+    torch.manual_seed(5)
+    got = generate(ours, ids, GenerationConfig(eos_token_id=eos, pad_token_id=VOCAB - 1, **settings))
+    assert torch.equal(got, expected)
+
+
 def test_seeded_sampling_is_reproducible(models):
     _, ours = models
     ids = prompts(2, 5, seed=8)

@@ -7,6 +7,9 @@ search. Rows finish independently; the result is padded like transformers' outpu
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 
 from fromzero.errors import InputError
@@ -34,7 +37,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, config: Generation
     """
     config = (config or GenerationConfig()).validate()
     input_ids, attention_mask = check_inputs(model, input_ids, attention_mask, config.max_new_tokens)
-    with torch.inference_mode(), _eval_mode(model):
+    with torch.inference_mode(), eval_mode(model):
         decoder, logits, prompt, stop, generator = start(model, input_ids, attention_mask, config,
                                                           tokenizer)
         processors = build_processors(config)
@@ -48,7 +51,8 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, config: Generation
 
 
 def start(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-          config: GenerationConfig, tokenizer: Decoder | None):
+          config: GenerationConfig, tokenizer: Decoder | None
+          ) -> tuple[CachedDecoder, torch.Tensor, torch.Tensor, StopCondition, torch.Generator | None]:
     """Prefill: run the prompts once; return the decoder and the first next-token logits.
 
     Sampling several sequences per prompt copies each prompt's cache rather than re-running it.
@@ -103,15 +107,12 @@ def check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask
     return input_ids, attention_mask
 
 
-class _eval_mode:
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Switch dropout off while generating, then restore the model's previous mode."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-
-    def __enter__(self) -> None:
-        self.was_training = self.model.training
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

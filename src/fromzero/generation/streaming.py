@@ -19,7 +19,7 @@ import torch
 
 from fromzero.errors import InputError
 from fromzero.generation.config import GenerationConfig
-from fromzero.generation.generate import _eval_mode, check_inputs, start
+from fromzero.generation.generate import check_inputs, eval_mode, start
 from fromzero.generation.processors import build_processors
 from fromzero.generation.sampling import sample_steps
 
@@ -49,7 +49,7 @@ def stream(model: torch.nn.Module, tokenizer: TextTokenizer, prompt: str | list[
     device = next(model.parameters()).device
     input_ids, _ = check_inputs(model, torch.tensor([ids], device=device), None, config.max_new_tokens)
     prompt_len = input_ids.size(1)
-    with _eval_mode(model):
+    with eval_mode(model):
         decoder, logits, prompt_ids, stop, generator = start(model, input_ids, None, config, tokenizer)
         steps = sample_steps(decoder, logits, prompt_ids, config, build_processors(config), stop,
                              generator)
