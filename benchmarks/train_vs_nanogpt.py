@@ -60,7 +60,7 @@ MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=F
 SAME = dict(batch_size=12, max_steps=2000, lr=1e-3, min_lr=1e-4, warmup_steps=100, decay_steps=2000,
             beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0, eval_batches=20, eval_interval=250)
 # fromzero's recommended CPU recipe for tinyshakespeare (measured; see RESULTS.md)
-RECIPE = dict(batch_size=32, max_steps=800, lr=3e-3, min_lr=3e-4, warmup_steps=50, decay_steps=800,
+RECIPE = dict(batch_size=16, max_steps=1200, lr=3e-3, min_lr=3e-4, warmup_steps=50, decay_steps=1200,
               beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0, eval_batches=20, eval_interval=250)
 
 NANOGPT_HOOK = '''
@@ -202,7 +202,7 @@ def main() -> None:
     same = {**SAME, "max_steps": steps, "decay_steps": steps, "eval_interval": interval}
     recipe = dict(RECIPE)
     if args.quick:
-        recipe.update(max_steps=150, decay_steps=150, eval_interval=interval)
+        recipe.update(max_steps=200, decay_steps=200, eval_interval=interval)
 
     peak = measure_cpu_peak(size=1024, repeats=10)
     n_params = GPT(GPTConfig(vocab_size=tok.vocab_size, activation="gelu", **MODEL)).num_params()
