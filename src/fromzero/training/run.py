@@ -56,7 +56,8 @@ RESUMABLE_CHANGES = {
     "tensorboard", "out",
 }
 # What --overwrite deletes: only files a training run writes, never anything else in OUT.
-RUN_OUTPUTS = ("checkpoints", "best", "data", "tensorboard", "metrics.jsonl", "loss.png", "train_config.json")
+RUN_OUTPUTS = ("checkpoints", "best", "data", "tensorboard", "metrics.jsonl", "loss.png", "train_config.json",
+               "model.safetensors", "config.json", "fromzero_tokenizer.json")
 SAMPLE_TEMPERATURE = 0.8
 
 
