@@ -53,15 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="stories", help="corpus to split and measure")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 1 char-MLP epoch")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats of each n-gram fit/evaluation")
-    parser.add_argument("--context", type=int, default=8)
-    parser.add_argument("--embed", type=int, default=24)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--context", type=int, default=6)
+    parser.add_argument("--embed", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     repeats, epochs = (1, 1) if args.quick else (args.repeats, args.epochs)
+    wall_start = time.perf_counter()
 
     train_text, val_text = train_val_text(args.data, 0.1, 0)
     vocab = char_vocab(train_text, val_text)
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(r["model"], "inf" if ppl == float("inf") else f"{ppl:.3f}",
                       "-" if ppl == float("inf") else f"{ppl / bigram:.2f}x", f"{r['train_s']:.2f}", f"{r['eval_s']:.2f}")
     stdout.print(table)
+    wall = time.perf_counter() - wall_start
+    console.print(f"total wall time {wall:.1f} s")
     write_json(args.output, {
         "benchmark": "classic_perplexity",
         "data": args.data,
@@ -104,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "vocab_size": len(vocab),
         "quick": args.quick,
         "repeats": repeats,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "wall_s": wall,
         "command": " ".join(["python", "benchmarks/classic_perplexity.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"python": platform.python_version(), "numpy": np.__version__, "processor": platform.machine()},
         "results": [{**r, "perplexity": None if r["perplexity"] == float("inf") else r["perplexity"]} for r in rows],

@@ -32,9 +32,9 @@ from fromzero.files import atomic_path, write_json
 @dataclass
 class CharMLPConfig:
     vocab_size: int
-    context: int = 8  # k: how many previous characters the model sees
-    embed_dim: int = 24  # d: size of each character's vector
-    hidden: int = 256  # units in the hidden layer
+    context: int = 6  # k: how many previous characters the model sees
+    embed_dim: int = 32  # d: size of each character's vector
+    hidden: int = 512  # units in the hidden layer
     activation: str = "tanh"
 
     def __post_init__(self) -> None:
@@ -153,9 +153,9 @@ class CharMLP:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 128
-    lr: float = 3e-3
+    lr: float = 2e-3
     seed: int = 0
     # Matrices this small gain little from several BLAS threads, and when other programs share
     # the cores, spinning threads make each step many times slower; None keeps NumPy's default.
