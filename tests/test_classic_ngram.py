@@ -33,6 +33,7 @@ def test_add_k_smoothing():
     assert model.prob("a", "b") == pytest.approx((2 + 1) / (3 + 3))
     assert model.prob("a", "a") == pytest.approx((0 + 1) / (3 + 3))
     assert model.prob("b", "a") == pytest.approx((1 + 1) / (1 + 3))
+    assert model.prob("a", "z") == 0.0  # outside the vocabulary
     half = NGramModel(2, "add-k", k=0.5).fit(TOY)
     assert half.prob("c", "b") == pytest.approx(0.5 / (1 + 1.5))
 
@@ -133,6 +134,9 @@ def test_sampling_is_reproducible_and_backs_off():
     # Temperature 0 is greedy: always the likeliest next token.
     dist = model.distribution("th")
     assert model.sample("th", 1, temperature=0) == [max(dist, key=dist.get)]
+    # A tiny temperature is nearly greedy and must not underflow every weight to 0.
+    assert model.sample("th", 1, temperature=0.001, seed=0) == ["e"]
+    assert len(model.sample("th", 50, temperature=0.001, seed=0)) == 50
 
 
 def test_tables_as_data():

@@ -177,12 +177,15 @@ class NGramModel:
 
     # --------------------------------------------------------------- probability
     def _context(self, context: str | Sequence[Token]) -> Context:
+        """The last ``order - 1`` tokens of ``context`` (all of it if shorter), as a tuple."""
         ctx = tuple(context)
-        return ctx[len(ctx) - (self.order - 1) :] if self.order > 1 else ()
+        return ctx[max(0, len(ctx) - (self.order - 1)) :]
 
     def prob(self, context: str | Sequence[Token], token: Token) -> float:
         """P(token | context); only the last ``order - 1`` context tokens are used."""
         self._check_fitted()
+        if token not in self._vocab_set:
+            return 0.0
         ctx = self._context(context)
         if self.smoothing == "kneser-ney":
             return self._kn(ctx, token, top=True)
@@ -194,8 +197,6 @@ class NGramModel:
 
     def _kn(self, ctx: Context, token: Token, top: bool) -> float:
         """Interpolated Kneser–Ney, recursing from ``ctx`` down to the uniform distribution."""
-        if token not in self._vocab_set:
-            return 0.0
         m = len(ctx) + 1
         kind = "raw" if top else "continuation"
         level = self.raw[m] if top else self.continuation[m]
@@ -272,7 +273,8 @@ class NGramModel:
             if temperature == 0:
                 token = tokens[max(range(len(probs)), key=probs.__getitem__)]
             else:
-                weights = [p ** (1 / temperature) for p in probs]
+                top = max(probs)  # dividing by the largest keeps p ** (1/T) from underflowing to 0
+                weights = [(p / top) ** (1 / temperature) for p in probs]
                 token = rng.choices(tokens, weights=weights)[0]
             history.append(token)
             out.append(token)
