@@ -119,6 +119,9 @@ def test_perplexity_by_hand_and_infinite_when_unsmoothed():
     assert evaluation.first_zero == (("b",), "b")
     assert "probability 0" in evaluation.explain() and "kneser-ney" in evaluation.explain()
     assert NGramModel(2, "kneser-ney").fit(TOY).perplexity("abba") < math.inf
+    unknown = NGramModel(2, "kneser-ney").fit(TOY).evaluate("abz")
+    assert unknown.perplexity == math.inf and unknown.n_unknown == 1
+    assert "not in the model's vocabulary" in unknown.explain()
 
 
 def test_sampling_is_reproducible_and_backs_off():

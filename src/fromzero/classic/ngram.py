@@ -66,15 +66,20 @@ class Evaluation:
     n_tokens: int
     n_zero: int  # tokens that got probability 0 (unseen events under an unsmoothed model)
     first_zero: tuple[Context, Token] | None  # (context, token) of the first such event
+    n_unknown: int = 0  # of the n_zero, tokens outside the model's vocabulary
 
     def explain(self) -> str:
         """One line a person can read; says why the perplexity is infinite when it is."""
         if self.n_zero == 0:
             return f"perplexity {self.perplexity:.3f} over {self.n_tokens:,} tokens"
         context, token = self.first_zero
+        if self.n_unknown == self.n_zero:
+            fix = "they are not in the model's vocabulary (fit with a vocab that includes them)"
+        else:
+            fix = "use add-k or kneser-ney smoothing"
         return (
             f"perplexity inf: {self.n_zero:,} of {self.n_tokens:,} tokens had probability 0 "
-            f"(first: {token!r} after {context!r}); use add-k or kneser-ney smoothing"
+            f"(first: {token!r} after {context!r}); {fix}"
         )
 
 
@@ -291,7 +296,7 @@ class NGramModel:
         tokens = list(data)
         if not tokens:
             raise InputError("cannot compute perplexity of empty text")
-        nll, n_zero, first_zero = 0.0, 0, None
+        nll, n_zero, n_unknown, first_zero = 0.0, 0, 0, None
         for i, token in enumerate(tokens):
             ctx = tuple(tokens[max(0, i - self.order + 1) : i])
             p = self.prob(ctx, token)
@@ -299,9 +304,10 @@ class NGramModel:
                 nll -= math.log(p)
             else:
                 n_zero += 1
+                n_unknown += token not in self._vocab_set
                 first_zero = first_zero or (ctx, token)
         if n_zero:
-            return Evaluation(math.inf, math.inf, len(tokens), n_zero, first_zero)
+            return Evaluation(math.inf, math.inf, len(tokens), n_zero, first_zero, n_unknown)
         ce = nll / len(tokens)
         return Evaluation(math.exp(ce), ce, len(tokens), 0, None)
 

@@ -20,7 +20,7 @@ from fromzero.classic.ngram import NGramModel
 from fromzero.classic.render import bar, heat, show_token
 from fromzero.console import console, stdout
 from fromzero.data import load_text
-from fromzero.errors import MissingFileError
+from fromzero.errors import InputError, MissingFileError
 from fromzero.files import write_json
 
 MODEL_FILE, RUN_FILE = "ngram.json", "run.json"
@@ -121,6 +121,8 @@ def perplexity(args: Namespace) -> int:
         label, text = "--text", args.text
     elif args.data is not None:
         label, text = args.data, load_text(args.data)
+    elif run["val_fraction"] == 0:
+        raise InputError(f"the model was trained on all of {run['data']}; give --data or --text to score")
     else:
         label = f"{run['data']} (validation split, {run['val_fraction']:.0%}, seed {run['seed']})"
         _, text = train_val_text(run["data"], run["val_fraction"], run["seed"])
