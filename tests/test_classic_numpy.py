@@ -75,6 +75,15 @@ def test_backward_matches_finite_differences(name, layer, x):
     assert errors and max(errors.values()) < TOL, errors
 
 
+def test_gradient_check_catches_a_wrong_backward():
+    class WrongTanh(Tanh):
+        def backward(self, grad):
+            return grad * (1 - self.y)  # forgot to square
+
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    assert check_layer(WrongTanh(), x)["input"] > 0.1
+
+
 def _torch_forward(name, layer, x):
     """The same layer in torch, with the NumPy layer's weights."""
     if name.startswith("linear"):

@@ -171,6 +171,9 @@ def train_char_mlp(
 ) -> History:
     """Adam on shuffled mini-batches; records train and val loss (nats/char) each epoch.
 
+    ``train_loss`` is the mean over the epoch's batches, measured as the model learned (so it
+    lags the end-of-epoch model); ``val_loss`` is measured after the epoch.
+
     The learning rate decays linearly to 10% over training, which settles the last epochs.
     ``on_step(step, total_steps)`` reports progress.
     """
