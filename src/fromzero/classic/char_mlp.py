@@ -85,14 +85,20 @@ class CharMLP:
         rows = np.lib.stride_tricks.sliding_window_view(padded, k)[: len(ids)]
         return np.ascontiguousarray(rows), ids
 
-    def loss(self, ids: list[int] | np.ndarray, batch_size: int = 4096) -> float:
-        """Mean cross-entropy (nats per token) of predicting every id of ``ids``."""
+    def evaluate(self, ids: list[int] | np.ndarray, batch_size: int = 4096) -> tuple[float, float]:
+        """(mean cross-entropy in nats per token, share of tokens that are the top prediction)."""
         x, y = self.windows(ids)
-        total = 0.0
+        total, correct = 0.0, 0
         for start in range(0, len(x), batch_size):
             logp = log_softmax(self.forward(x[start : start + batch_size]).astype(np.float64))
-            total -= logp[np.arange(len(logp)), y[start : start + batch_size]].sum()
-        return float(total / len(x))
+            targets = y[start : start + batch_size]
+            total -= logp[np.arange(len(logp)), targets].sum()
+            correct += int((logp.argmax(axis=1) == targets).sum())
+        return float(total / len(x)), correct / len(x)
+
+    def loss(self, ids: list[int] | np.ndarray) -> float:
+        """Mean cross-entropy (nats per token) of predicting every id of ``ids``."""
+        return self.evaluate(ids)[0]
 
     def perplexity(self, ids: list[int] | np.ndarray) -> float:
         """exp(mean cross-entropy): per character when the ids are characters."""
@@ -205,6 +211,6 @@ def _train(model, train_ids, val_ids, config: TrainConfig, on_step) -> History:
                 on_step(step, total)
         record = {"train_loss": running / len(x)}
         if val_ids is not None and len(val_ids):
-            record["val_loss"] = float(model.loss(val_ids))
+            record["val_loss"], record["val_accuracy"] = model.evaluate(val_ids)
         history.add(**record)
     return history

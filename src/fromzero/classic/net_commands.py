@@ -64,7 +64,7 @@ def train(args: Namespace) -> int:
     history.save(out / HISTORY_FILE)
     plot_history(history, out / PLOT_FILE, title=f"char-MLP on {args.data}")
     table = Table(title=f"char-MLP training ({seconds:.1f} s)", title_justify="left")
-    for name in ("epoch", "train loss", "val loss", "val perplexity"):
+    for name in ("epoch", "train loss", "val loss", "val perplexity", "val accuracy"):
         table.add_column(name, justify="right")
     for record in history.records:
         val = record.get("val_loss")
@@ -73,6 +73,7 @@ def train(args: Namespace) -> int:
             f"{record['train_loss']:.4f}",
             "-" if val is None else f"{val:.4f}",
             "-" if val is None else f"[bold]{np.exp(val):.3f}[/]",
+            "-" if val is None else f"{record['val_accuracy']:.1%}",
         )
     stdout.print(table)
     sample = model.sample(_encode(args.prompt, vocab), 200, 1.0, args.seed)
