@@ -65,9 +65,16 @@ def animate_decision_boundary(
     plt = _pyplot()
     from PIL import Image
 
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig, ax = plt.subplots(figsize=(5, 4.6))
     image = ax.imshow(frames[0][1], origin="lower", extent=(lo, hi, lo, hi), cmap="RdBu", vmin=0, vmax=1)
-    ax.scatter(x[:, 0], x[:, 1], c=y, cmap="RdBu", edgecolors="black", s=120, vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="P(class 1)")
+    for label, marker, colour in ((0, "o", "white"), (1, "s", "black")):
+        points = x[y == label]
+        ax.scatter(points[:, 0], points[:, 1], marker=marker, c=colour, edgecolors="black", s=120, label=f"class {label}")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
+    fig.tight_layout()
     pictures = []
     for epoch, grid in frames:
         image.set_data(grid)
