@@ -20,7 +20,7 @@ def _handler(module: str, name: str):
 def _data_flags(parser) -> None:
     parser.add_argument("--data", default="stories", help="bundled corpus name, .txt file or folder of .txt files")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of documents held out to measure perplexity (0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split and of sampling")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the split, the initial weights, sampling")
 
 
 def add_commands(subparsers) -> None:
