@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None, help=f"JSON to write (default {RESULTS.name}; --quick: *_quick.json)")
     args = parser.parse_args(argv)
+    output = args.output or (RESULTS.with_name(RESULTS.stem + "_quick.json") if args.quick else RESULTS)
     repeats, epochs = (1, 1) if args.quick else (args.repeats, args.epochs)
     wall_start = time.perf_counter()
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     stdout.print(table)
     wall = time.perf_counter() - wall_start
     console.print(f"total wall time {wall:.1f} s")
-    write_json(args.output, {
+    write_json(output, {
         "benchmark": "classic_perplexity",
         "data": args.data,
         "split": "documents, val_fraction=0.1, seed=0 (fromzero.classic.corpus.train_val_text)",
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "numpy": np.__version__, "processor": platform.machine()},
         "results": [{**r, "perplexity": None if r["perplexity"] == float("inf") else r["perplexity"]} for r in rows],
     })
-    console.print(f"[green]wrote[/] {args.output}")
+    console.print(f"[green]wrote[/] {output}")
     return 0
 
 
