@@ -31,8 +31,12 @@ def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -
     return 6.0 * n_params + 12.0 * n_layer * block_size * n_embd
 
 
-def measure_cpu_peak(size: int = 1024, repeats: int = 5) -> float:
-    """The best fp32 FLOP/s of a ``size x size`` matrix product, a practical CPU peak."""
+def measure_cpu_peak(size: int = 1024, repeats: int = 20) -> float:
+    """The best fp32 FLOP/s of a ``size x size`` matrix product, a practical CPU peak.
+
+    Best of ``repeats`` (about 0.2 s in all): other programs busy on the same cores make single
+    timings slow, so on a loaded machine the peak is underestimated and MFU overestimated.
+    """
     import torch
 
     a = torch.randn(size, size)
