@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import pickle  # only to write the meta.pkl that nanoGPT's train.py reads
 import platform

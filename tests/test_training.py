@@ -18,7 +18,7 @@ from fromzero.errors import CorruptFileError, InputError, MissingFileError
 from fromzero.training import checkpoint as ckpt
 from fromzero.training.batches import BatchPlan, Batches, WindowSampler
 from fromzero.training.config import TrainConfig, read_recipe
-from fromzero.training.optim import build_adamw, parameter_groups
+from fromzero.training.optim import parameter_groups
 from fromzero.training.schedule import CosineSchedule
 from fromzero.training.trainer import LossNotFiniteError, Trainer
 

@@ -78,7 +78,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         )
     for name, text in SWITCHES:
         train.add_argument("--" + name, dest=name, action="store_true", default=argparse.SUPPRESS, help=text)
-    train.add_argument("--config", metavar="FILE", help="a TOML/YAML/JSON recipe of these settings (field names as above)")
+    train.add_argument(
+        "--config", metavar="FILE", help="a TOML/YAML/JSON recipe of these settings (field names as above)"
+    )
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     mode.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")

@@ -66,7 +66,7 @@ class TrainConfig:
     # system
     seed: int = 1337
     device: str = "auto"  # "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", "mps"
-    dtype: str = "auto"  # "auto" (bf16 autocast where fast, else fp16 on old GPUs / fp32), "float32", "bfloat16", "float16"
+    dtype: str = "auto"  # "auto" (see trainer.autocast_dtype), "float32", "bfloat16", "float16"
     compile: bool = False
     threads: int | None = None  # CPU threads; default: PyTorch's choice (physical cores)
     tensorboard: bool = False

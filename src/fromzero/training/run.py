@@ -44,7 +44,6 @@ from fromzero.training.shards import (
     check_tokenizer,
     is_shard_dir,
     load_shards,
-    separator_ids,
     write_shards,
 )
 from fromzero.training.trainer import Trainer, TrainResult, resolve_device
