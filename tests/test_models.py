@@ -272,3 +272,18 @@ def test_model_info_cli_errors_are_one_line(capsys):
     assert main(["model", "info", "tiny", "--set", "n_layers=3"]) == 2
     assert "unknown GPTConfig field" in capsys.readouterr().err
     assert main(["model", "info", "tiny", "--set", "n_layer"]) == 2
+
+
+def test_logits_to_keep_returns_the_last_positions_only():
+    model = small_model()
+    ids = torch.randint(0, 97, (2, 10))
+    full = model(ids).logits
+    last = model(ids, logits_to_keep=1)
+    assert last.logits.shape == (2, 1, 97)
+    torch.testing.assert_close(last.logits, full[:, -1:], atol=1e-6, rtol=1e-6)
+    cache = model(ids[:, :6], use_cache=True, logits_to_keep=1).past_key_values
+    assert cache.seq_len == 6  # the cache still holds every position
+    torch.testing.assert_close(model(ids[:, 6:], past_key_values=cache, logits_to_keep=3).logits, full[:, -3:],
+                               atol=1e-5, rtol=1e-5)
+    with pytest.raises(InputError, match="logits_to_keep"):
+        model(ids, ids, logits_to_keep=1)

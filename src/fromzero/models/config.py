@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fromzero.errors import InputError
+from fromzero.nn import ACTIVATIONS
 
 POS_ENCODINGS = ("learned", "sinusoidal")
-ACTIVATIONS = ("gelu_new", "gelu")
 
 GPT2_VOCAB_SIZE = 50257
 GPT2_EOT_ID = 50256

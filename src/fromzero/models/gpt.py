@@ -36,6 +36,9 @@ Forward contract (relied on by generation and training)::
   with ``KVCache.for_model(model, batch_size, max_len)`` and pass it on the first call.
 * ``output_attentions=True``: ``out.attentions`` is a tuple with one (B, n_head, T, T_past + T)
   weight tensor per layer (the explicit attention path; slower).
+* ``logits_to_keep=k`` (optional extra, default 0 = all): compute logits for the last ``k``
+  positions only, so ``out.logits`` is (B, k, V). Generation's prefill needs just the last one,
+  and the output layer is the largest matmul (V x n_embd per position). Not with ``targets``.
 * Context policy: ``T_past + T`` must be at most ``block_size``; otherwise :class:`InputError`
   (crop to the last ``block_size`` tokens yourself; generation does so for prompts).
 
@@ -145,6 +148,7 @@ class GPT(nn.Module):
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
         output_attentions: bool = False,
+        logits_to_keep: int = 0,
     ) -> GPTOutput:
         """Next-token logits for ``input_ids`` (B, T); see the module docstring for the contract."""
         if input_ids.dim() != 2:
@@ -186,6 +190,10 @@ class GPT(nn.Module):
                 attentions.append(weights)
         if cache is not None:
             cache.advance(steps)
+        if logits_to_keep:
+            if targets is not None:
+                raise InputError("logits_to_keep cannot be combined with targets: the loss needs every position")
+            x = x[:, -logits_to_keep:]
         logits = self.lm_head(self.transformer.ln_f(x))
 
         loss = None

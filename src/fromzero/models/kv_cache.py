@@ -67,13 +67,14 @@ class KVCache:
         """An empty cache shaped for ``model`` (a :class:`fromzero.models.GPT`).
 
         ``max_len`` (default ``block_size``) bounds prompt + generated tokens; a smaller value
-        saves memory. dtype/device default to the model's parameters.
+        saves memory. dtype/device default to those of the token embedding (the activations'
+        dtype, also when the Linear layers have been quantized).
         """
         config = model.config
         max_len = config.block_size if max_len is None else max_len
         if not 1 <= max_len <= config.block_size:
             raise InputError(f"KV cache max_len must be in 1..{config.block_size} (block_size), got {max_len}")
-        weight = model.lm_head.weight
+        weight = model.transformer.wte.weight
         return cls(
             config.n_layer,
             batch_size,
