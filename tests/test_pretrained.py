@@ -243,3 +243,22 @@ def test_missing_truncated_and_mismatched_checkpoints(saved):
     (directory / "config.json").write_text("{broken")
     with pytest.raises(CorruptFileError, match="not valid JSON"):
         GPT.from_pretrained(directory)
+
+
+def test_sharded_checkpoints_and_extra_heads_load(hf_models, tmp_path):
+    hf = hf_models["gpt2-like"]
+    hf.save_pretrained(tmp_path, max_shard_size="100KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file() and len(list(tmp_path.glob("model-*"))) > 1
+    ids, _, _ = inputs(hf.config.vocab_size)
+    with torch.no_grad():
+        assert (GPT.from_pretrained(tmp_path)(ids).logits - hf(ids).logits).abs().max() < 1e-4
+
+    extra = tmp_path / "double-heads"
+    write_hub_style(hf, extra, "safetensors")
+    from safetensors.torch import load_file
+
+    state = load_file(extra / "model.safetensors")
+    state["multiple_choice_head.summary.weight"] = torch.zeros(1, 64)  # GPT2DoubleHeadsModel's extra head
+    save_file(state, str(extra / "model.safetensors"))
+    with torch.no_grad():
+        assert (GPT.from_pretrained(extra)(ids).logits - hf(ids).logits).abs().max() < 1e-4

@@ -44,6 +44,8 @@ FROMZERO_MODEL_TYPE = "fromzero-gpt"
 
 # Weights GPT-2 stores transposed, as (in_features, out_features).
 _CONV1D_SUFFIXES = (".c_attn.weight", ".c_proj.weight", ".c_fc.weight")
+# Top-level names inside GPT2Model (the "transformer." part of GPT2LMHeadModel).
+_TRANSFORMER_PARTS = ("wte.", "wpe.", "h.", "ln_f.")
 # Constant causal-mask buffers in older GPT-2 checkpoints, e.g. "h.3.attn.bias".
 _MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -239,6 +241,9 @@ def _to_fromzero_keys(state: dict[str, torch.Tensor], config: GPTConfig) -> dict
             continue
         bare = key.removeprefix("transformer.")
         if _MASK_BUFFER.match(bare):
+            continue
+        if not bare.startswith(_TRANSFORMER_PARTS):
+            converted[key] = tensor  # not part of the GPT (e.g. a classification head): reported, then dropped
             continue
         if bare.endswith(_CONV1D_SUFFIXES) and tensor.dim() == 2:
             tensor = tensor.t().contiguous()
