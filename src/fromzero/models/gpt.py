@@ -153,6 +153,8 @@ class GPT(nn.Module):
         """Next-token logits for ``input_ids`` (B, T); see the module docstring for the contract."""
         if input_ids.dim() != 2:
             raise InputError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
+        if logits_to_keep and targets is not None:
+            raise InputError("logits_to_keep cannot be combined with targets: the loss needs every position")
         batch, steps = input_ids.shape
         cache = past_key_values
         if cache is None and use_cache:
@@ -191,8 +193,6 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(steps)
         if logits_to_keep:
-            if targets is not None:
-                raise InputError("logits_to_keep cannot be combined with targets: the loss needs every position")
             x = x[:, -logits_to_keep:]
         logits = self.lm_head(self.transformer.ln_f(x))
 
