@@ -265,6 +265,26 @@ def test_output_is_an_ordinary_tensor_and_model_mode_is_restored(models):
     out[0, 0] = 1  # usable in place, e.g. as training data
 
 
+def test_generation_past_the_context_slides_the_window(models):
+    """Past block_size, each token is the greedy choice given the window the engine keeps:
+    when the window is full, its oldest quarter is dropped and the rest re-encoded."""
+    _, ours = models
+    context = ours.config.block_size
+    keep = context - context // 4
+    prompt = prompts(1, 10, seed=4)
+    out = generate(ours, prompt, GenerationConfig(max_new_tokens=2 * context))[0]
+    assert out.numel() == 10 + 2 * context
+    fitting = generate(ours, prompt, GenerationConfig(max_new_tokens=context - 10))[0]
+    assert torch.equal(out[:context], fitting)
+    start = 0
+    with torch.no_grad():
+        for position in range(context, out.numel()):
+            if position - start > context:
+                start = position - keep
+            logits = ours(out[None, start:position]).logits[0, -1]
+            assert int(logits.argmax()) == int(out[position]), position
+
+
 def test_bad_inputs_raise_input_errors(models):
     _, ours = models
     ids = prompts(2, 5)
@@ -274,8 +294,13 @@ def test_bad_inputs_raise_input_errors(models):
         generate(ours, ids, attention_mask=torch.ones(2, 4, dtype=torch.long))
     with pytest.raises(InputError, match="token ids"):
         generate(ours, ids + VOCAB)
-    with pytest.raises(InputError, match="context"):
-        generate(ours, ids, GenerationConfig(max_new_tokens=124))
+    with pytest.raises(InputError, match="longer than the model's context"):
+        generate(ours, prompts(1, 129))
+    with pytest.raises(InputError, match="cannot slide"):
+        generate(ours, ids, GenerationConfig(max_new_tokens=124, num_beams=2))
+    with pytest.raises(InputError, match="cannot slide"):
+        generate(ours, ids, GenerationConfig(max_new_tokens=124),
+                 attention_mask=torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]))
     with pytest.raises(InputError, match="top_p"):
         generate(ours, ids, GenerationConfig(do_sample=True, top_p=0.0))
     with pytest.raises(InputError, match="integer"):

@@ -79,10 +79,14 @@ def test_int8_weights_run(model_dir, capsys):
 
 
 def test_long_prompt_is_left_truncated_with_a_warning(model_dir, capsys):
-    code, out, err = run(capsys, "--model", str(model_dir), "--prompt", TEXT, "--greedy",
+    code, out, err = run(capsys, "--model", str(model_dir), "--prompt", TEXT, "--num-beams", "2",
                          "--max-new-tokens", "10")
     assert code == 0
     assert "warning" in err and "keeping its last 54" in err
+    code, out, err = run(capsys, "--model", str(model_dir), "--prompt", TEXT, "--greedy",
+                         "--max-new-tokens", "10")
+    assert code == 0
+    assert "warning" in err and "keeping its last 64" in err
     assert out.strip()
 
 
@@ -90,8 +94,8 @@ def test_long_prompt_is_left_truncated_with_a_warning(model_dir, capsys):
     (["--model", "no/such/dir", "--prompt", "x"], "no model directory"),
     (["--model", "gpt2", "--prompt", "x"], "HF_HUB_OFFLINE"),
     (["--prompt", "x", "--top-p", "0"], "top_p"),
-    (["--prompt", "x", "--max-new-tokens", "64"], "no room"),
-    (["--prompt", "x", "--num-beams", "2", "--stream"], "one sequence"),
+    (["--prompt", "x", "--max-new-tokens", "64", "--num-beams", "2"], "no room"),
+    (["--prompt", "x", "--num-beams", "2", "--max-new-tokens", "10", "--stream"], "one sequence"),
     (["--prompt", "x", "--temperature", "-1"], "temperature"),
 ])
 def test_user_errors_are_one_line_exit_2(model_dir, capsys, args, message):

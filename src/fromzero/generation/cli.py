@@ -17,8 +17,10 @@ Decoding: by default the next token is SAMPLED with temperature 0.8 from the 50 
 --num-beams B > 1 runs (deterministic) beam search. Sampling prints its seed: pass --seed to
 repeat a run exactly.
 
-Context: prompt + --max-new-tokens must fit the model's context (1024 tokens for GPT-2). A longer
-prompt is LEFT-truncated (its beginning is dropped) with a warning.
+Context: a model sees at most its context (1024 tokens for GPT-2, 128 characters for the course's
+mini GPT). A longer prompt is LEFT-truncated (its beginning is dropped) with a warning. Sampling and
+greedy decoding may write past the context: the window then slides and the oldest tokens are
+forgotten. Beam search needs prompt + --max-new-tokens to fit the context.
 An empty prompt ("") starts from <|endoftext|>, like GPT-2's unconditional samples.
 
 Examples:
@@ -35,7 +37,7 @@ def add_commands(subparsers) -> None:
                               description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="model folder, or gpt2 / distilgpt2 / another GPT-2 hub name")
     p.add_argument("--prompt", required=True, help="text to continue (\"\" = start from <|endoftext|>)")
-    p.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate at most")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate at most")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature: lower = safer, higher = more surprising, 0 = greedy")
     p.add_argument("--top-k", type=int, default=50, help="sample only among the k most likely tokens (0 = all)")
@@ -92,7 +94,9 @@ def run(args: Namespace) -> int:
     eos = tokenizer.eot_id if tokenizer.eot_id is not None else model.config.eos_token_id
     config.eos_token_id = eos
     config.pad_token_id = eos
-    ids = prompt_ids(tokenizer, args.prompt, model.config.block_size, config.max_new_tokens)
+    # beam search cannot slide the window, so its prompt must leave room for every new token
+    room = config.max_new_tokens if config.num_beams > 1 else 0
+    ids = prompt_ids(tokenizer, args.prompt, model.config.block_size, room)
     if args.stream:
         return _print_stream(model, tokenizer, ids, config)
     return _print_all(model, tokenizer, ids, config)
@@ -124,7 +128,7 @@ def load_model_and_tokenizer(spec: str):
 
 
 def prompt_ids(tokenizer, prompt: str, context: int, max_new_tokens: int) -> list[int]:
-    """Encode the prompt; left-truncate it (with a warning) so prompt + new tokens fit the context."""
+    """Encode the prompt; left-truncate it (with a warning) so prompt + ``max_new_tokens`` fit the context."""
     from fromzero.console import console
     from fromzero.errors import InputError
 
@@ -138,8 +142,8 @@ def prompt_ids(tokenizer, prompt: str, context: int, max_new_tokens: int) -> lis
         ids = [tokenizer.eot_id]
     room = context - max_new_tokens
     if len(ids) > room:
-        console.print(f"[yellow]warning:[/] the prompt has {len(ids)} tokens; keeping its last {room} so "
-                      f"that {max_new_tokens} new tokens fit the context of {context}")
+        console.print(f"[yellow]warning:[/] the prompt has {len(ids)} tokens; keeping its last {room} to fit "
+                      f"the model's context of {context}" + (f" with {max_new_tokens} new tokens" if max_new_tokens else ""))
         ids = ids[-room:]
     return ids
 

@@ -5,6 +5,11 @@ O(n^2) work; with it, the keys and values of past tokens are kept and each step 
 newest position. The engine also carries the bookkeeping that left-padded batches need: the
 attention mask grows by one column per step (new tokens are always real), and each row's position
 ids count only its real tokens, so a padded prompt is numbered exactly as the unpadded one.
+
+A model only knows ``block_size`` positions. To go on writing past that (a character model with
+a 128-token context would otherwise stop after a sentence), the engine slides its window, as
+nanoGPT's sampler does: when the cache is full it drops the oldest quarter of the window and runs
+the remaining tokens through the model again, then goes on one token per step.
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ class CachedDecoder:
         # the cache and the mask are allocated once, at their final size: a step writes one
         # more position into each instead of growing them
         config = model.config
+        self.capacity = min(prompt_len + max_new_tokens, config.block_size)
         activations = next(p for p in model.parameters() if p.is_floating_point())
         self.cache = KVCache(config.n_layer, rows, config.n_head, config.n_embd // config.n_head,
-                             prompt_len + max_new_tokens, dtype=activations.dtype, device=input_ids.device)
-        self.mask = torch.ones(rows, prompt_len + max_new_tokens, dtype=torch.long,
-                               device=input_ids.device)
+                             self.capacity, dtype=activations.dtype, device=input_ids.device)
+        self.mask = torch.ones(rows, self.capacity, dtype=torch.long, device=input_ids.device)
         if self.padded:
             self.mask[:, :prompt_len] = attention_mask
 
@@ -47,12 +52,26 @@ class CachedDecoder:
         self.next_position = mask.sum(-1, keepdim=True)
         return self._forward(self.input_ids, positions)
 
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Append ``tokens`` (rows,) to every row; return the logits for the token after them."""
+    def step(self, tokens: torch.Tensor, sequences: torch.Tensor | None = None) -> torch.Tensor:
+        """Append ``tokens`` (rows,) to every row; return the logits for the token after them.
+
+        ``sequences`` (rows, length), the text so far ending with ``tokens``, is needed only when
+        the window is full and must slide (unpadded greedy or sampling; see the module docstring).
+        """
+        if self.length == self.capacity:
+            return self._slide(sequences)
         self.length += 1
         positions = self.next_position
         self.next_position = positions + 1
         return self._forward(tokens.unsqueeze(1), positions)
+
+    def _slide(self, sequences: torch.Tensor | None) -> torch.Tensor:
+        if sequences is None or self.padded:
+            raise RuntimeError("the context window is full; only unpadded greedy/sampling may slide it")
+        keep = self.capacity - self.capacity // 4
+        self.cache.seq_len = 0  # forget every position; the kept tokens are re-encoded from 0
+        self.length = keep
+        return self._forward(sequences[:, -keep:], None)
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep (and repeat) the given rows: beams that survive, or copies of a prompt."""
@@ -60,6 +79,7 @@ class CachedDecoder:
         self.mask = self.mask.index_select(0, rows)
         self.next_position = self.next_position.index_select(0, rows)
 
+    @torch.no_grad()  # also when called from a streaming generator, outside generate's inference mode
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         # without padding the model's own defaults (no mask, positions past..past+T-1) are the
         # right ones and let it take its fastest path

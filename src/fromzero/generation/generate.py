@@ -32,11 +32,13 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, config: Generation
     the output has B * n rows, the n results of prompt i being rows i*n ... i*n + n - 1.
     ``tokenizer`` is only needed for ``stop_strings``.
 
-    Prompt plus ``max_new_tokens`` must fit in the model's context (``block_size``); a longer
-    request raises :class:`InputError` rather than silently forgetting the start of the prompt.
+    The prompt must fit in the model's context (``block_size``); a longer one raises
+    :class:`InputError` rather than silently forgetting its start. Greedy decoding and sampling of
+    unpadded prompts may go on past the context: the window then slides (the oldest tokens are
+    forgotten, see :mod:`fromzero.generation.engine`). Beam search and padded batches must fit.
     """
     config = (config or GenerationConfig()).validate()
-    input_ids, attention_mask = check_inputs(model, input_ids, attention_mask, config.max_new_tokens)
+    input_ids, attention_mask = check_inputs(model, input_ids, attention_mask, config)
     with torch.inference_mode(), eval_mode(model):
         decoder, logits, prompt, stop, generator = start(model, input_ids, attention_mask, config,
                                                           tokenizer)
@@ -74,7 +76,7 @@ def start(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch
 
 
 def check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                 max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 config: GenerationConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate shapes, ids and the context length; a 1-D prompt becomes a batch of one."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.int64, torch.int32):
         raise InputError("input_ids must be an integer torch tensor of token ids, shape (batch, length)")
@@ -100,10 +102,16 @@ def check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask
             raise InputError("every prompt must end with a real token: pad on the left "
                              "(tokenizer padding_side='left')")
     context = getattr(model_config, "block_size", None)
-    if context is not None and input_ids.size(1) + max_new_tokens > context:
-        raise InputError(f"prompt ({input_ids.size(1)} tokens) + max_new_tokens ({max_new_tokens}) "
-                         f"exceeds the model's context of {context} tokens: shorten the prompt "
-                         "or ask for fewer new tokens")
+    if context is None:
+        return input_ids, attention_mask
+    if input_ids.size(1) > context:
+        raise InputError(f"the prompt ({input_ids.size(1)} tokens) is longer than the model's context "
+                         f"of {context} tokens: keep only its last {context} tokens")
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    if input_ids.size(1) + config.max_new_tokens > context and (config.num_beams > 1 or padded):
+        raise InputError(f"prompt ({input_ids.size(1)} tokens) + max_new_tokens ({config.max_new_tokens}) "
+                         f"exceeds the model's context of {context} tokens, and beam search and padded "
+                         "batches cannot slide the window: shorten the prompt or ask for fewer new tokens")
     return input_ids, attention_mask
 
 

@@ -48,4 +48,4 @@ def sample_steps(decoder: CachedDecoder, logits: torch.Tensor, prompt: torch.Ten
                 break
         if length == sequences.size(1):
             break
-        logits = decoder.step(tokens)
+        logits = decoder.step(tokens, sequences[:, :length])

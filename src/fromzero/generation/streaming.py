@@ -47,7 +47,7 @@ def stream(model: torch.nn.Module, tokenizer: TextTokenizer, prompt: str | list[
     if not ids:
         raise InputError("the prompt is empty: give at least one token of text to continue")
     device = next(model.parameters()).device
-    input_ids, _ = check_inputs(model, torch.tensor([ids], device=device), None, config.max_new_tokens)
+    input_ids, _ = check_inputs(model, torch.tensor([ids], device=device), None, config)
     prompt_len = input_ids.size(1)
     with eval_mode(model):
         decoder, logits, prompt_ids, stop, generator = start(model, input_ids, None, config, tokenizer)
