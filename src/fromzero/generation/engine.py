@@ -89,5 +89,6 @@ class CachedDecoder:
             position_ids=positions if self.padded else None,
             past_key_values=self.cache,
             use_cache=True,
+            logits_to_keep=1,  # only the last position's scores are used: skip the rest of the output layer
         )
         return output.logits[:, -1, :].float()
