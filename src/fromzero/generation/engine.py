@@ -35,11 +35,8 @@ class CachedDecoder:
         self.padded = attention_mask is not None and not bool(attention_mask.all())
         # the cache and the mask are allocated once, at their final size: a step writes one
         # more position into each instead of growing them
-        config = model.config
-        self.capacity = min(prompt_len + max_new_tokens, config.block_size)
-        activations = next(p for p in model.parameters() if p.is_floating_point())
-        self.cache = KVCache(config.n_layer, rows, config.n_head, config.n_embd // config.n_head,
-                             self.capacity, dtype=activations.dtype, device=input_ids.device)
+        self.capacity = min(prompt_len + max_new_tokens, model.config.block_size)
+        self.cache = KVCache.for_model(model, rows, self.capacity)
         self.mask = torch.ones(rows, self.capacity, dtype=torch.long, device=input_ids.device)
         if self.padded:
             self.mask[:, :prompt_len] = attention_mask
