@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from fromzero.classic.corpus import char_vocab, train_val_text
 from fromzero.classic.ngram import NGramModel
 from fromzero.console import console, stdout
 from fromzero.files import write_json
+from timing import timed  # benchmarks/timing.py
 
 RESULTS = Path(__file__).resolve().parent / "results" / "classic_perplexity.json"
 
@@ -38,14 +38,6 @@ NGRAMS = [
 ]
 
 
-def timed(fn, repeats: int):
-    """(result of the last call, median seconds over ``repeats`` calls)."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return result, statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import platform
 import random
-import statistics
-import time
 from pathlib import Path
 
 from rich.table import Table
@@ -27,6 +25,7 @@ from fromzero.console import console, stdout
 from fromzero.data import deduplicate, load_documents
 from fromzero.data.dedup import exact_key, jaccard, normalise_for_dedup, shingles
 from fromzero.files import write_json
+from timing import timed  # benchmarks/timing.py
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_dedup.json"
 THRESHOLD = 0.8
@@ -76,13 +75,6 @@ def with_datasketch(docs: list[str]) -> list[int]:
     return kept
 
 
-def timed(fn, docs, repeats: int):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn(docs)
-        times.append(time.perf_counter() - start)
-    return result, statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reference, rows = None, []
     for name, fn in methods.items():
-        kept, seconds = timed(fn, docs, repeats)
+        kept, seconds = timed(lambda: fn(docs), repeats)
         reference = reference if reference is not None else set(kept)
         wrongly_removed = len(reference - set(kept))
         wrongly_kept = len(set(kept) - reference)

@@ -27,7 +27,6 @@ import hashlib
 import os
 import platform
 import shutil
-import statistics
 import sysconfig
 import tempfile
 import time
@@ -42,20 +41,13 @@ from fromzero.files import write_json
 from fromzero.tokenizers import BPETokenizer
 from fromzero.tokenizers.bpe import bpe_merge
 from fromzero.tokenizers.patterns import GPT2_PATTERN, GPT4_PATTERN
+from timing import timed  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "tokenizers_bench.json"
 SHARED = Path(os.environ.get("FROMZERO_SHARED", ROOT.parent / "shared")) / "data"
 
 
-def timed(fn, repeats: int):
-    """(result of the last call, median seconds over ``repeats`` calls)."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return result, statistics.median(times)
 
 
 def tiktoken_gpt2(gpt2_dir: Path):

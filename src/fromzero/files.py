@@ -1,7 +1,9 @@
-"""Safe file writing: every output is written to a temporary file, then renamed into place.
+"""Safe file writing and reading.
 
-A crash, a full disk or Ctrl-C half-way through therefore never leaves a truncated file behind
-with the final name: readers either see the old file or the complete new one.
+Every output is written to a temporary file, then renamed into place: a crash, a full disk or
+Ctrl-C half-way through therefore never leaves a truncated file behind with the final name;
+readers either see the old file or the complete new one. Reading JSON explains a missing or
+damaged file in one line instead of a parser traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from fromzero.errors import CorruptFileError, MissingFileError
 
 
 @contextlib.contextmanager
@@ -48,3 +52,14 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write JSON atomically (UTF-8, non-ASCII kept readable)."""
     write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, *, hint: str = "") -> Any:
+    """Parse a JSON file; a missing or unreadable one raises a one-line error (``hint`` says what to do)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist" + (f"; {hint}" if hint else ""))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptFileError(f"{path} is not valid JSON ({err}); it is truncated or corrupt") from None

@@ -39,7 +39,6 @@ Smoothing (how probability is given to continuations never seen after a context)
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections import Counter, defaultdict
@@ -47,8 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Sequence
 
-from fromzero.errors import CorruptFileError, InputError, MissingFileError
-from fromzero.files import write_json
+from fromzero.errors import CorruptFileError, InputError
+from fromzero.files import read_json, write_json
 
 SMOOTHINGS = ("none", "add-k", "kneser-ney")
 FORMAT = "fromzero-ngram/1"
@@ -404,11 +403,5 @@ class NGramModel:
 
     @classmethod
     def load(cls, path: str | Path) -> NGramModel:
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"no n-gram model at {path}; train one with `fromzero ngram train`")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CorruptFileError(f"{path} is not valid JSON: {err}") from err
+        data = read_json(path, hint="train an n-gram model with `fromzero ngram train`")
         return cls.from_dict(data)

@@ -31,7 +31,7 @@ import torch
 from fromzero import __version__
 from fromzero.console import console
 from fromzero.errors import CorruptFileError, InputError, MissingFileError, OfflineError
-from fromzero.files import atomic_path, write_json
+from fromzero.files import atomic_path, read_json, write_json
 from fromzero.models.config import GPTConfig
 from fromzero.models.gpt import GPT
 
@@ -137,12 +137,7 @@ def _download(repo_id: str) -> Path:
 def read_config(directory: Path) -> GPTConfig:
     """Parse ``config.json``: ours (``"fromzero"`` section) or any transformers GPT-2 config."""
     path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise MissingFileError(f"{path} is missing: a model directory needs config.json next to its weights")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptFileError(f"{path} is not valid JSON: {err}") from None
+    raw = read_json(path, hint="a model directory needs config.json next to its weights")
     if not isinstance(raw, dict):
         raise CorruptFileError(f"{path} must hold a JSON object")
     if isinstance(raw.get("fromzero"), dict) and "config" in raw["fromzero"]:

@@ -10,15 +10,14 @@ hold both and ``load_tokenizer(dir)`` finds the right class from the saved kind.
 
 from __future__ import annotations
 
-import json
 import operator
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from fromzero.errors import CorruptFileError, InputError, MissingFileError
-from fromzero.files import write_json
+from fromzero.errors import CorruptFileError, InputError
+from fromzero.files import read_json, write_json
 
 CONFIG_FILE = "fromzero_tokenizer.json"
 EOT = "<|endoftext|>"
@@ -107,12 +106,7 @@ class Tokenizer(ABC):
 def read_config(directory: Path) -> dict[str, Any]:
     """Read and parse ``fromzero_tokenizer.json`` with errors that say which file is wrong."""
     path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise MissingFileError(f"{path} does not exist; save a tokenizer there with tok.save(dir)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptFileError(f"{path} is not valid JSON: {err}") from None
+    config = read_json(path, hint="save a tokenizer there with tok.save(dir)")
     if not isinstance(config, dict):
         raise CorruptFileError(f"{path} should hold a JSON object")
     return config

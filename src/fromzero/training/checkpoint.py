@@ -25,7 +25,6 @@ Loading re-hashes every file against the manifest, so truncation or corruption i
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, save_model
 
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
-from fromzero.files import atomic_path, write_json
+from fromzero.files import atomic_path, read_json, write_json
 
 POINTER = "latest.json"
 TRAINER_FILE = "trainer.json"
@@ -136,7 +135,7 @@ def save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
-    layout = _read_json(directory / OPTIMIZER_JSON)
+    layout = read_json(directory / OPTIMIZER_JSON)
     shapes = [list(p.shape) for group in optimizer.param_groups for p in group["params"]]
     if layout["param_shapes"] != shapes:
         raise InputError(
@@ -195,7 +194,7 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     pointer = Path(root) / POINTER
     if not pointer.is_file():
         return None
-    return Path(root) / _read_json(pointer)["dir"]
+    return Path(root) / read_json(pointer)["dir"]
 
 
 def load_checkpoint(
@@ -209,7 +208,7 @@ def load_checkpoint(
     directory = Path(directory)
     if not directory.is_dir():
         raise MissingFileError(f"checkpoint directory {directory} does not exist")
-    record = _read_json(directory / TRAINER_FILE)
+    record = read_json(directory / TRAINER_FILE)
     try:
         manifest = record["files"]
         state = TrainerState(
@@ -243,7 +242,7 @@ def load_checkpoint(
 
 def saved_settings(directory: str | Path) -> dict:
     """The run settings (a TrainConfig dict) stored in a checkpoint."""
-    record = _read_json(Path(directory) / TRAINER_FILE)
+    record = read_json(Path(directory) / TRAINER_FILE)
     if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
         raise CorruptFileError(f"{Path(directory) / TRAINER_FILE} holds no run settings")
     return record["settings"]
@@ -256,15 +255,6 @@ def _file_digest(path: Path) -> dict:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise MissingFileError(f"checkpoint file {path} is missing")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptFileError(f"{path} is not valid JSON ({err}); it is truncated or corrupt") from err
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
