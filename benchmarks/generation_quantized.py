@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from fromzero.files import write_json
+from timing import quick_path  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "generation_quantized.json"
 TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -157,10 +158,11 @@ def main() -> None:
     stdout.print(f"batch-1 fp32 bound (bandwidth / 498 MB): {bound:.1f} tok/s")
     stdout.print(f"perplexity ({scores['source']}, {scores['params'] / 1e6:.2f}M params): "
                  + ", ".join(f"{mode} {scores[f'ppl_{mode}']:.4f}" for mode in MODES))
-    write_json(RESULTS, dict(benchmark="generation_quantized", quick=args.quick, new_tokens=args.new_tokens,
+    results = quick_path(RESULTS) if args.quick else RESULTS
+    write_json(results, dict(benchmark="generation_quantized", quick=args.quick, new_tokens=args.new_tokens,
                              repeats=args.repeats, threads=torch.get_num_threads(), torch=torch.__version__,
                              batch1_fp32_bound_tok_s=bound, speed=speed, quality=scores))
-    console.print(f"wrote {RESULTS}")
+    console.print(f"wrote {results}")
 
 
 if __name__ == "__main__":

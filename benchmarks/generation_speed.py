@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from fromzero.files import write_json
+from timing import quick_path  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "generation_speed.json"
 
@@ -126,13 +127,14 @@ def main() -> None:
                       f"{row['speedup']:.2f}x", str(row["same_tokens"]))
     stdout.print(table)
     stdout.print(f"batch-1 fp32 bound (bandwidth / weight bytes): {bound:.1f} tok/s")
-    write_json(RESULTS, dict(
+    results = quick_path(RESULTS) if args.quick else RESULTS
+    write_json(results, dict(
         benchmark="generation_speed", quick=args.quick, prompt_tokens=args.prompt_tokens,
         new_tokens=args.new_tokens, repeats=args.repeats, threads=torch.get_num_threads(),
         torch=torch.__version__, transformers=transformers.__version__, weight_mb=weight_mb,
         read_bandwidth_gb_s=bandwidth, batch1_bound_tok_s=bound, results=rows,
     ))
-    console.print(f"wrote {RESULTS}")
+    console.print(f"wrote {results}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from fromzero.files import write_json
 from fromzero.tokenizers import BPETokenizer
 from fromzero.tokenizers.bpe import bpe_merge
 from fromzero.tokenizers.patterns import GPT2_PATTERN, GPT4_PATTERN
-from timing import timed  # benchmarks/timing.py
+from timing import quick_path, timed  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "tokenizers_bench.json"
@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     import tiktoken
     import tokenizers
 
-    write_json(RESULTS, {
+    results = quick_path(RESULTS) if args.quick else RESULTS
+    write_json(results, {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "encode": encode_rows,
         "train": train_rows,
     })
-    console.print(f"wrote {RESULTS.relative_to(ROOT)}")
+    console.print(f"wrote {results.relative_to(ROOT)}")
     return 0
 
 

@@ -52,6 +52,7 @@ from fromzero.tokenizers import CharTokenizer
 from fromzero.training.config import TrainConfig
 from fromzero.training.metrics import flops_per_token, measure_cpu_peak
 from fromzero.training.trainer import Trainer
+from timing import quick_path  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = ROOT.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -266,8 +267,9 @@ def report(runs: dict[str, Run], target: float, args, peak: float) -> None:
         "recipe": RECIPE,
         "runs": {name: run.__dict__ for name, run in runs.items()},
     }
-    write_json(args.out, result)
-    console.print(f"wrote {args.out}")
+    out = quick_path(args.out) if args.quick else args.out
+    write_json(out, result)
+    console.print(f"wrote {out}")
 
 
 if __name__ == "__main__":
