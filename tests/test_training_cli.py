@@ -119,6 +119,8 @@ def test_empty_and_too_short_corpora_are_refused(tmp_path, capsys):
     (tmp_path / "short.txt").write_text("a short text. " * 5)
     err = error_of(capsys, "train", "--data", str(tmp_path / "short.txt"), *TINY, "--out", str(tmp_path / "b"))
     assert "fewer than block_size + 1" in err and "Traceback" not in err
+    # a run that never started leaves no output directory behind
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_shards_made_with_another_tokenizer_are_refused(corpus, tmp_path, capsys):
@@ -146,6 +148,13 @@ def test_unwritable_out_dir_is_refused(corpus, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     err = error_of(capsys, "train", "--data", str(corpus), *TINY, "--out", str(tmp_path / "file" / "out"))
     assert "cannot write to output directory" in err or "is a file" in err
+
+
+def test_bad_model_settings_leave_no_output_and_a_rerun_works(corpus, tmp_path, capsys):
+    out = tmp_path / "out"
+    err = error_of(capsys, "train", "--data", str(corpus), *TINY, "--n-head", "3", "--out", str(out))
+    assert "divisible" in err and not out.exists()
+    assert main(["train", "--data", str(corpus), *TINY, "--max-steps", "2", "--out", str(out)]) == 0
 
 
 def test_config_file_sets_hyperparameters_and_flags_win(corpus, tmp_path):

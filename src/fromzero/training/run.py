@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from fromzero.console import console
-from fromzero.errors import InputError, MissingFileError
+from fromzero.errors import FromzeroError, InputError, MissingFileError
 from fromzero.files import write_json
 from fromzero.training import distributed
 from fromzero.training.checkpoint import latest_checkpoint, saved_settings
@@ -72,25 +72,33 @@ def train(
     dist, device = distributed.setup(resolve_device(config.device))
     try:
         out = Path(config.out)
-        if resume:
-            config = _resumed_config(config, out, given or set())
-        elif dist.is_main:
-            _prepare_new_out_dir(out, overwrite)
-        distributed.barrier(dist)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        _seed_everything(config.seed)
+        # a new run into a new (or empty) directory that fails before training starts removes it
+        # again, so fixing a typo and re-running does not trip over a half-made run
+        fresh = not resume and dist.is_main and not (out.is_dir() and any(out.iterdir()))
+        try:
+            if resume:
+                config = _resumed_config(config, out, given or set())
+            elif dist.is_main:
+                _prepare_new_out_dir(out, overwrite)
+            distributed.barrier(dist)
+            if config.threads:
+                torch.set_num_threads(config.threads)
+            _seed_everything(config.seed)
 
-        tokenizer, shards = _data(config, out, dist, resume)
-        model = _build_model(config, tokenizer.vocab_size)
-        check_length(shards, model.config.block_size)
-        trainer = Trainer(
-            model, config, shards.train, shards.val, model.config.block_size, out,
-            dist=dist, device=device, quiet=quiet,
-            sampler=_sampler(tokenizer, config, model.config.block_size, shards.separator),
-            on_best=lambda m: _save_model_dir(m, tokenizer, out / "best"),
-            extra_state={"tokenizer": shards.tokenizer_id.__dict__},
-        )
+            tokenizer, shards = _data(config, out, dist, resume)
+            model = _build_model(config, tokenizer.vocab_size)
+            check_length(shards, model.config.block_size)
+            trainer = Trainer(
+                model, config, shards.train, shards.val, model.config.block_size, out,
+                dist=dist, device=device, quiet=quiet,
+                sampler=_sampler(tokenizer, config, model.config.block_size, shards.separator),
+                on_best=lambda m: _save_model_dir(m, tokenizer, out / "best"),
+                extra_state={"tokenizer": shards.tokenizer_id.__dict__},
+            )
+        except FromzeroError:
+            if fresh and out.is_dir():
+                shutil.rmtree(out, ignore_errors=True)
+            raise
         if resume:
             trainer.resume(latest_checkpoint(out / "checkpoints"))
             if not quiet and dist.is_main:
