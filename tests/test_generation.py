@@ -334,3 +334,19 @@ def test_lighter_weights_stay_close_to_fp32(models, mode, tolerance):
     assert out.shape == (4, 17)
     with pytest.raises(InputError, match="weight mode"):
         quantize(ours, "int4")
+
+
+def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models):
+    import copy
+
+    from fromzero.generation.quantize import TransposedLinear, quantize
+
+    hf, ours = models
+    packed = quantize(copy.deepcopy(ours), "fp32")
+    assert isinstance(packed.lm_head, TransposedLinear)
+    assert not any(isinstance(m, torch.nn.Linear) for m in packed.modules())
+    ids = prompts(3, 9, seed=12)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(ids).logits, ours(ids).logits, rtol=1e-5, atol=1e-4)
+    config = GenerationConfig(max_new_tokens=32)
+    assert torch.equal(generate(packed, ids, config), hf_generate(hf, ids, max_new_tokens=32, do_sample=False))

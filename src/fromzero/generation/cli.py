@@ -59,7 +59,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: a fresh one, printed)")
     p.add_argument("--greedy", action="store_true", help="no sampling: always take the most likely token")
     p.add_argument("--weights", choices=("fp32", "bf16", "int8"), default="fp32",
-                   help="weight precision for inference: bf16 and int8 decode faster on CPU, slightly less exactly")
+                   help="weights for inference: fp32 (full precision, stored in the layout CPUs read fastest), "
+                        "or bf16 / int8, which decode faster on CPU and slightly less exactly")
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     p.set_defaults(func=run)
 
@@ -84,10 +85,9 @@ def run(args: Namespace) -> int:
         seed=args.seed,
     ).validate()
     model, tokenizer = load_model_and_tokenizer(args.model)
-    if args.weights != "fp32":
-        from fromzero.generation.quantize import quantize
+    from fromzero.generation.quantize import quantize
 
-        quantize(model, args.weights)
+    quantize(model, args.weights)
     if config.samples and config.seed is None:
         config.seed = random.randrange(2**31)
         console.print(f"[dim]sampling with seed {config.seed} (pass --seed {config.seed} to repeat)[/]")
