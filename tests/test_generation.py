@@ -315,7 +315,7 @@ def test_bad_inputs_raise_input_errors(models):
 def test_lighter_weights_stay_close_to_fp32(models, mode, tolerance):
     import copy
 
-    from fromzero.generation.quantize import Int8Linear, quantize
+    from fromzero.generation.quantize import Int8Linear, PackedLinear, onednn_packing_works, quantize
 
     _, ours = models
     light = quantize(copy.deepcopy(ours), mode)
@@ -330,6 +330,8 @@ def test_lighter_weights_stay_close_to_fp32(models, mode, tolerance):
     if mode == "int8":
         assert isinstance(light.lm_head, Int8Linear) and not any(
             isinstance(m, torch.nn.Linear) for m in light.modules())
+    if mode == "bf16" and onednn_packing_works(torch.bfloat16):
+        assert isinstance(light.lm_head, PackedLinear) and light.lm_head.packed_weight.dtype == torch.bfloat16
     out = generate(light, ids, GenerationConfig(max_new_tokens=5))
     assert out.shape == (4, 17)
     with pytest.raises(InputError, match="weight mode"):
@@ -339,14 +341,19 @@ def test_lighter_weights_stay_close_to_fp32(models, mode, tolerance):
 def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models):
     import copy
 
-    from fromzero.generation.quantize import TransposedLinear, quantize
+    from fromzero.generation.quantize import PackedLinear, onednn_packing_works, quantize
 
+    if not onednn_packing_works():
+        pytest.skip("this torch build has no oneDNN, so fp32 weights stay in plain Linear layers")
     hf, ours = models
     packed = quantize(copy.deepcopy(ours), "fp32")
-    assert isinstance(packed.lm_head, TransposedLinear)
+    assert isinstance(packed.lm_head, PackedLinear)
     assert not any(isinstance(m, torch.nn.Linear) for m in packed.modules())
     ids = prompts(3, 9, seed=12)
     with torch.inference_mode():
         torch.testing.assert_close(packed(ids).logits, ours(ids).logits, rtol=1e-5, atol=1e-4)
     config = GenerationConfig(max_new_tokens=32)
     assert torch.equal(generate(packed, ids, config), hf_generate(hf, ids, max_new_tokens=32, do_sample=False))
+    # oneDNN's op has no backward: training through it must fail, not give wrong gradients
+    with pytest.raises(InputError, match="inference only"):
+        packed(ids).logits.sum().backward()

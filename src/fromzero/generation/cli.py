@@ -59,8 +59,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: a fresh one, printed)")
     p.add_argument("--greedy", action="store_true", help="no sampling: always take the most likely token")
     p.add_argument("--weights", choices=("fp32", "bf16", "int8"), default="fp32",
-                   help="weights for inference: fp32 (full precision, stored in the layout CPUs read fastest), "
-                        "or bf16 / int8, which decode faster on CPU and slightly less exactly")
+                   help="weights for inference: fp32 (full precision, packed for oneDNN, the fastest CPU kernel "
+                        "in torch), or bf16 / int8, which decode faster on CPU and slightly less exactly")
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     p.set_defaults(func=run)
 
