@@ -354,6 +354,8 @@ def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models):
         torch.testing.assert_close(packed(ids).logits, ours(ids).logits, rtol=1e-5, atol=1e-4)
     config = GenerationConfig(max_new_tokens=32)
     assert torch.equal(generate(packed, ids, config), hf_generate(hf, ids, max_new_tokens=32, do_sample=False))
+    assert not packed(ids).logits.requires_grad  # an inference model, also outside inference_mode
     # oneDNN's op has no backward: training through it must fail, not give wrong gradients
+    packed.requires_grad_(True)
     with pytest.raises(InputError, match="inference only"):
         packed(ids).logits.sum().backward()

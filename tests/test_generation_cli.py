@@ -72,9 +72,10 @@ def test_beams_and_several_sequences(model_dir, capsys):
     assert out.count("--- ") == 2 and out.count("the dog") >= 2
 
 
-def test_int8_weights_run(model_dir, capsys):
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
+def test_lighter_weights_run(model_dir, capsys, weights):
     code, out, _ = run(capsys, "--model", str(model_dir), "--prompt", "the cat", "--greedy",
-                       "--max-new-tokens", "6", "--weights", "int8")
+                       "--max-new-tokens", "6", "--weights", weights)
     assert code == 0 and out.startswith("the cat")
 
 

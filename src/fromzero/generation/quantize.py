@@ -105,6 +105,7 @@ def quantize(model: nn.Module, mode: str) -> nn.Module:
     """
     if mode not in MODES:
         raise InputError(f"unknown weight mode {mode!r}: choose one of {', '.join(MODES)}")
+    model.requires_grad_(False)  # for inference: no autograd graph behind the logits
     if mode == "int8":
         if not hasattr(torch, "_weight_int8pack_mm"):
             raise InputError(f"int8 weights need torch's _weight_int8pack_mm (torch >= 2.4); "
