@@ -23,6 +23,25 @@ def test_help_lists_every_command_module():
         assert name in result.stdout
 
 
+def _all_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _all_parsers(child)
+
+
+def test_every_flag_has_help_and_no_empty_default():
+    parsers = list(_all_parsers(cli.build_parser()))
+    assert len(parsers) > 15
+    for parser in parsers:
+        text = parser.format_help()
+        assert "default: None" not in text, parser.prog
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):  # its choices carry the help
+                assert action.help, f"{parser.prog}: {action.dest} has no help"
+
+
 def test_version():
     result = subprocess.run(
         [sys.executable, "-m", "fromzero", "--version"], capture_output=True, text=True

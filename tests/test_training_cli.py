@@ -1,4 +1,4 @@
-"""``fromzero train`` / ``fromzero prepare`` end to end with the real GPT: exact resume after
+"""``fromzero train`` / ``fromzero data prepare`` end to end with the real GPT: exact resume after
 SIGKILL, DDP with two gloo processes, the model directory it writes, and clear errors."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_ddp_two_gloo_processes_match_one_process(corpus, tmp_path):
 
 def test_prepare_then_train_on_shards(corpus, tmp_path, capsys):
     shards = tmp_path / "shards"
-    assert main(["prepare", str(corpus), "--out", str(shards)]) == 0
+    assert main(["data", "prepare", str(corpus), "--out", str(shards)]) == 0
     header = json.loads((shards / "shards.json").read_text())
     assert header["dtype"] == "uint16" and header["documents"] == {"train": 27, "val": 3}
     assert main(["train", "--data", str(shards), *TINY, "--max-steps", "2", "--out", str(tmp_path / "o")]) == 0
@@ -124,7 +124,7 @@ def test_empty_and_too_short_corpora_are_refused(tmp_path, capsys):
 
 
 def test_shards_made_with_another_tokenizer_are_refused(corpus, tmp_path, capsys):
-    main(["prepare", str(corpus), "--out", str(tmp_path / "shards")])
+    main(["data", "prepare", str(corpus), "--out", str(tmp_path / "shards")])
     CharTokenizer.train("abc xyz").save(tmp_path / "other")
     err = error_of(capsys, "train", "--data", str(tmp_path / "shards"), "--tokenizer", f"bpe:{tmp_path / 'other'}",
                    *TINY, "--out", str(tmp_path / "o"))

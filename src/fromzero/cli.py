@@ -29,6 +29,12 @@ COMMAND_MODULES: tuple[str, ...] = (
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows defaults next to every flag and keeps the hand-made line breaks of descriptions."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # a required flag or one without a default has nothing useful to show ("default: None")
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

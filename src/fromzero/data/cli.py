@@ -1,4 +1,4 @@
-"""``fromzero data``: collect text into a corpus, describe a corpus, list the bundled ones."""
+"""``fromzero data``: collect text into a corpus, describe it, list the bundled ones, tokenize into shards."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from fromzero.data.web import DEFAULT_TIMEOUT
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser(
         "data",
-        help="collect, describe and list text corpora",
+        help="collect, describe, list and tokenize text corpora",
         description="Work with training text: build a corpus from web pages and files, "
-        "describe a corpus in numbers, list the corpora bundled with fromzero.",
+        "describe a corpus in numbers, list the corpora bundled with fromzero, tokenize a corpus "
+        "once into token shards for `fromzero train`.",
         formatter_class=HelpFormatter,
     )
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -74,6 +75,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     listing.add_argument("--json", action="store_true", help="print the list as JSON instead of a table")
     listing.set_defaults(func=run_list)
+
+    prepare = actions.add_parser(
+        "prepare",
+        help="tokenize a corpus once into train/val token shards for `fromzero train --data DIR`",
+        description="Tokenize a text source into memory-mapped token shards (train.bin, val.bin, "
+        "shards.json and the tokenizer) so training never re-tokenizes.\n\n"
+        "examples:\n"
+        "  fromzero data prepare stories --out data/stories-char\n"
+        "  fromzero data prepare my_books/ --tokenizer gpt2 --out data/books-gpt2\n"
+        "  fromzero data prepare hf:roneneldan/TinyStories --tokenizer gpt2 --out data/tinystories",
+        formatter_class=HelpFormatter,
+    )
+    prepare.add_argument("source", help="a bundled corpus name, a .txt file, a folder of .txt files, or hf:NAME "
+                         "(a Hugging Face dataset with a text column; needs `datasets` and a network)")
+    prepare.add_argument("--tokenizer", default="char", help="char, gpt2 or bpe:DIR")
+    prepare.add_argument("--out", required=True, help="directory for the shards")
+    prepare.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
+    prepare.add_argument("--seed", type=int, default=0, help="seed of the document split")
+    prepare.set_defaults(func=run_prepare)
+
 
 
 def run_collect(args: argparse.Namespace) -> None:
@@ -180,3 +201,15 @@ def run_list(args: argparse.Namespace) -> None:
         items = ", ".join(f"{count:,} {part}" for part, count in info.counts.items())
         table.add_row(info.name, info.kind, f"{info.size_bytes / 1024:,.0f} KB", items, escape(info.description))
     stdout.print(table)
+
+
+def run_prepare(args: argparse.Namespace) -> None:
+    from fromzero.console import console, stdout
+    from fromzero.training.run import prepare
+
+    shards = prepare(args.source, args.tokenizer, args.out, args.val_fraction, args.seed)
+    console.print(
+        f"{len(shards.train):,} train + {len(shards.val):,} val tokens "
+        f"({shards.dtype}, {shards.tokenizer_id.kind}, vocab {shards.vocab_size}) in {shards.directory}"
+    )
+    stdout.print(str(shards.directory))

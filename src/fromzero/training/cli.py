@@ -1,4 +1,4 @@
-"""``fromzero train`` (pretrain a GPT) and ``fromzero prepare`` (tokenize a corpus into shards)."""
+"""``fromzero train``: pretrain a GPT, with every hyperparameter as a flag."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fromzero.cli import HelpFormatter
 # One flag per TrainConfig field: (field, type, help). Defaults come from TrainConfig.
 TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("data", str, "training text: a bundled corpus (stories), a .txt file, a folder of .txt files, "
-                  "or shards made by `fromzero prepare`"),
+                  "or shards made by `fromzero data prepare`"),
     ("tokenizer", str, "char (the corpus's characters), gpt2 (GPT-2's BPE), or bpe:DIR (a saved tokenizer)"),
     ("val_fraction", float, "share of the documents (or of the text, if few) held out for validation"),
     ("batch_mode", str, "random: fresh random windows every step (nanoGPT); sequential: shuffled "
@@ -87,25 +87,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--quiet", action="store_true", help="no progress bar or samples")
     train.set_defaults(func=run_train)
 
-    prepare = subparsers.add_parser(
-        "prepare",
-        help="tokenize a corpus once into train/val token shards for `fromzero train --data DIR`",
-        description="Tokenize a text source into memory-mapped token shards (train.bin, val.bin, "
-        "shards.json and the tokenizer) so training never re-tokenizes.\n\n"
-        "examples:\n"
-        "  fromzero prepare stories --out data/stories-char\n"
-        "  fromzero prepare my_books/ --tokenizer gpt2 --out data/books-gpt2\n"
-        "  fromzero prepare hf:roneneldan/TinyStories --tokenizer gpt2 --out data/tinystories",
-        formatter_class=HelpFormatter,
-    )
-    prepare.add_argument("source", help="a bundled corpus name, a .txt file, a folder of .txt files, or hf:NAME "
-                         "(a Hugging Face dataset with a text column; needs `datasets` and a network)")
-    prepare.add_argument("--tokenizer", default="char", help="char, gpt2 or bpe:DIR")
-    prepare.add_argument("--out", required=True, help="directory for the shards")
-    prepare.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
-    prepare.add_argument("--seed", type=int, default=0, help="seed of the document split")
-    prepare.set_defaults(func=run_prepare)
-
 
 def run_train(args: argparse.Namespace) -> None:
     from fromzero.training.config import TrainConfig, read_recipe
@@ -119,14 +100,3 @@ def run_train(args: argparse.Namespace) -> None:
     given = set(flags) | set(values)
     train(config, given=given, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
 
-
-def run_prepare(args: argparse.Namespace) -> None:
-    from fromzero.console import console, stdout
-    from fromzero.training.run import prepare
-
-    shards = prepare(args.source, args.tokenizer, args.out, args.val_fraction, args.seed)
-    console.print(
-        f"{len(shards.train):,} train + {len(shards.val):,} val tokens "
-        f"({shards.dtype}, {shards.tokenizer_id.kind}, vocab {shards.vocab_size}) in {shards.directory}"
-    )
-    stdout.print(str(shards.directory))

@@ -177,7 +177,7 @@ def load_shards(directory: str | Path) -> TokenShards:
     header_path = directory / HEADER_NAME
     if not header_path.is_file():
         raise MissingFileError(
-            f"{directory} has no {HEADER_NAME}; make shards with `fromzero prepare SOURCE --out DIR`"
+            f"{directory} has no {HEADER_NAME}; make shards with `fromzero data prepare SOURCE --out DIR`"
         )
     try:
         header = json.loads(header_path.read_text(encoding="utf-8"))
