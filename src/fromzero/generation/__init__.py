@@ -3,8 +3,8 @@
 ``generate(model, input_ids, config)`` returns prompt + new tokens (greedy, sampling with
 temperature / top-k / top-p / min-p, repetition penalty, no-repeat n-grams, beam search, batched
 left-padded prompts, stop strings), matching transformers token for token. ``stream(...)`` yields
-the text of one continuation as it is produced. ``quantize(model, "bf16" | "int8")`` makes
-CPU decoding faster by storing the weights in fewer bytes.
+the text of one continuation as it is produced. ``quantize(model, "fp32" | "bf16" | "int8")``
+makes CPU decoding faster: the same weights packed for a faster kernel, or stored in fewer bytes.
 """
 
 from fromzero.generation.config import GenerationConfig
