@@ -72,7 +72,7 @@ def test_bad_text_files_give_clear_errors(tmp_path, content, error, words):
 
 
 def test_folder_without_text_files_and_file_expected(tmp_path):
-    with pytest.raises(InputError, match="no .txt files"):
+    with pytest.raises(InputError, match="no .txt or .html files"):
         load_text(tmp_path)
     with pytest.raises(InputError, match="is a folder"):
         load_jsonl(tmp_path)

@@ -3,13 +3,15 @@
 Typical use::
 
     from fromzero.data import load_documents, train_val_split
-    stories = load_documents("stories")            # a bundled corpus, a .txt file or a folder
+    stories = load_documents("stories")            # a bundled corpus, a .txt or .html file, a folder,
+                                                   # or hf:NAME[:SPLIT] (a Hugging Face dataset)
     train, val = train_val_split(stories, 0.1, seed=0)
 
-Modules, one idea each: ``bundled`` (where the corpora are), ``loading`` (reading text and
-JSONL safely), ``cleaning`` (Unicode and whitespace), ``html`` and ``web`` (readable text of
-pages and URLs), ``dedup`` (exact and near duplicates), ``split``, ``stats``, ``collect``
-(all of the above for ``fromzero data collect``) and ``catalog`` (``fromzero data list``).
+Modules, one idea each: ``bundled`` (where the corpora are), ``loading`` (reading text and HTML
+files, folders, JSONL and ``hf:`` datasets safely), ``cleaning`` (Unicode and whitespace), ``html``
+and ``web`` (readable text of pages and URLs), ``dedup`` (exact and near duplicates), ``split``,
+``stats``, ``collect`` (all of the above for ``fromzero data collect``) and ``catalog``
+(``fromzero data list``).
 """
 
 from fromzero.data.bundled import CORPORA, corpus_path

@@ -1,9 +1,10 @@
-"""Building a text corpus from web pages, HTML files and text files.
+"""Building a text corpus from web pages, HTML files, text files and folders of them.
 
 :func:`collect` reads each source, extracts and cleans its text, drops documents too short to
 teach anything, removes exact and near duplicates across all sources, and reports what
 happened to every source. A source that fails (missing file, binary file, unreachable URL,
-page without text) is *skipped with its reason*, so one bad link does not lose the rest.
+page without text) is *skipped with its reason*, so one bad link does not lose the rest;
+likewise a bad file in a folder is skipped and named, and the folder's other files are kept.
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ from typing import Sequence
 
 from fromzero.data.cleaning import clean_text
 from fromzero.data.dedup import DedupResult, deduplicate
-from fromzero.data.html import extract_text_from_html
-from fromzero.data.loading import DOCUMENT_SEPARATOR, existing_path, load_documents, read_file_bytes
+from fromzero.data.loading import (
+    DOCUMENT_SEPARATOR,
+    HTML_SUFFIXES,
+    FolderContent,
+    existing_path,
+    read_file_text,
+    read_folder,
+    split_documents,
+)
 from fromzero.data.web import DEFAULT_TIMEOUT, fetch_url_text, is_url
 from fromzero.errors import FromzeroError
 from fromzero.files import write_text
 
-HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 DEFAULT_MIN_CHARS = 100
+# How many skipped or ignored files of a folder the report names; the rest are counted.
+NAMED_FILES = 5
 
 
 @dataclass
@@ -38,6 +47,21 @@ class SourceReport:
     kept: int = 0
     chars: int = 0
     error: str = ""
+    # For a folder: files read per kind ("txt", "html"), files that failed (each error naming
+    # its file), files of other kinds that were ignored (by relative path).
+    files_read: dict[str, int] = field(default_factory=dict)
+    files_skipped: list[str] = field(default_factory=list)
+    files_ignored: list[str] = field(default_factory=list)
+
+    def add_folder(self, folder: FolderContent) -> None:
+        """Record which files of ``folder`` were read, skipped and ignored."""
+        kinds = Counter("html" if path.suffix.lower() in HTML_SUFFIXES else "txt" for path in folder.texts)
+        self.files_read = dict(sorted(kinds.items()))
+        # Errors name a file by its full path; in the folder's report its relative path is enough.
+        self.files_skipped = [
+            str(bad.error).replace(str(bad.path), str(bad.path.relative_to(folder.folder))) for bad in folder.skipped
+        ]
+        self.files_ignored = [str(path.relative_to(folder.folder)) for path in folder.ignored]
 
     @property
     def ok(self) -> bool:
@@ -54,14 +78,16 @@ class Collection:
     dedup: DedupResult | None = None
 
 
-def read_source(source: str, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
-    """The cleaned documents of one URL, HTML file, text file or folder of text files."""
+def read_source(source: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[list[str], FolderContent | None]:
+    """The cleaned documents of one URL, HTML file, text file or folder of them, and for a
+    folder what :func:`~fromzero.data.loading.read_folder` found in it."""
     if is_url(source):
-        return [fetch_url_text(source, timeout=timeout)]
+        return [fetch_url_text(source, timeout=timeout)], None
     path = existing_path(source)
-    if path.is_file() and path.suffix.lower() in HTML_SUFFIXES:
-        return [extract_text_from_html(read_file_bytes(path), source=str(path))]
-    return [doc for doc in (clean_text(doc) for doc in load_documents(path)) if doc]
+    folder = read_folder(path) if path.is_dir() else None
+    texts = list(folder.texts.values()) if folder else [read_file_text(path)]
+    documents = (clean_text(doc) for text in texts for doc in split_documents(text))
+    return [doc for doc in documents if doc], folder
 
 
 def collect(
@@ -78,10 +104,12 @@ def collect(
         report = SourceReport(str(source))
         collection.reports.append(report)
         try:
-            documents = read_source(str(source), timeout)
+            documents, folder = read_source(str(source), timeout)
         except FromzeroError as err:
             report.error = str(err)
             continue
+        if folder:
+            report.add_folder(folder)
         report.read = len(documents)
         long_enough = [doc for doc in documents if len(doc) >= min_chars]
         report.too_short = len(documents) - len(long_enough)
@@ -105,16 +133,30 @@ def collect(
     return collection
 
 
+def _listing(items: list[str]) -> str:
+    """The first :data:`NAMED_FILES` items, then how many more, in parentheses."""
+    more = len(items) - NAMED_FILES
+    return "(" + "; ".join(items[:NAMED_FILES]) + (f"; and {more} more" if more > 0 else "") + ")"
+
+
 def skip_reason(report: SourceReport, min_chars: int) -> str:
-    """Why a source gave nothing, in words, or what was dropped from it."""
+    """The notes on a source: why it gave nothing, or what was dropped from it, and for a
+    folder how many files of each kind were read and which were skipped or ignored."""
     if report.error:
         return report.error
     notes = []
+    if report.files_read or report.files_skipped:
+        counts = " + ".join(f"{count} .{kind}" for kind, count in report.files_read.items())
+        notes.append(f"read {counts or 0} files")
+    if report.files_skipped:
+        notes.append(f"skipped {len(report.files_skipped)} {_listing(report.files_skipped)}")
+    if report.files_ignored:
+        notes.append(f"ignored {len(report.files_ignored)} not .txt or .html {_listing(report.files_ignored)}")
     if report.too_short:
         notes.append(f"{report.too_short} shorter than {min_chars} chars")
     if report.duplicates:
         notes.append(f"{report.duplicates} duplicate{'s' * (report.duplicates > 1)}")
-    return ", ".join(notes)
+    return "; ".join(notes)
 
 
 def write_collection(collection: Collection, path: str | Path) -> None:

@@ -1,12 +1,25 @@
-"""Reading corpora from disk: plain text files, folders of them, and JSONL.
+"""Reading corpora: text files, HTML files, folders of them, JSONL, and Hugging Face datasets.
 
 Every reader checks its input and fails with one clear line (a :mod:`fromzero.errors` error)
 instead of a traceback: a missing path, a binary file, an empty file or a broken JSONL line
 each say what is wrong and where. Text is returned as written, except that line endings become
 ``"\\n"`` as Python's own ``open()`` does; use :func:`fromzero.data.clean_text` to normalise it.
+HTML files are the exception: they give their readable text (:mod:`fromzero.data.html`).
 
 A text corpus holds several *documents* separated by two blank lines, and paragraphs inside
 a document separated by one blank line; :func:`load_documents` splits on that convention.
+
+``hf:NAME`` sources are Hugging Face datasets (needs the ``datasets`` package), one document
+per row of a text column::
+
+    hf:roneneldan/TinyStories                       the train split, column "text"
+    hf:roneneldan/TinyStories:validation            another split ("train[:10%]" slices it)
+    hf:Salesforce/wikitext:config=wikitext-2-raw-v1 a dataset with several configurations
+    hf:./my_data:column=story                       a local folder (train.jsonl, *.parquet...)
+    hf:./stories.parquet                            one local data file, read as the train split
+
+A folder written by ``Dataset.save_to_disk`` is read with ``datasets.load_from_disk``.
+Hub datasets are downloaded whole into the Hugging Face cache, then read from it offline.
 """
 
 from __future__ import annotations
@@ -16,15 +29,26 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fromzero.data.bundled import corpus_path, get_corpus, is_corpus_name
-from fromzero.errors import CorruptFileError, InputError, MissingFileError
+from fromzero.data.html import extract_text_from_html
+from fromzero.errors import CorruptFileError, FromzeroError, InputError, MissingFileError, OfflineError
+
+if TYPE_CHECKING:
+    import datasets
 
 DOCUMENT_SEPARATOR = "\n\n\n"
 # Two or more blank lines (lines holding only spaces count as blank) end a document.
 _DOCUMENT_BREAK = re.compile(r"\n(?:[ \t]*\n){2,}")
 # Binary formats almost always contain a zero byte early on; text never does.
 _SNIFF_BYTES = 8192
+TEXT_SUFFIXES = (".txt",)
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+HF_PREFIX = "hf:"
+HF_SYNTAX = "hf:NAME[:SPLIT][:column=NAME][:config=NAME]"
+# Fields of an hf: source are separated by colons, except colons inside a slice: "train[:10%]".
+_HF_FIELD_BREAK = re.compile(r":(?![^\[]*\])")
 
 Source = str | os.PathLike
 
@@ -64,32 +88,77 @@ def read_text_file(path: Source) -> str:
     return text
 
 
-def _text_files(folder: Path) -> list[Path]:
-    files = sorted(
-        path
-        for path in folder.rglob("*.txt")
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
-    if not files:
-        raise InputError(f"{folder} holds no .txt files")
-    return files
+def read_html_file(path: Source) -> str:
+    """The readable text of an HTML file, without its markup, scripts and navigation."""
+    path = existing_path(path)
+    return extract_text_from_html(read_file_bytes(path), source=str(path))
+
+
+def read_file_text(path: Path) -> str:
+    """The text of one file: the readable text of an HTML file, all of any other."""
+    return read_html_file(path) if path.suffix.lower() in HTML_SUFFIXES else read_text_file(path)
+
+
+@dataclass
+class SkippedFile:
+    """A file of a folder that gave no text, and the error that says why."""
+
+    path: Path
+    error: FromzeroError
+
+
+@dataclass
+class FolderContent:
+    """What :func:`read_folder` found: the text of each readable file (in sorted path order),
+    the text and HTML files that failed, and the files of other kinds that were ignored."""
+
+    folder: Path
+    texts: dict[Path, str] = field(default_factory=dict)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+
+def read_folder(folder: Source) -> FolderContent:
+    """Read the ``.txt`` and HTML files under ``folder`` (recursively, hidden ones left out),
+    keeping the files that fail aside instead of stopping at the first one."""
+    folder = existing_path(folder)
+    content = FolderContent(folder)
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        if path.suffix.lower() not in TEXT_SUFFIXES + HTML_SUFFIXES:
+            content.ignored.append(path)
+            continue
+        try:
+            content.texts[path] = read_file_text(path)
+        except FromzeroError as err:
+            content.skipped.append(SkippedFile(path, err))
+    if not content.texts and not content.skipped:
+        raise InputError(f"{folder} holds no .txt or .html files")
+    return content
 
 
 def load_text(source: Source) -> str:
-    """All the text of a bundled text corpus (``"stories"``), a ``.txt`` file or a folder.
+    """All the text of a bundled text corpus (``"stories"``), a file, a folder or an ``hf:`` dataset.
 
-    A folder's ``.txt`` files (searched recursively, in sorted order) are joined with
-    :data:`DOCUMENT_SEPARATOR`, so each file stays at least one document.
+    A folder's ``.txt`` and HTML files (searched recursively, in sorted order) are joined with
+    :data:`DOCUMENT_SEPARATOR`, so each file stays at least one document; the first file that
+    cannot be read stops with its error. Other files in the folder are ignored.
     """
+    if is_hf_source(source):
+        return DOCUMENT_SEPARATOR.join(load_hf_documents(str(source)))
     if is_corpus_name(source):
         name = str(source).partition("/")[0]
         if get_corpus(name).kind != "text":
             raise InputError(f"{name} is a JSONL corpus; read it with load_jsonl({str(source)!r})")
         return read_text_file(corpus_path(str(source)))
     path = existing_path(source)
-    if path.is_dir():
-        return DOCUMENT_SEPARATOR.join(read_text_file(file).strip() for file in _text_files(path))
-    return read_text_file(path)
+    if not path.is_dir():
+        return read_file_text(path)
+    content = read_folder(path)
+    if content.skipped:
+        raise content.skipped[0].error
+    return DOCUMENT_SEPARATOR.join(text.strip() for text in content.texts.values())
 
 
 def split_documents(text: str) -> list[str]:
@@ -98,7 +167,12 @@ def split_documents(text: str) -> list[str]:
 
 
 def load_documents(source: Source) -> list[str]:
-    """The documents of ``source`` (anything :func:`load_text` reads), in order."""
+    """The documents of ``source`` (anything :func:`load_text` reads), in order.
+
+    A row of an ``hf:`` dataset is one document, even if it holds blank lines.
+    """
+    if is_hf_source(source):
+        return load_hf_documents(str(source))
     return split_documents(load_text(source))
 
 
@@ -187,3 +261,99 @@ def load_jsonl(source: Source, skip_bad: bool = False) -> list[dict]:
     if not content.records:
         raise InputError(f"{content.path} holds no valid records")
     return content.records
+
+
+def is_hf_source(source: object) -> bool:
+    """True for ``"hf:NAME..."`` strings, the Hugging Face datasets :func:`load_documents` reads."""
+    return isinstance(source, str) and source.startswith(HF_PREFIX)
+
+
+@dataclass(frozen=True)
+class HfSource:
+    """The parts of an ``hf:`` source; ``split`` is None when the source names none."""
+
+    name: str
+    split: str | None = None
+    column: str = "text"
+    config: str | None = None
+
+
+def parse_hf_source(source: str) -> HfSource:
+    """Parse ``hf:NAME[:SPLIT][:column=NAME][:config=NAME]``."""
+    name, *fields = _HF_FIELD_BREAK.split(source.removeprefix(HF_PREFIX))
+    options: dict[str, str] = {}
+    for text in fields:
+        key, equals, value = text.partition("=")
+        if not equals:  # a bare field is the split
+            key, value = "split", text
+        if key not in ("split", "column", "config") or key in options or not value:
+            raise InputError(f"{source!r} does not match {HF_SYNTAX}")
+        options[key] = value
+    if not name:
+        raise InputError(f"{source!r} names no dataset: write {HF_SYNTAX}")
+    return HfSource(name, **options)
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of a library error, whose lines we join: ours are always one line."""
+    return " ".join(str(err).split())
+
+
+def _saved_split(saved: datasets.Dataset | datasets.DatasetDict, hf: HfSource) -> datasets.Dataset:
+    """The chosen split of a ``save_to_disk`` folder: a saved Dataset is one split already."""
+    from datasets import DatasetDict
+
+    if not isinstance(saved, DatasetDict):
+        if hf.split:
+            raise InputError(f"{hf.name} holds a single saved split; leave out :{hf.split}")
+        return saved
+    split = hf.split or "train"
+    if split not in saved:
+        raise InputError(f"{hf.name} has no split {split!r}; its splits are {', '.join(saved)}")
+    return saved[split]
+
+
+def _load_hf_split(hf: HfSource) -> datasets.Dataset:
+    """One split of a local or Hub dataset, every failure turned into a one-line fromzero error."""
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("hf: sources need the `datasets` package: pip install datasets") from None
+    local = Path(hf.name).expanduser()  # a local folder or file; else hf.name is a Hub name
+    if hf.name.startswith((".", "/", "~")) and not local.exists():
+        raise MissingFileError(f"{local} does not exist")
+    if (local / "dataset_dict.json").is_file() or (local / "state.json").is_file():
+        return _saved_split(datasets.load_from_disk(str(local)), hf)
+    if local.is_file():  # one data file (.jsonl, .parquet, .csv...) is a dataset with a train split
+        path, data_files = str(local.parent), local.name
+    else:
+        path, data_files = (str(local) if local.exists() else hf.name), None
+    try:
+        return datasets.load_dataset(path, hf.config, data_files=data_files, split=hf.split or "train")
+    except ConnectionError as err:  # datasets' own error when the Hub is offline or unreachable
+        raise OfflineError(
+            f"cannot download dataset {hf.name!r} and it is not in the Hugging Face cache ({_one_line(err)}): "
+            "connect to the network with HF_HUB_OFFLINE unset, or give a local folder as hf:./FOLDER"
+        ) from None
+    except FileNotFoundError as err:
+        raise MissingFileError(f"dataset {hf.name!r}: {_one_line(err)}") from None
+    except ValueError as err:  # an unknown split or configuration
+        raise InputError(f"dataset {hf.name!r}: {_one_line(err)} (write {HF_SYNTAX})") from None
+    except datasets.exceptions.DatasetGenerationError as err:
+        raise CorruptFileError(f"dataset {hf.name!r} cannot be read: {_one_line(err.__cause__ or err)}") from None
+
+
+def load_hf_documents(source: str) -> list[str]:
+    """The non-empty values of the text column of an ``hf:`` dataset, stripped, in order."""
+    hf = parse_hf_source(source)
+    rows = _load_hf_split(hf)
+    kinds = {name: getattr(feature, "dtype", type(feature).__name__) for name, feature in rows.features.items()}
+    if hf.column not in kinds:
+        columns = ", ".join(f"{name} ({kind})" for name, kind in kinds.items())
+        raise InputError(
+            f"dataset {hf.name!r} has no {hf.column!r} column; its columns are {columns}: "
+            "choose one by adding :column=NAME to the source"
+        )
+    if kinds[hf.column] not in ("string", "large_string"):
+        raise InputError(f"column {hf.column!r} of dataset {hf.name!r} holds {kinds[hf.column]}, not text")
+    return [text.strip() for text in rows[hf.column] if text and text.strip()]

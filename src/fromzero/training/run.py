@@ -216,25 +216,10 @@ def prepare(source: str, tokenizer_spec: str, out: str | Path, val_fraction: flo
 
 
 def _source_documents(source: str) -> list[str]:
-    """Documents of a bundled corpus, file or folder, or ``hf:NAME`` (Hugging Face ``datasets``)."""
-    if not source.startswith("hf:"):
-        from fromzero.data import load_documents
+    """Documents of a bundled corpus, file, folder or ``hf:NAME`` dataset (see :mod:`fromzero.data.loading`)."""
+    from fromzero.data import load_documents
 
-        return load_documents(source)
-    try:
-        import datasets
-    except ImportError:
-        raise InputError("hf: sources need the `datasets` package: pip install datasets") from None
-    from fromzero.errors import OfflineError
-
-    name = source[3:]
-    try:
-        rows = datasets.load_dataset(name, split="train")
-    except ConnectionError as err:
-        raise OfflineError(f"cannot download dataset {name!r}: {err}") from None
-    if "text" not in rows.column_names:
-        raise InputError(f"dataset {name!r} has no 'text' column (columns: {', '.join(rows.column_names)})")
-    return [row for row in rows["text"] if row and row.strip()]
+    return load_documents(source)
 
 
 # ---------------------------------------------------------------- model
