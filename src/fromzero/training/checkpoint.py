@@ -8,12 +8,19 @@ depends on::
     optimizer.json                    its scalars and parameter-group layout (lr, betas, decay...)
     trainer.json                      step, data position, best val loss, the run's settings, the
                                       tokenizer id, the random-number-generator states (torch,
-                                      numpy, python, CUDA) and a SHA-256 manifest of the files above
+                                      numpy, python, CUDA) of every process and a SHA-256
+                                      manifest of the files above
 
 Batches are a pure function of the step (see :mod:`fromzero.training.batches`), so the step *is*
-the data position. With weights, optimizer, step and RNG states restored, the resumed run performs
-the very same floating-point operations as an uninterrupted one: on CPU the final weights are
-bitwise identical.
+the data position: no data-loader or batch-generator state needs saving. With weights, optimizer,
+step and RNG states restored, the resumed run performs the very same floating-point operations as
+an uninterrupted one: on CPU the final weights are bitwise identical.
+
+Under DDP every process has its own generators (each draws its own dropout masks). Rank 0 gathers
+their states and stores them as a list, entry ``r`` for rank ``r``; on resume each rank restores
+its own entry. Checkpoints written before this list existed hold one bare state (rank 0's) and
+read as a list of one. A run resumed with another number of processes cannot continue exactly
+(its global batch changes too): see :meth:`fromzero.training.trainer.Trainer.resume`.
 
 Atomicity: each file is written to a temporary name and renamed; the directory only counts once
 ``checkpoints/latest.json`` names it, and that pointer is itself replaced atomically. A run killed
@@ -44,6 +51,7 @@ TRAINER_FILE = "trainer.json"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_JSON = "optimizer.json"
 WEIGHTS = "model.safetensors"
+RNG_KINDS = {"python", "numpy", "torch"}  # always in a rank's RNG states ("cuda" only with a GPU)
 
 
 @dataclass
@@ -163,8 +171,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: TrainerState,
     keep: int = 1,
+    rng: list[dict] | None = None,
 ) -> Path:
-    """Write ``root/step-NNNNNNN/``, point ``root/latest.json`` at it, prune older ones."""
+    """Write ``root/step-NNNNNNN/``, point ``root/latest.json`` at it, prune older ones.
+
+    ``rng`` holds every rank's :func:`rng_states` (rank order); by default this process's alone.
+    """
     root = Path(root)
     directory = root / f"step-{state.step:07d}"
     if directory.exists():
@@ -180,7 +192,7 @@ def save_checkpoint(
         "elapsed_s": state.elapsed_s,
         "settings": state.settings,
         "tokenizer": state.tokenizer,
-        "rng": rng_states(),
+        "rng": rng if rng is not None else [rng_states()],
         "files": manifest,
     }
     write_json(directory / TRAINER_FILE, record, indent=None)
@@ -199,11 +211,12 @@ def latest_checkpoint(root: str | Path) -> Path | None:
 
 def load_checkpoint(
     directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
-) -> tuple[TrainerState, dict]:
+) -> tuple[TrainerState, list[dict]]:
     """Verify every file, restore weights and optimizer in place; return state and RNG states.
 
-    The RNG states are returned rather than applied so the caller restores them last, after
-    anything else (building models, loading files) that might consume random numbers.
+    The RNG states (one entry per rank of the run that saved them) are returned rather than
+    applied so the caller restores them last, after anything else (building models, loading
+    files) that might consume random numbers.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -222,6 +235,10 @@ def load_checkpoint(
         rng = record["rng"]
     except (KeyError, TypeError, ValueError) as err:
         raise CorruptFileError(f"{directory / TRAINER_FILE} lacks a field ({err})") from err
+    if isinstance(rng, dict):  # written before every rank's states were saved: rank 0's alone
+        rng = [rng]
+    if not rng or not all(isinstance(r, dict) and RNG_KINDS <= r.keys() for r in rng):
+        raise CorruptFileError(f"{directory / TRAINER_FILE} holds no valid random-generator states")
     for name, expected in manifest.items():
         path = directory / name
         if not path.is_file():

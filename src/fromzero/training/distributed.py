@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -90,6 +91,15 @@ def mean_across(value: torch.Tensor, info: Distributed) -> torch.Tensor:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= info.world_size
     return value
+
+
+def gather_to_main(obj: Any, info: Distributed) -> list[Any] | None:
+    """Every rank's ``obj`` (picklable), in rank order, on rank 0; None on the other ranks."""
+    if not info.enabled:
+        return [obj]
+    gathered = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
 
 
 def barrier(info: Distributed) -> None:

@@ -39,8 +39,9 @@ def measure_cpu_peak(size: int = 1024, repeats: int = 20) -> float:
     """
     import torch
 
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
+    numbers = torch.Generator().manual_seed(0)  # its own generator: training's random streams stay put
+    a = torch.randn(size, size, generator=numbers)
+    b = torch.randn(size, size, generator=numbers)
     torch.mm(a, b)  # warm-up: thread pool start, caches
     best = float("inf")
     for _ in range(repeats):

@@ -195,25 +195,41 @@ class Trainer:
         )
 
     def save_checkpoint(self) -> Path | None:
+        """Rank 0 writes the checkpoint, with the random-generator states of every rank."""
+        if self.out_dir is None:
+            return None
+        rng = distributed.gather_to_main(ckpt.rng_states(), self.dist)
         path = None
-        if self.dist.is_main and self.out_dir is not None:
+        if self.dist.is_main:
             path = ckpt.save_checkpoint(
                 self.out_dir / "checkpoints", self.raw_model, self.optimizer, self.state(),
-                keep=self.config.keep_checkpoints,
+                keep=self.config.keep_checkpoints, rng=rng,
             )
         distributed.barrier(self.dist)
         return path
 
     def resume(self, directory: str | Path) -> None:
-        """Restore weights, optimizer, counters and RNG states from a checkpoint directory."""
+        """Restore weights, optimizer, counters and this rank's RNG states from a checkpoint.
+
+        With as many processes as the run that saved it, every rank continues its own random
+        streams and the run goes on exactly. With another number, ranks without a saved state get
+        a reproducible fresh seed and a warning says the run no longer continues exactly.
+        """
         state, rng = ckpt.load_checkpoint(directory, self.raw_model, self.optimizer)
         self.step = state.step
         self.best_val_loss = state.best_val_loss
         self.tokens_seen = state.tokens_seen
         self.elapsed_s = state.elapsed_s
-        if self.dist.is_main:
-            ckpt.set_rng_states(rng)
-        else:  # only rank 0's generators were saved; give the others a reproducible fresh start
+        if len(rng) != self.dist.world_size and self.dist.is_main:
+            console.print(
+                f"[yellow]warning:[/] {escape(str(directory))} holds the random-generator states of "
+                f"{len(rng)} process(es), this run has {self.dist.world_size}: it will not continue "
+                f"exactly as the saved run would have (ranks without a saved state start fresh random "
+                f"streams; another number of processes also changes the global batch)"
+            )
+        if self.dist.rank < len(rng):
+            ckpt.set_rng_states(rng[self.dist.rank])
+        else:
             torch.manual_seed(self.config.seed + self.dist.rank + 1000 * state.step)
 
     # ------------------------------------------------------------------ the loop
