@@ -2,8 +2,10 @@
 
 ``metrics.jsonl`` gets one JSON object per line (``{"step": 100, "train_loss": 2.1, ...}``), easy
 to read back with pandas or a few lines of Python. ``loss.png`` is redrawn at every evaluation so
-you can watch the curves while the run goes on. TensorBoard is used only when it is installed and
-asked for.
+you can watch the curves while the run goes on. TensorBoard (``--tensorboard``, an optional
+package) gets the same scalars under ``OUT/tensorboard``: ``train/loss``, ``train/lr``,
+``train/tokens_per_s`` every ``log_interval`` steps, ``eval/train_loss`` and ``eval/val_loss`` at
+every evaluation.
 
 MFU (model FLOPs utilisation) says how much of the hardware's arithmetic the training uses.
 A training step costs about ``6 * N`` FLOPs per token for the ``N`` weights (2 for the forward
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fromzero.errors import InputError
 from fromzero.files import atomic_path
 
 # Dense bf16 tensor-core peaks from NVIDIA datasheets, in FLOP/s.
@@ -123,10 +126,21 @@ def plot_losses(records: list[dict], path: str | Path, title: str = "training") 
     plt.close(fig)
 
 
-def tensorboard_writer(log_dir: str | Path):
-    """A TensorBoard ``SummaryWriter``, or None when TensorBoard is not installed."""
+def require_tensorboard() -> type:
+    """PyTorch's ``SummaryWriter`` class; a one-line :class:`InputError` when TensorBoard is missing."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(log_dir=str(log_dir))
+    except ImportError as err:
+        raise InputError(f"--tensorboard needs the tensorboard package ({err}): pip install tensorboard") from None
+    return SummaryWriter
+
+
+def tensorboard_writer(log_dir: str | Path, resume_step: int | None = None) -> Any:
+    """A TensorBoard ``SummaryWriter`` writing event files into ``log_dir``.
+
+    On resume, TensorBoard is told to hide what a killed run logged after ``resume_step`` (the
+    checkpoint), as :class:`MetricsLog` drops those lines, so the curves continue seamlessly.
+    """
+    summary_writer = require_tensorboard()
+    purge_step = resume_step + 1 if resume_step else None
+    return summary_writer(log_dir=str(log_dir), purge_step=purge_step)

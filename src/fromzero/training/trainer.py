@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,7 +36,14 @@ from fromzero.training import checkpoint as ckpt
 from fromzero.training import distributed
 from fromzero.training.batches import BatchPlan, Batches
 from fromzero.training.config import TrainConfig
-from fromzero.training.metrics import MetricsLog, flops_per_token, peak_flops, plot_losses, tensorboard_writer
+from fromzero.training.metrics import (
+    MetricsLog,
+    flops_per_token,
+    peak_flops,
+    plot_losses,
+    require_tensorboard,
+    tensorboard_writer,
+)
 from fromzero.training.optim import build_adamw
 from fromzero.training.schedule import CosineSchedule
 
@@ -114,6 +121,8 @@ class Trainer:
         self.on_best = on_best
         self.extra_state = extra_state or {}
         self.quiet = quiet or not dist.is_main
+        if config.tensorboard:
+            require_tensorboard()  # a missing package stops the run now, not at the first log
 
         plan = BatchPlan(config.batch_size, config.grad_accum, dist.world_size)
         self.train_batches = Batches(
@@ -234,14 +243,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
-        config = self.config
+        """Train up to ``max_steps``; the logs are flushed and closed however the loop ends."""
         metrics = tboard = None
         if self.dist.is_main and self.out_dir is not None:
             metrics = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step)
-            if config.tensorboard:
-                tboard = tensorboard_writer(self.out_dir / "tensorboard")
-                if tboard is None and not self.quiet:
-                    console.print("[yellow]TensorBoard is not installed; logging to metrics.jsonl only[/]")
+            if self.config.tensorboard:
+                tboard = tensorboard_writer(self.out_dir / "tensorboard", resume_step=self.step)
+        try:
+            return self._loop(metrics, tboard)
+        finally:
+            if metrics:
+                metrics.close()
+            if tboard:
+                tboard.close()
+
+    def _loop(self, metrics: MetricsLog | None, tboard: Any) -> TrainResult:
+        config = self.config
         flops = flops_per_token(
             sum(p.numel() for p in self.raw_model.parameters()),
             getattr(getattr(self.raw_model, "config", None), "n_layer", 0),
@@ -297,10 +314,6 @@ class Trainer:
                     self.save_checkpoint()
                     window_start = time.perf_counter()
 
-        if metrics:
-            metrics.close()
-        if tboard:
-            tboard.close()
         return TrainResult(self.step, train_loss, val_loss, self.best_val_loss, self.tokens_seen, self.elapsed_s)
 
     def _check_finite(self, value: float) -> None:
