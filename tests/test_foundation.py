@@ -36,7 +36,7 @@ def test_every_flag_has_help_and_no_empty_default():
     assert len(parsers) > 15
     for parser in parsers:
         text = parser.format_help()
-        assert "default: None" not in text, parser.prog
+        assert "default: None" not in text and "default: False" not in text, parser.prog
         for action in parser._actions:
             if not isinstance(action, argparse._SubParsersAction):  # its choices carry the help
                 assert action.help, f"{parser.prog}: {action.dest} has no help"

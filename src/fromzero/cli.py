@@ -30,8 +30,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows defaults next to every flag and keeps the hand-made line breaks of descriptions."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        # a required flag or one without a default has nothing useful to show ("default: None")
-        if action.required or action.default is None:
+        # a required flag, one without a default and an on/off switch have nothing useful to show
+        if action.required or action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
 

@@ -27,14 +27,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "collect",
         help="build a clean, deduplicated corpus from URLs, HTML files and text files",
         description="Read each source (an http(s) URL, an .html file, a .txt file or a folder of "
-        ".txt files), extract and clean its text, drop short documents and duplicates, and "
+        ".txt and .html files), extract and clean its text, drop short documents and duplicates, and "
         "write the result atomically. A source that fails is skipped with its reason; if every "
         "source fails nothing is written and the exit status is 2.\n\n"
         "example: fromzero data collect notes.txt page.html https://example.org --out corpus.txt",
         formatter_class=HelpFormatter,
     )
     collect.add_argument(
-        "sources", nargs="+", metavar="URL_OR_FILE", help="http(s) URLs, .html files, .txt files, folders of .txt files"
+        "sources", nargs="+", metavar="URL_OR_FILE", help="http(s) URLs, .html files, .txt files, folders of .txt/.html files"
     )
     collect.add_argument(
         "--out", required=True, type=Path, metavar="FILE",
@@ -60,7 +60,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     stats.add_argument(
-        "source", metavar="FILE_OR_CORPUS", help="a bundled corpus name, a .txt or .jsonl file, or a folder of .txt files"
+        "source", metavar="FILE_OR_CORPUS", help="a bundled corpus name, a .txt, .html or .jsonl file, a folder of .txt/.html files, "
+        "or hf:NAME[:SPLIT][:column=C][:config=C] (a Hugging Face dataset)"
     )
     stats.add_argument("--top", type=int, default=10, metavar="N", help="how many of the most frequent words to show")
     stats.add_argument("--skip-bad", action="store_true", help="skip malformed JSONL lines instead of stopping")
@@ -87,8 +88,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "  fromzero data prepare hf:roneneldan/TinyStories --tokenizer gpt2 --out data/tinystories",
         formatter_class=HelpFormatter,
     )
-    prepare.add_argument("source", help="a bundled corpus name, a .txt file, a folder of .txt files, or hf:NAME "
-                         "(a Hugging Face dataset with a text column; needs `datasets` and a network)")
+    prepare.add_argument("source", help="a bundled corpus name, a .txt or .html file, a folder of .txt/.html files, "
+                         "or hf:NAME[:SPLIT][:column=C][:config=C]: a Hugging Face dataset (hub name or local "
+                         "folder/file; needs `datasets`, and a network for the hub), by default its train split's "
+                         "'text' column")
     prepare.add_argument("--tokenizer", default="char", help="char, gpt2 or bpe:DIR")
     prepare.add_argument("--out", required=True, help="directory for the shards")
     prepare.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")

@@ -8,8 +8,9 @@ from fromzero.cli import HelpFormatter
 
 # One flag per TrainConfig field: (field, type, help). Defaults come from TrainConfig.
 TRAIN_FLAGS: list[tuple[str, type, str]] = [
-    ("data", str, "training text: a bundled corpus (stories), a .txt file, a folder of .txt files, "
-                  "or shards made by `fromzero data prepare`"),
+    ("data", str, "training text: a bundled corpus (stories), a .txt or .html file, a folder of "
+                  ".txt/.html files, hf:NAME (see `fromzero data prepare --help`), or shards made by "
+                  "`fromzero data prepare`"),
     ("tokenizer", str, "char (the corpus's characters), gpt2 (GPT-2's BPE), or bpe:DIR (a saved tokenizer)"),
     ("val_fraction", float, "share of the documents (or of the text, if few) held out for validation"),
     ("batch_mode", str, "random: fresh random windows every step (nanoGPT); sequential: shuffled "

@@ -87,6 +87,8 @@ def train(
 
             tokenizer, shards = _data(config, out, dist, resume)
             model = _build_model(config, tokenizer.vocab_size)
+            if dist.rank:  # every rank built the same weights; each now draws its own dropout masks
+                torch.manual_seed(config.seed + dist.rank)
             check_length(shards, model.config.block_size)
             trainer = Trainer(
                 model, config, shards.train, shards.val, model.config.block_size, out,
@@ -208,18 +210,13 @@ def _data(config: TrainConfig, out: Path, dist: distributed.Distributed, resume:
 
 
 def prepare(source: str, tokenizer_spec: str, out: str | Path, val_fraction: float = 0.1, seed: int = 0) -> TokenShards:
-    """``fromzero prepare``: tokenize a text source into shards in ``out``."""
-    documents = _source_documents(source)
+    """``fromzero data prepare``: tokenize a text source into shards in ``out``."""
+    from fromzero.data import load_documents
+
+    documents = load_documents(source)
     tokenizer = build_tokenizer(tokenizer_spec, documents)
     with console.status(f"tokenizing {len(documents)} documents with {type(tokenizer).__name__}..."):
         return write_shards(tokenizer, documents, out, val_fraction, seed)
-
-
-def _source_documents(source: str) -> list[str]:
-    """Documents of a bundled corpus, file, folder or ``hf:NAME`` dataset (see :mod:`fromzero.data.loading`)."""
-    from fromzero.data import load_documents
-
-    return load_documents(source)
 
 
 # ---------------------------------------------------------------- model
