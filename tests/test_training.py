@@ -257,6 +257,22 @@ def test_shards_round_trip_with_separators_and_split(tmp_path):
     assert token_dtype(50257) == np.uint16 and token_dtype(100277) == np.uint32
 
 
+def test_shards_made_again_keep_the_old_ones_when_tokenizing_fails(tmp_path):
+    from fromzero.tokenizers import CharTokenizer
+    from fromzero.training.shards import is_shard_dir, load_shards, split_documents, write_shards
+
+    docs = [f"story {chr(ord('A') + i)}: the cat sat." for i in range(20)]  # one capital letter each
+    old = write_shards(CharTokenizer.train([*docs, "\n\n\n"]), docs, tmp_path)
+    # a tokenizer that knows only the training stories' characters fails on the validation ones,
+    # after the training split was tokenized
+    train_docs, _ = split_documents(docs, 0.1, 0)
+    with pytest.raises(InputError, match="not in the vocabulary"):
+        write_shards(CharTokenizer.train([*train_docs, "\n\n\n"]), docs, tmp_path)
+    assert is_shard_dir(tmp_path)
+    again = load_shards(tmp_path)
+    assert np.array_equal(again.train, old.train) and np.array_equal(again.val, old.val)
+
+
 def test_truncated_shard_file_is_reported(tmp_path):
     from fromzero.tokenizers import CharTokenizer
     from fromzero.training.shards import load_shards, write_shards

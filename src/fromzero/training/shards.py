@@ -140,18 +140,23 @@ def write_shards(
     val_fraction: float = 0.1,
     seed: int = 0,
 ) -> TokenShards:
-    """Tokenize ``documents`` once and write train/val shards plus the tokenizer to ``directory``."""
+    """Tokenize ``documents`` once and write train/val shards plus the tokenizer to ``directory``.
+
+    Everything is tokenized before anything is written, and the header that makes ``directory``
+    a shard folder is removed first and written last: a failure or an interruption never leaves
+    a header describing files it did not write.
+    """
     directory = Path(directory)
     train_docs, val_docs = split_documents(documents, val_fraction, seed)
     tok_id = TokenizerId.of(tokenizer)
     dtype = token_dtype(tok_id.vocab_size)
-    counts = {}
-    for name, docs in (("train", train_docs), ("val", val_docs)):
-        ids = encode_documents(tokenizer, docs)
-        counts[name] = int(ids.size)
+    encoded = {"train": encode_documents(tokenizer, train_docs), "val": encode_documents(tokenizer, val_docs)}
+    (directory / HEADER_NAME).unlink(missing_ok=True)
+    for name, ids in encoded.items():
         with atomic_path(directory / f"{name}.bin") as tmp:
             ids.tofile(tmp)
     tokenizer.save(directory)
+    counts = {name: int(ids.size) for name, ids in encoded.items()}
     header = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
