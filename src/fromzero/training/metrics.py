@@ -143,4 +143,5 @@ def tensorboard_writer(log_dir: str | Path, resume_step: int | None = None) -> A
     """
     summary_writer = require_tensorboard()
     purge_step = resume_step + 1 if resume_step else None
-    return summary_writer(log_dir=str(log_dir), purge_step=purge_step)
+    # flush every few seconds (the default is 2 minutes) so a TensorBoard watching a run keeps up
+    return summary_writer(log_dir=str(log_dir), purge_step=purge_step, flush_secs=5)
