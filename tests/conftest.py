@@ -42,3 +42,14 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FROMZERO_HOME", str(tmp_path_factory.mktemp("fromzero_home")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def word_corpus(tmp_path_factory) -> Path:
+    """30 short documents of simple words, separated by two blank lines like the bundled corpora:
+    enough text for a tiny GPT to learn something in a few training steps."""
+    words = "the cat sat on a mat and the dog ran to the red ball while a bird sang in the old tree".split()
+    docs = [" ".join(words[(i + j) % len(words)] for j in range(60)) + "." for i in range(30)]
+    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
+    path.write_text("\n\n\n".join(docs), encoding="utf-8")
+    return path

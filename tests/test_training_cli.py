@@ -18,21 +18,11 @@ from fromzero.cli import main
 from fromzero.models import GPT
 from fromzero.tokenizers import CharTokenizer, load_tokenizer
 
-WORDS = "the cat sat on a mat and the dog ran to the red ball while a bird sang in the old tree".split()
 
 # A tiny GPT and a short run; one thread so every run does bitwise the same arithmetic.
 TINY = ["--preset", "tiny", "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32",
         "--batch-size", "8", "--eval-batches", "2", "--sample-tokens", "0", "--threads", "1", "--dtype", "float32",
         "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """30 short documents of simple words, separated by two blank lines like the bundled corpora."""
-    docs = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(60)) + "." for i in range(30)]
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    path.write_text("\n\n\n".join(docs), encoding="utf-8")
-    return path
 
 
 def fromzero_train(*args: str) -> list[str]:
@@ -44,9 +34,9 @@ def losses(out: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in lines if '"loss"' in line]
 
 
-def test_train_writes_a_model_dir_that_loads_and_generates(corpus, tmp_path, capsys):
+def test_train_writes_a_model_dir_that_loads_and_generates(word_corpus, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--data", str(corpus), *TINY, "--max-steps", "40", "--eval-interval", "20",
+    assert main(["train", "--data", str(word_corpus), *TINY, "--max-steps", "40", "--eval-interval", "20",
                  "--lr", "1e-2", "--out", str(out)]) == 0
     model, tokenizer = GPT.from_pretrained(out), load_tokenizer(out)
     assert isinstance(tokenizer, CharTokenizer) and model.config.vocab_size == tokenizer.vocab_size
@@ -60,8 +50,8 @@ def test_train_writes_a_model_dir_that_loads_and_generates(corpus, tmp_path, cap
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-def test_resume_after_sigkill_is_bitwise_exact(corpus, tmp_path):
-    args = ["--data", str(corpus), *TINY, "--max-steps", "100", "--eval-interval", "10", "--dropout", "0.1"]
+def test_resume_after_sigkill_is_bitwise_exact(word_corpus, tmp_path):
+    args = ["--data", str(word_corpus), *TINY, "--max-steps", "100", "--eval-interval", "10", "--dropout", "0.1"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     subprocess.run(fromzero_train(*args, "--out", str(whole)), check=True, timeout=120)
 
@@ -82,8 +72,8 @@ def test_resume_after_sigkill_is_bitwise_exact(corpus, tmp_path):
     assert losses(whole) == losses(cut)  # the metrics log continues seamlessly too
 
 
-def test_ddp_two_gloo_processes_match_one_process(corpus, tmp_path):
-    common = ["--data", str(corpus), *TINY, "--max-steps", "12", "--eval-interval", "6", "--log-interval", "2"]
+def test_ddp_two_gloo_processes_match_one_process(word_corpus, tmp_path):
+    common = ["--data", str(word_corpus), *TINY, "--max-steps", "12", "--eval-interval", "6", "--log-interval", "2"]
     single, double = tmp_path / "single", tmp_path / "double"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(fromzero_train(*common, "--batch-size", "8", "--out", str(single)), check=True, timeout=120)
@@ -98,9 +88,9 @@ def test_ddp_two_gloo_processes_match_one_process(corpus, tmp_path):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_prepare_then_train_on_shards(corpus, tmp_path, capsys):
+def test_prepare_then_train_on_shards(word_corpus, tmp_path, capsys):
     shards = tmp_path / "shards"
-    assert main(["data", "prepare", str(corpus), "--out", str(shards)]) == 0
+    assert main(["data", "prepare", str(word_corpus), "--out", str(shards)]) == 0
     header = json.loads((shards / "shards.json").read_text())
     assert header["dtype"] == "uint16" and header["documents"] == {"train": 27, "val": 3}
     assert main(["train", "--data", str(shards), *TINY, "--max-steps", "2", "--out", str(tmp_path / "o")]) == 0
@@ -123,43 +113,43 @@ def test_empty_and_too_short_corpora_are_refused(tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_shards_made_with_another_tokenizer_are_refused(corpus, tmp_path, capsys):
-    main(["data", "prepare", str(corpus), "--out", str(tmp_path / "shards")])
+def test_shards_made_with_another_tokenizer_are_refused(word_corpus, tmp_path, capsys):
+    main(["data", "prepare", str(word_corpus), "--out", str(tmp_path / "shards")])
     CharTokenizer.train("abc xyz").save(tmp_path / "other")
     err = error_of(capsys, "train", "--data", str(tmp_path / "shards"), "--tokenizer", f"bpe:{tmp_path / 'other'}",
                    *TINY, "--out", str(tmp_path / "o"))
     assert "were made with" in err and "prepare the shards again" in err
 
 
-def test_existing_out_dir_needs_resume_or_overwrite_and_nothing_is_lost(corpus, tmp_path, capsys):
+def test_existing_out_dir_needs_resume_or_overwrite_and_nothing_is_lost(word_corpus, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert "--resume" in error_of(capsys, "train", "--data", str(corpus), *TINY, "--out", str(out))
+    assert "--resume" in error_of(capsys, "train", "--data", str(word_corpus), *TINY, "--out", str(out))
     assert "no checkpoint to resume" in error_of(capsys, "train", "--resume", "--out", str(out))
     assert (out / "notes.txt").read_text() == "mine" and sorted(os.listdir(out)) == ["notes.txt"]
-    assert main(["train", "--data", str(corpus), *TINY, "--max-steps", "2", "--out", str(out), "--overwrite"]) == 0
+    assert main(["train", "--data", str(word_corpus), *TINY, "--max-steps", "2", "--out", str(out), "--overwrite"]) == 0
     assert (out / "notes.txt").read_text() == "mine"  # --overwrite replaces only what a run writes
     err = error_of(capsys, "train", "--resume", "--out", str(out), "--n-embd", "64")
     assert "--n-embd was 32" in err
 
 
-def test_unwritable_out_dir_is_refused(corpus, tmp_path, capsys):
+def test_unwritable_out_dir_is_refused(word_corpus, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    err = error_of(capsys, "train", "--data", str(corpus), *TINY, "--out", str(tmp_path / "file" / "out"))
+    err = error_of(capsys, "train", "--data", str(word_corpus), *TINY, "--out", str(tmp_path / "file" / "out"))
     assert "cannot write to output directory" in err or "is a file" in err
 
 
-def test_bad_model_settings_leave_no_output_and_a_rerun_works(corpus, tmp_path, capsys):
+def test_bad_model_settings_leave_no_output_and_a_rerun_works(word_corpus, tmp_path, capsys):
     out = tmp_path / "out"
-    err = error_of(capsys, "train", "--data", str(corpus), *TINY, "--n-head", "3", "--out", str(out))
+    err = error_of(capsys, "train", "--data", str(word_corpus), *TINY, "--n-head", "3", "--out", str(out))
     assert "divisible" in err and not out.exists()
-    assert main(["train", "--data", str(corpus), *TINY, "--max-steps", "2", "--out", str(out)]) == 0
+    assert main(["train", "--data", str(word_corpus), *TINY, "--max-steps", "2", "--out", str(out)]) == 0
 
 
-def test_config_file_sets_hyperparameters_and_flags_win(corpus, tmp_path):
+def test_config_file_sets_hyperparameters_and_flags_win(word_corpus, tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"data: {corpus}\nmax_steps: 3\nlr: 0.005\nn_embd: 48\n")
+    recipe.write_text(f"data: {word_corpus}\nmax_steps: 3\nlr: 0.005\nn_embd: 48\n")
     out = tmp_path / "o"
     assert main(["train", "--config", str(recipe), *TINY, "--max-steps", "2", "--out", str(out)]) == 0
     saved = json.loads((out / "train_config.json").read_text())

@@ -29,15 +29,6 @@ TINY = ["--preset", "tiny", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
         "--log-interval", "1", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    words = "the cat sat on a mat and the dog ran to the red ball while a bird sang".split()
-    docs = [" ".join(words[(i + j) % len(words)] for j in range(60)) + "." for i in range(20)]
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    path.write_text("\n\n\n".join(docs), encoding="utf-8")
-    return path
-
-
 def torchrun_train(*args: str) -> None:
     """``fromzero train`` in two gloo processes started by torchrun."""
     subprocess.run(
@@ -52,10 +43,10 @@ def losses(out: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in records if "loss" in r]
 
 
-def test_ddp_run_stopped_and_resumed_ends_bitwise_like_an_uninterrupted_one(corpus, tmp_path):
+def test_ddp_run_stopped_and_resumed_ends_bitwise_like_an_uninterrupted_one(word_corpus, tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    torchrun_train("--data", str(corpus), *TINY, "--max-steps", "12", "--out", str(whole))
-    torchrun_train("--data", str(corpus), *TINY, "--max-steps", "5", "--out", str(cut))
+    torchrun_train("--data", str(word_corpus), *TINY, "--max-steps", "12", "--out", str(whole))
+    torchrun_train("--data", str(word_corpus), *TINY, "--max-steps", "5", "--out", str(cut))
     # without --quiet: the progress bar's MFU measurement must not shift rank 0's random streams
     torchrun_train("--resume", "--max-steps", "12", "--out", str(cut))
     assert json.loads((cut / "checkpoints" / "latest.json").read_text())["step"] == 12

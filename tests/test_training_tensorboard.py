@@ -25,15 +25,6 @@ TRAIN_TAGS = ["train/loss", "train/lr", "train/tokens_per_s"]
 EVAL_TAGS = ["eval/train_loss", "eval/val_loss"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    words = "the cat sat on a mat and the dog ran to the red ball while a bird sang".split()
-    docs = [" ".join(words[(i + j) % len(words)] for j in range(60)) + "." for i in range(20)]
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    path.write_text("\n\n\n".join(docs), encoding="utf-8")
-    return path
-
-
 def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series in ``log_dir`` as TensorBoard itself reads it: tag -> [(step, value)]."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -53,9 +44,9 @@ def tiny_trainer(out: Path, **settings) -> Trainer:
     return Trainer(model, config, tokens[:1800], tokens[1800:], block_size=16, out_dir=out, quiet=True)
 
 
-def test_train_logs_loss_lr_and_speed_that_tensorboard_reads_back(corpus, tmp_path):
+def test_train_logs_loss_lr_and_speed_that_tensorboard_reads_back(word_corpus, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "--data", str(corpus), *TINY, "--max-steps", "6", "--log-interval", "2",
+    assert main(["train", "--data", str(word_corpus), *TINY, "--max-steps", "6", "--log-interval", "2",
                  "--eval-interval", "3", "--tensorboard", "--out", str(out)]) == 0
     series = scalars(out / "tensorboard")
     assert sorted(series) == sorted(TRAIN_TAGS + EVAL_TAGS)
@@ -105,10 +96,10 @@ def test_a_resumed_run_hides_what_the_killed_run_logged_after_its_checkpoint(tmp
     assert [step for step, _ in series["eval/val_loss"]] == [4, 8]
 
 
-def test_tensorboard_asked_for_but_missing_is_a_one_line_error(corpus, tmp_path, monkeypatch, capsys):
+def test_tensorboard_asked_for_but_missing_is_a_one_line_error(word_corpus, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # `import` now fails
     out = tmp_path / "run"
-    assert main(["train", "--data", str(corpus), *TINY, "--max-steps", "2", "--tensorboard",
+    assert main(["train", "--data", str(word_corpus), *TINY, "--max-steps", "2", "--tensorboard",
                  "--out", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert "--tensorboard needs the tensorboard package" in error and "pip install tensorboard" in error
