@@ -338,7 +338,7 @@ def test_lighter_weights_stay_close_to_fp32(models, mode, tolerance):
         quantize(ours, "int4")
 
 
-def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models):
+def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models, tmp_path):
     import copy
 
     from fromzero.generation.quantize import PackedLinear, onednn_packing_works, quantize
@@ -355,6 +355,9 @@ def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models):
     config = GenerationConfig(max_new_tokens=32)
     assert torch.equal(generate(packed, ids, config), hf_generate(hf, ids, max_new_tokens=32, do_sample=False))
     assert not packed(ids).logits.requires_grad  # an inference model, also outside inference_mode
+    with pytest.raises(InputError, match="converted for inference"):
+        packed.save_pretrained(tmp_path)
+    assert not any(tmp_path.iterdir())
     # oneDNN's op has no backward: training through it must fail, not give wrong gradients
     packed.requires_grad_(True)
     with pytest.raises(InputError, match="inference only"):

@@ -304,6 +304,9 @@ def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
     """Write ``config.json`` and ``model.safetensors`` (HF GPT-2 key names and layout), each atomically."""
     from safetensors.torch import save_file
 
+    if not isinstance(model.lm_head, torch.nn.Linear):
+        raise InputError("this model was converted for inference (fromzero.generation.quantize); "
+                         "save the model as it was before the conversion")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
