@@ -3,9 +3,10 @@
 A random GPT-2 small (124M parameters, fp32) is built with transformers, saved, and loaded into
 fromzero, so both run identical weights; fromzero also runs them packed for oneDNN, as
 ``fromzero generate`` does by default (``quantize(model, "fp32")``: the same numbers, multiplied by
-a faster CPU kernel). Each measurement generates 128 new tokens greedily after
-a 32-token prompt, at batch 1 and batch 8; the two libraries alternate, and the table reports the
-median tokens/s over the repeats. The two outputs are also checked to be the same tokens.
+a faster CPU kernel). Each measurement generates 128 new tokens after a 32-token prompt: greedily
+at batch 1 and batch 8, and with beam search (4 beams, one prompt; tokens/s counts the tokens of
+the returned sequence). The libraries alternate, and the table reports the median tokens/s over
+the repeats. The outputs are also checked to be the same tokens.
 
     flock /tmp/fromzero-bench.lock python benchmarks/generation_speed.py          # full run
     flock /tmp/fromzero-bench.lock python benchmarks/generation_speed.py --quick  # smoke run
@@ -36,7 +37,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small run: 16 new tokens, 1 repeat")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per library and batch size")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="greedy decoding at these batch sizes")
+    parser.add_argument("--beams", type=int, default=4, help="beam search with this many beams (0: skip)")
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=128)
     return parser.parse_args()
@@ -68,19 +70,19 @@ def read_bandwidth_gbs(size_mb: int = 512, repeats: int = 5) -> float:
     return buffer.numel() * 4 / best / 1e9
 
 
-def time_hf(hf, ids: torch.Tensor, new_tokens: int) -> tuple[float, torch.Tensor]:
+def time_hf(hf, ids: torch.Tensor, new_tokens: int, beams: int) -> tuple[float, torch.Tensor]:
     start = time.perf_counter()
     with torch.inference_mode():
         out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                          min_new_tokens=None, do_sample=False, pad_token_id=0)
+                          min_new_tokens=None, do_sample=False, num_beams=beams, pad_token_id=0)
     return time.perf_counter() - start, out
 
 
-def time_ours(model, ids: torch.Tensor, new_tokens: int) -> tuple[float, torch.Tensor]:
+def time_ours(model, ids: torch.Tensor, new_tokens: int, beams: int) -> tuple[float, torch.Tensor]:
     from fromzero.generation import GenerationConfig, generate
 
     start = time.perf_counter()
-    out = generate(model, ids, GenerationConfig(max_new_tokens=new_tokens))
+    out = generate(model, ids, GenerationConfig(max_new_tokens=new_tokens, num_beams=beams))
     return time.perf_counter() - start, out
 
 
@@ -103,39 +105,43 @@ def main() -> None:
 
     # the CLI's default: the same fp32 weights packed for oneDNN (fromzero.generation.quantize)
     packed = quantize(copy.deepcopy(ours), "fp32")
-    libraries = {"transformers": lambda ids, n: time_hf(hf, ids, n),
-                 "fromzero": lambda ids, n: time_ours(ours, ids, n),
-                 "fromzero fp32 packed": lambda ids, n: time_ours(packed, ids, n)}
+    libraries = {"transformers": lambda ids, n, beams: time_hf(hf, ids, n, beams),
+                 "fromzero": lambda ids, n, beams: time_ours(ours, ids, n, beams),
+                 "fromzero fp32 packed": lambda ids, n, beams: time_ours(packed, ids, n, beams)}
+    # (name, batch, beams): greedy at each batch size, then beam search on one prompt
+    workloads = [(f"greedy, batch {batch}", batch, 1) for batch in args.batch_sizes]
+    if args.beams > 1:
+        workloads.append((f"beam search {args.beams}, batch 1", 1, args.beams))
     rows = []
-    for batch in args.batch_sizes:
+    for workload, batch, beams in workloads:
         ids = torch.randint(0, 50257, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(batch))
         for run in libraries.values():
-            run(ids, 4)  # warm-up: first calls allocate and pick kernels
+            run(ids, 4, beams)  # warm-up: first calls allocate and pick kernels
         rates: dict[str, list[float]] = {name: [] for name in libraries}
         same = True
         for repeat in range(args.repeats):
             outputs = {}
             for name, run in libraries.items():
-                seconds, outputs[name] = run(ids, args.new_tokens)
-                rates[name].append(batch * args.new_tokens / seconds)
+                seconds, outputs[name] = run(ids, args.new_tokens, beams)
+                rates[name].append(batch * (outputs[name].shape[1] - args.prompt_tokens) / seconds)
             same = same and all(torch.equal(outputs["transformers"], out) for out in outputs.values())
-            console.print(f"batch {batch} run {repeat + 1}: " + ", ".join(
+            console.print(f"{workload} run {repeat + 1}: " + ", ".join(
                 f"{name} {rates[name][-1]:.1f} tok/s" for name in libraries) + f", same tokens: {same}")
         medians = {name: statistics.median(values) for name, values in rates.items()}
-        rows.append(dict(batch=batch, transformers_tok_s=medians["transformers"],
+        rows.append(dict(workload=workload, batch=batch, beams=beams, transformers_tok_s=medians["transformers"],
                          fromzero_tok_s=medians["fromzero"], fromzero_fp32_packed_tok_s=medians["fromzero fp32 packed"],
                          speedup=medians["fromzero"] / medians["transformers"],
                          speedup_fp32_packed=medians["fromzero fp32 packed"] / medians["transformers"],
                          same_tokens=same, runs={name: values for name, values in rates.items()}))
 
     bound = bandwidth * 1e3 / weight_mb
-    table = Table(title=f"greedy decoding, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
+    table = Table(title=f"GPT-2 124M fp32 decoding, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
                         f"median of {args.repeats}")
-    for column in ("batch", "transformers tok/s", "fromzero tok/s", "speedup", "fromzero fp32 packed tok/s",
+    for column in ("workload", "transformers tok/s", "fromzero tok/s", "speedup", "fromzero fp32 packed tok/s",
                    "speedup", "same tokens"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(str(row["batch"]), f"{row['transformers_tok_s']:.1f}", f"{row['fromzero_tok_s']:.1f}",
+        table.add_row(row["workload"], f"{row['transformers_tok_s']:.1f}", f"{row['fromzero_tok_s']:.1f}",
                       f"{row['speedup']:.2f}x", f"{row['fromzero_fp32_packed_tok_s']:.1f}",
                       f"{row['speedup_fp32_packed']:.2f}x", str(row["same_tokens"]))
     stdout.print(table)
