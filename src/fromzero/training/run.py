@@ -114,6 +114,9 @@ def train(
             _save_model_dir(trainer.raw_model, tokenizer, out)
             if not quiet:
                 _summary(result, out)
+        # leave the process group together: a rank that tore down while rank 0 was still writing
+        # was sometimes aborted by gloo at exit ("terminate called without an active exception")
+        distributed.barrier(dist)
         return result
     finally:
         distributed.teardown(dist)
