@@ -44,6 +44,8 @@ def test_train_writes_a_model_dir_that_loads_and_generates(word_corpus, tmp_path
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [r["val_loss"] for r in records if "val_loss" in r]
     assert len(evals) == 2 and evals[-1] < 2.8 < evals[0] + 1  # learned well below uniform (ln 24 = 3.2)
+    steps = [r for r in records if "tokens_per_s" in r]
+    assert steps and all(0 < r["mfu"] < 1 for r in steps)  # measured against this CPU's peak, also when quiet
     assert (out / "loss.png").is_file() and (out / "best" / "model.safetensors").is_file()
     assert main(["generate", "--model", str(out), "--prompt", "the cat", "--max-new-tokens", "8"]) == 0
     assert capsys.readouterr().out.startswith("the cat")

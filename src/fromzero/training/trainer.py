@@ -265,7 +265,7 @@ class Trainer:
             getattr(getattr(self.raw_model, "config", None), "n_embd", 0),
             self.block_size,
         )
-        peak = peak_flops(self.device) if not self.quiet else None
+        peak = peak_flops(self.device)  # measured also when quiet: metrics.jsonl records MFU
         train_loss = val_loss = last_loss = None
         self.raw_model.train()
 
