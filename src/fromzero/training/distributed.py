@@ -21,7 +21,9 @@ node 0 (any free port); ``--batch-size`` stays the per-process micro-batch, so t
              --master_addr=10.0.0.1 --master_port=29500 -m fromzero train ...
 
 (Without InfiniBand, set ``NCCL_IB_DISABLE=1``.) The output directory must be on storage that
-node 0 can write; the other nodes only read the data, which must exist at the same path on each.
+node 0 can write; the other nodes read the data, which must exist at the same path on each, and
+with ``--resume`` every node also reads the checkpoint: use shared storage, or copy the output
+directory to every node before resuming.
 """
 
 from __future__ import annotations
