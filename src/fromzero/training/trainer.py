@@ -265,7 +265,8 @@ class Trainer:
             getattr(getattr(self.raw_model, "config", None), "n_embd", 0),
             self.block_size,
         )
-        peak = peak_flops(self.device)  # measured also when quiet: metrics.jsonl records MFU
+        # rank 0 logs MFU (also when quiet, for metrics.jsonl); the other ranks need no peak
+        peak = peak_flops(self.device) if self.dist.is_main else None
         train_loss = val_loss = last_loss = None
         self.raw_model.train()
 
