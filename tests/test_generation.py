@@ -358,6 +358,9 @@ def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models, tmp_pat
     with pytest.raises(InputError, match="converted for inference"):
         packed.save_pretrained(tmp_path)
     assert not any(tmp_path.iterdir())
+    # packing is for CPUs: a model elsewhere (here the shape-only "meta" device) keeps its Linear layers
+    elsewhere = quantize(copy.deepcopy(ours).to("meta"), "fp32")
+    assert isinstance(elsewhere.lm_head, torch.nn.Linear)
     # oneDNN's op has no backward: training through it must fail, not give wrong gradients
     packed.requires_grad_(True)
     with pytest.raises(InputError, match="inference only"):

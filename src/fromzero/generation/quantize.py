@@ -11,8 +11,8 @@ the memory bus busy, and storing them in fewer bytes:
   packed kernel uses every core and reads at about 60 GB/s: 2.6x faster on the matmuls of a batch-1
   step here and 3.7x at batch 8 (``benchmarks/matmul_kernels.py``). The results are the same up
   to float rounding (another summation order). A head tied to the token embedding gets its own
-  packed copy (more memory: 154 MB for GPT-2). Where torch has no oneDNN, Linear layers stay as
-  they are.
+  packed copy (more memory: 154 MB for GPT-2). Where torch has no oneDNN, and for a model on a
+  GPU, Linear layers stay as they are.
 - ``bf16``: every parameter in bfloat16 (2 bytes; same exponent range as fp32, 8 bits of mantissa),
   Linear weights packed for oneDNN as in fp32: half the bytes to read.
 - ``int8``: each Linear weight row ``w`` becomes ``round(w / s)`` in int8 (1 byte) with one scale
@@ -114,7 +114,8 @@ def quantize(model: nn.Module, mode: str) -> nn.Module:
         return model.eval()
     dtype = torch.bfloat16 if mode == "bf16" else torch.float32
     model.to(dtype)
-    if onednn_packing_works(dtype):
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())  # GPUs have their own fast kernels
+    if on_cpu and onednn_packing_works(dtype):
         _replace_linears(model, PackedLinear)
     return model.eval()
 
