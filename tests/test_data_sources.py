@@ -55,6 +55,10 @@ def test_hf_source_syntax():
     for bad in ("hf:", "hf:a:train:test", "hf:a:colour=x", "hf:a:column="):
         with pytest.raises(InputError, match="hf:NAME"):
             parse_hf_source(bad)
+    assert parse_hf_source("hf:a/b:rows=1000") == HfSource("a/b", rows=1000)
+    for bad in ("hf:a:rows=0", "hf:a:rows=ten", "hf:a:rows=-3"):
+        with pytest.raises(InputError, match="positive whole number"):
+            parse_hf_source(bad)
 
 
 def test_hf_rows_are_documents_everywhere_text_is_loaded(local_dataset, tmp_path):
@@ -74,6 +78,26 @@ def test_hf_split_and_column_choices(local_dataset):
     assert load_documents(f"hf:{local_dataset}:column=story") == [text.strip() for text in STORY_TEXT]
     assert load_documents(f"hf:{local_dataset}:train[:1]") == STORIES[:1]
     assert load_documents(f"hf:{local_dataset / 'validation.jsonl'}") == ["Held out story."]
+
+
+def test_hf_first_rows_are_streamed(local_dataset, hf, tmp_path, monkeypatch):
+    streamed = []
+    load_dataset = hf.load_dataset
+    monkeypatch.setattr(hf, "load_dataset", lambda *a, **k: streamed.append(k.get("streaming")) or load_dataset(*a, **k))
+    assert load_documents(f"hf:{local_dataset}:rows=1") == STORIES[:1]
+    assert load_documents(f"hf:{local_dataset}:validation:rows=5") == ["Held out story."]
+    assert load_documents(f"hf:{local_dataset}:column=story:rows=2") == [text.strip() for text in STORY_TEXT]
+    assert streamed == [True, True, True]  # nothing past the first rows is downloaded
+    with pytest.raises(InputError, match="no 'title' column; its columns are text"):
+        load_documents(f"hf:{local_dataset}:column=title:rows=1")
+    rows = hf.Dataset.from_dict({"text": ["First saved story.", "Second saved story."]})
+    rows.save_to_disk(tmp_path / "saved")
+    assert load_documents(f"hf:{tmp_path / 'saved'}:rows=1") == ["First saved story."]
+
+
+def test_unknown_hub_dataset_streamed_offline_is_one_line_offline_error(hf):
+    with pytest.raises(OfflineError, match="cannot download dataset 'no-such-user/no-such-dataset'"):
+        load_documents("hf:no-such-user/no-such-dataset:rows=10")
 
 
 def test_hf_dataset_without_a_text_column_lists_its_columns(hf, tmp_path):

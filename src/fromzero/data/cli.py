@@ -61,7 +61,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     stats.add_argument(
         "source", metavar="FILE_OR_CORPUS", help="a bundled corpus name, a .txt, .html or .jsonl file, a folder of .txt/.html files, "
-        "or hf:NAME[:SPLIT][:column=C][:config=C] (a Hugging Face dataset)"
+        "or hf:NAME[:SPLIT][:column=C][:config=C][:rows=N] (a Hugging Face dataset)"
     )
     stats.add_argument("--top", type=int, default=10, metavar="N", help="how many of the most frequent words to show")
     stats.add_argument("--skip-bad", action="store_true", help="skip malformed JSONL lines instead of stopping")
@@ -85,13 +85,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "examples:\n"
         "  fromzero data prepare stories --out data/stories-char\n"
         "  fromzero data prepare my_books/ --tokenizer gpt2 --out data/books-gpt2\n"
-        "  fromzero data prepare hf:roneneldan/TinyStories --tokenizer gpt2 --out data/tinystories",
+        "  fromzero data prepare hf:roneneldan/TinyStories --tokenizer gpt2 --out data/tinystories\n"
+        "  fromzero data prepare hf:HuggingFaceFW/fineweb-edu:rows=100000 --tokenizer gpt2 --out data/fineweb",
         formatter_class=HelpFormatter,
     )
     prepare.add_argument("source", help="a bundled corpus name, a .txt or .html file, a folder of .txt/.html files, "
-                         "or hf:NAME[:SPLIT][:column=C][:config=C]: a Hugging Face dataset (hub name or local "
-                         "folder/file; needs `datasets`, and a network for the hub), by default its train split's "
-                         "'text' column")
+                         "or hf:NAME[:SPLIT][:column=C][:config=C][:rows=N]: a Hugging Face dataset (hub name "
+                         "or local folder/file; needs `datasets`, and a network for the hub), by default its "
+                         "train split's 'text' column; rows=N streams only the first N rows")
     prepare.add_argument("--tokenizer", default="char", help="char, gpt2 or bpe:DIR")
     prepare.add_argument("--out", required=True, help="directory for the shards")
     prepare.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")

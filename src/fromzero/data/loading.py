@@ -17,6 +17,8 @@ per row of a text column::
     hf:Salesforce/wikitext:config=wikitext-2-raw-v1 a dataset with several configurations
     hf:./my_data:column=story                       a local folder (train.jsonl, *.parquet...)
     hf:./stories.parquet                            one local data file, read as the train split
+    hf:HuggingFaceFW/fineweb-edu:rows=100000        only the first rows, streamed: nothing more
+                                                    is downloaded (for datasets too big to fetch)
 
 A folder written by ``Dataset.save_to_disk`` is read with ``datasets.load_from_disk``.
 Hub datasets are downloaded whole into the Hugging Face cache, then read from it offline.
@@ -24,12 +26,13 @@ Hub datasets are downloaded whole into the Hugging Face cache, then read from it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from fromzero.data.bundled import corpus_path, get_corpus, is_corpus_name
 from fromzero.data.html import extract_text_from_html
@@ -46,7 +49,7 @@ _SNIFF_BYTES = 8192
 TEXT_SUFFIXES = (".txt",)
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 HF_PREFIX = "hf:"
-HF_SYNTAX = "hf:NAME[:SPLIT][:column=NAME][:config=NAME]"
+HF_SYNTAX = "hf:NAME[:SPLIT][:column=NAME][:config=NAME][:rows=N]"
 # Fields of an hf: source are separated by colons, except colons inside a slice: "train[:10%]".
 _HF_FIELD_BREAK = re.compile(r":(?![^\[]*\])")
 
@@ -276,22 +279,26 @@ class HfSource:
     split: str | None = None
     column: str = "text"
     config: str | None = None
+    rows: int | None = None  # read only the first rows, streamed
 
 
 def parse_hf_source(source: str) -> HfSource:
-    """Parse ``hf:NAME[:SPLIT][:column=NAME][:config=NAME]``."""
+    """Parse ``hf:NAME[:SPLIT][:column=NAME][:config=NAME][:rows=N]``."""
     name, *fields = _HF_FIELD_BREAK.split(source.removeprefix(HF_PREFIX))
     options: dict[str, str] = {}
     for text in fields:
         key, equals, value = text.partition("=")
         if not equals:  # a bare field is the split
             key, value = "split", text
-        if key not in ("split", "column", "config") or key in options or not value:
+        if key not in ("split", "column", "config", "rows") or key in options or not value:
             raise InputError(f"{source!r} does not match {HF_SYNTAX}")
         options[key] = value
     if not name:
         raise InputError(f"{source!r} names no dataset: write {HF_SYNTAX}")
-    return HfSource(name, **options)
+    rows = options.pop("rows", None)
+    if rows is not None and not (rows.isdigit() and int(rows) > 0):
+        raise InputError(f"rows={rows} in {source!r} must be a positive whole number")
+    return HfSource(name, **options, rows=None if rows is None else int(rows))
 
 
 def _one_line(err: BaseException) -> str:
@@ -306,19 +313,19 @@ def _saved_split(saved: datasets.Dataset | datasets.DatasetDict, hf: HfSource) -
     if not isinstance(saved, DatasetDict):
         if hf.split:
             raise InputError(f"{hf.name} holds a single saved split; leave out :{hf.split}")
-        return saved
-    split = hf.split or "train"
-    if split not in saved:
-        raise InputError(f"{hf.name} has no split {split!r}; its splits are {', '.join(saved)}")
-    return saved[split]
+        rows = saved
+    else:
+        split = hf.split or "train"
+        if split not in saved:
+            raise InputError(f"{hf.name} has no split {split!r}; its splits are {', '.join(saved)}")
+        rows = saved[split]
+    return rows.select(range(min(hf.rows, len(rows)))) if hf.rows else rows
 
 
-def _load_hf_split(hf: HfSource) -> datasets.Dataset:
-    """One split of a local or Hub dataset, every failure turned into a one-line fromzero error."""
-    try:
-        import datasets
-    except ImportError:
-        raise InputError("hf: sources need the `datasets` package: pip install datasets") from None
+def _load_hf_split(hf: HfSource) -> datasets.Dataset | datasets.IterableDataset:
+    """One split of a local or Hub dataset (its first ``hf.rows`` rows, streamed, when given)."""
+    import datasets
+
     local = Path(hf.name).expanduser()  # a local folder or file; else hf.name is a Hub name
     if hf.name.startswith((".", "/", "~")) and not local.exists():
         raise MissingFileError(f"{local} does not exist")
@@ -328,8 +335,22 @@ def _load_hf_split(hf: HfSource) -> datasets.Dataset:
         path, data_files = str(local.parent), local.name
     else:
         path, data_files = (str(local) if local.exists() else hf.name), None
+    split = hf.split or "train"
+    if hf.rows:
+        return datasets.load_dataset(path, hf.config, data_files=data_files, split=split, streaming=True).take(hf.rows)
+    return datasets.load_dataset(path, hf.config, data_files=data_files, split=split)
+
+
+@contextlib.contextmanager
+def _hf_errors(hf: HfSource) -> Iterator[None]:
+    """Turn the errors of ``datasets`` into one-line fromzero errors (a streamed dataset raises
+    them while it is read, so reading happens inside this too)."""
+    import datasets
+
     try:
-        return datasets.load_dataset(path, hf.config, data_files=data_files, split=hf.split or "train")
+        yield
+    except FromzeroError:  # ours already say what is wrong (some are ValueErrors too)
+        raise
     except ConnectionError as err:  # datasets' own error when the Hub is offline or unreachable
         raise OfflineError(
             f"cannot download dataset {hf.name!r} and it is not in the Hugging Face cache ({_one_line(err)}): "
@@ -346,7 +367,21 @@ def _load_hf_split(hf: HfSource) -> datasets.Dataset:
 def load_hf_documents(source: str) -> list[str]:
     """The non-empty values of the text column of an ``hf:`` dataset, stripped, in order."""
     hf = parse_hf_source(source)
-    rows = _load_hf_split(hf)
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("hf: sources need the `datasets` package: pip install datasets") from None
+    with _hf_errors(hf):
+        rows = _load_hf_split(hf)
+        if rows.features is None:  # a streamed dataset whose columns are only known once read
+            rows = datasets.Dataset.from_list(list(rows))
+        return _text_column(rows, hf)
+
+
+def _text_column(rows: datasets.Dataset | datasets.IterableDataset, hf: HfSource) -> list[str]:
+    """The non-empty texts of the chosen column, after checking that it exists and holds text."""
+    import datasets
+
     kinds = {name: getattr(feature, "dtype", type(feature).__name__) for name, feature in rows.features.items()}
     if hf.column not in kinds:
         columns = ", ".join(f"{name} ({kind})" for name, kind in kinds.items())
@@ -356,4 +391,5 @@ def load_hf_documents(source: str) -> list[str]:
         )
     if kinds[hf.column] not in ("string", "large_string"):
         raise InputError(f"column {hf.column!r} of dataset {hf.name!r} holds {kinds[hf.column]}, not text")
-    return [text.strip() for text in rows[hf.column] if text and text.strip()]
+    texts = rows[hf.column] if isinstance(rows, datasets.Dataset) else (row[hf.column] for row in rows)
+    return [text.strip() for text in texts if text and text.strip()]
