@@ -361,6 +361,8 @@ def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models, tmp_pat
     # packing is for CPUs: a model elsewhere (here the shape-only "meta" device) keeps its Linear layers
     elsewhere = quantize(copy.deepcopy(ours).to("meta"), "fp32")
     assert isinstance(elsewhere.lm_head, torch.nn.Linear)
+    with pytest.raises(InputError, match="CPU decoding mode"):
+        quantize(copy.deepcopy(ours).to("meta"), "int8")
     # oneDNN's op has no backward: training through it must fail, not give wrong gradients
     packed.requires_grad_(True)
     with pytest.raises(InputError, match="inference only"):

@@ -72,6 +72,17 @@ def test_beams_and_several_sequences(model_dir, capsys):
     assert out.count("--- ") == 2 and out.count("the dog") >= 2
 
 
+def test_device_choice(model_dir, capsys):
+    code, out, _ = run(capsys, "--model", str(model_dir), "--prompt", "the cat", "--greedy",
+                       "--max-new-tokens", "4", "--device", "cpu")
+    assert code == 0 and out.startswith("the cat")
+    for device, words in (("tpu", "unknown --device 'tpu'"), ("cuda:3", "no CUDA GPU")):
+        if device.startswith("cuda") and torch.cuda.is_available():
+            continue
+        code, _, err = run(capsys, "--model", str(model_dir), "--prompt", "x", "--device", device)
+        assert code == 2 and words in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("weights", ["bf16", "int8"])
 def test_lighter_weights_run(model_dir, capsys, weights):
     code, out, _ = run(capsys, "--model", str(model_dir), "--prompt", "the cat", "--greedy",

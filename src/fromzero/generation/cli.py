@@ -61,6 +61,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--weights", choices=("fp32", "bf16", "int8"), default="fp32",
                    help="weights for inference: fp32 (full precision, packed for oneDNN, the fastest CPU kernel "
                         "in torch), or bf16 / int8, which decode faster on CPU and slightly less exactly")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), "
+                   "cpu, cuda, cuda:N or mps")
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     p.set_defaults(func=run)
 
@@ -84,10 +86,12 @@ def run(args: Namespace) -> int:
         stop_strings=args.stop,
         seed=args.seed,
     ).validate()
-    model, tokenizer = load_model_and_tokenizer(args.model)
+    from fromzero.devices import resolve_device
     from fromzero.generation.quantize import quantize
 
-    quantize(model, args.weights)
+    device = resolve_device(args.device)
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    quantize(model.to(device), args.weights)
     if config.samples and config.seed is None:
         config.seed = random.randrange(2**31)
         console.print(f"[dim]sampling with seed {config.seed} (pass --seed {config.seed} to repeat)[/]")
@@ -154,7 +158,8 @@ def _print_all(model, tokenizer, ids: list[int], config) -> int:
     from fromzero.generation.generate import generate
     from fromzero.generation.streaming import stop_index
 
-    output = generate(model, torch.tensor([ids]), config, tokenizer=tokenizer)
+    device = next(model.parameters()).device
+    output = generate(model, torch.tensor([ids], device=device), config, tokenizer=tokenizer)
     for i, row in enumerate(output.tolist()):
         new = row[len(ids):]
         if config.eos_token_id in new:  # finished rows end with eos, then padding

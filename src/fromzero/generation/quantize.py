@@ -106,7 +106,10 @@ def quantize(model: nn.Module, mode: str) -> nn.Module:
     if mode not in MODES:
         raise InputError(f"unknown weight mode {mode!r}: choose one of {', '.join(MODES)}")
     model.requires_grad_(False)  # for inference: no autograd graph behind the logits
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())  # GPUs have their own fast kernels
     if mode == "int8":
+        if not on_cpu:
+            raise InputError("int8 weights are a CPU decoding mode; on a GPU use --weights bf16 or fp32")
         if not hasattr(torch, "_weight_int8pack_mm"):
             raise InputError(f"int8 weights need torch's _weight_int8pack_mm (torch >= 2.4); "
                              f"this is torch {torch.__version__}")
@@ -114,7 +117,6 @@ def quantize(model: nn.Module, mode: str) -> nn.Module:
         return model.eval()
     dtype = torch.bfloat16 if mode == "bf16" else torch.float32
     model.to(dtype)
-    on_cpu = all(p.device.type == "cpu" for p in model.parameters())  # GPUs have their own fast kernels
     if on_cpu and onednn_packing_works(dtype):
         _replace_linears(model, PackedLinear)
     return model.eval()

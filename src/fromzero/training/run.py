@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from fromzero.console import console
+from fromzero.devices import resolve_device
 from fromzero.errors import FromzeroError, InputError, MissingFileError
 from fromzero.files import write_json
 from fromzero.training import distributed
@@ -46,7 +47,7 @@ from fromzero.training.shards import (
     load_shards,
     write_shards,
 )
-from fromzero.training.trainer import Trainer, TrainResult, resolve_device
+from fromzero.training.trainer import Trainer, TrainResult
 
 # Settings that may differ when resuming; the rest define the run and must stay as saved.
 RESUMABLE_CHANGES = {

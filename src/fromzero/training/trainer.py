@@ -64,14 +64,6 @@ class TrainResult:
     elapsed_s: float
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device} was asked for but PyTorch sees no CUDA GPU; use --device cpu")
-    return device
-
-
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX instructions)."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
