@@ -118,30 +118,34 @@ def main() -> None:
         for run in libraries.values():
             run(ids, 4, beams)  # warm-up: first calls allocate and pick kernels
         rates: dict[str, list[float]] = {name: [] for name in libraries}
+        bandwidths = []  # other machines on the host share its memory bus: sample it every repeat
         same = True
         for repeat in range(args.repeats):
+            bandwidths.append(read_bandwidth_gbs(repeats=3))
             outputs = {}
             for name, run in libraries.items():
                 seconds, outputs[name] = run(ids, args.new_tokens, beams)
                 rates[name].append(batch * (outputs[name].shape[1] - args.prompt_tokens) / seconds)
             same = same and all(torch.equal(outputs["transformers"], out) for out in outputs.values())
-            console.print(f"{workload} run {repeat + 1}: " + ", ".join(
+            console.print(f"{workload} run {repeat + 1} ({bandwidths[-1]:.0f} GB/s): " + ", ".join(
                 f"{name} {rates[name][-1]:.1f} tok/s" for name in libraries) + f", same tokens: {same}")
         medians = {name: statistics.median(values) for name, values in rates.items()}
         rows.append(dict(workload=workload, batch=batch, beams=beams, transformers_tok_s=medians["transformers"],
                          fromzero_tok_s=medians["fromzero"], fromzero_fp32_packed_tok_s=medians["fromzero fp32 packed"],
                          speedup=medians["fromzero"] / medians["transformers"],
                          speedup_fp32_packed=medians["fromzero fp32 packed"] / medians["transformers"],
-                         same_tokens=same, runs={name: values for name, values in rates.items()}))
+                         same_tokens=same, runs={name: values for name, values in rates.items()},
+                         read_bandwidth_gb_s=bandwidths))
 
     bound = bandwidth * 1e3 / weight_mb
     table = Table(title=f"GPT-2 124M fp32 decoding, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
                         f"median of {args.repeats}")
-    for column in ("workload", "transformers tok/s", "fromzero tok/s", "speedup", "fromzero fp32 packed tok/s",
-                   "speedup", "same tokens"):
+    for column in ("workload", "read GB/s", "transformers tok/s", "fromzero tok/s", "speedup",
+                   "fromzero fp32 packed tok/s", "speedup", "same tokens"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(row["workload"], f"{row['transformers_tok_s']:.1f}", f"{row['fromzero_tok_s']:.1f}",
+        table.add_row(row["workload"], f"{min(row['read_bandwidth_gb_s']):.0f}-{max(row['read_bandwidth_gb_s']):.0f}",
+                      f"{row['transformers_tok_s']:.1f}", f"{row['fromzero_tok_s']:.1f}",
                       f"{row['speedup']:.2f}x", f"{row['fromzero_fp32_packed_tok_s']:.1f}",
                       f"{row['speedup_fp32_packed']:.2f}x", str(row["same_tokens"]))
     stdout.print(table)
