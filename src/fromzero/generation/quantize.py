@@ -109,7 +109,7 @@ def quantize(model: nn.Module, mode: str) -> nn.Module:
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())  # GPUs have their own fast kernels
     if mode == "int8":
         if not on_cpu:
-            raise InputError("int8 weights are a CPU decoding mode; on a GPU use --weights bf16 or fp32")
+            raise InputError("int8 weights are a CPU decoding mode: add --device cpu, or use --weights bf16 on a GPU")
         if not hasattr(torch, "_weight_int8pack_mm"):
             raise InputError(f"int8 weights need torch's _weight_int8pack_mm (torch >= 2.4); "
                              f"this is torch {torch.__version__}")
