@@ -86,7 +86,7 @@ def train(
                 torch.set_num_threads(config.threads)
             _seed_everything(config.seed)
 
-            tokenizer, shards = _data(config, out, dist, resume)
+            tokenizer, shards = _data(config, out, dist, resume, quiet)
             model = _build_model(config, tokenizer.vocab_size)
             if dist.rank:  # every rank built the same weights; each now draws its own dropout masks
                 torch.manual_seed(config.seed + dist.rank)
@@ -191,7 +191,9 @@ def build_tokenizer(spec: str, documents: list[str]) -> Any:
     raise InputError(f"--tokenizer must be char, gpt2 or bpe:DIR (a saved tokenizer), got {spec!r}")
 
 
-def _data(config: TrainConfig, out: Path, dist: distributed.Distributed, resume: bool) -> tuple[Any, TokenShards]:
+def _data(
+    config: TrainConfig, out: Path, dist: distributed.Distributed, resume: bool, quiet: bool
+) -> tuple[Any, TokenShards]:
     """Open shards (prepared ones, or made from --data under OUT/data) and their tokenizer."""
     from fromzero.tokenizers import load_tokenizer
 
@@ -207,8 +209,7 @@ def _data(config: TrainConfig, out: Path, dist: distributed.Distributed, resume:
 
         documents = load_documents(config.data)
         tokenizer = build_tokenizer(config.tokenizer, documents)
-        with console.status(f"tokenizing {config.data} with {type(tokenizer).__name__}..."):
-            write_shards(tokenizer, documents, shard_dir, config.val_fraction, config.seed)
+        write_shards(tokenizer, documents, shard_dir, config.val_fraction, config.seed, quiet=quiet)
     distributed.barrier(dist)
     return load_tokenizer(shard_dir), load_shards(shard_dir)
 
@@ -219,8 +220,7 @@ def prepare(source: str, tokenizer_spec: str, out: str | Path, val_fraction: flo
 
     documents = load_documents(source)
     tokenizer = build_tokenizer(tokenizer_spec, documents)
-    with console.status(f"tokenizing {len(documents)} documents with {type(tokenizer).__name__}..."):
-        return write_shards(tokenizer, documents, out, val_fraction, seed)
+    return write_shards(tokenizer, documents, out, val_fraction, seed)
 
 
 # ---------------------------------------------------------------- model

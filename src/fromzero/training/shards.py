@@ -27,10 +27,11 @@ import random
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from fromzero.console import progress
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
 from fromzero.files import atomic_path, write_json
 
@@ -119,14 +120,21 @@ def split_documents(
     return [text[:cut]], [text[cut:]]
 
 
-def encode_documents(tokenizer: Any, documents: Sequence[str]) -> np.ndarray:
-    """Encode documents and join them with the separator (also after the last one)."""
+def encode_documents(
+    tokenizer: Any, documents: Sequence[str], advance: Callable[[], None] | None = None
+) -> np.ndarray:
+    """Encode documents and join them with the separator (also after the last one).
+
+    ``advance`` is called after each document (a progress bar's step).
+    """
     separator = separator_ids(tokenizer)
     dtype = token_dtype(tokenizer.vocab_size)
     pieces = []
     for doc in documents:
         pieces.append(np.asarray(tokenizer.encode(doc), dtype=np.int64))
         pieces.append(np.asarray(separator, dtype=np.int64))
+        if advance:
+            advance()
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= tokenizer.vocab_size):
         raise InputError("the tokenizer produced ids outside its own vocabulary")
@@ -139,6 +147,7 @@ def write_shards(
     directory: str | Path,
     val_fraction: float = 0.1,
     seed: int = 0,
+    quiet: bool = False,
 ) -> TokenShards:
     """Tokenize ``documents`` once and write train/val shards plus the tokenizer to ``directory``.
 
@@ -150,7 +159,10 @@ def write_shards(
     train_docs, val_docs = split_documents(documents, val_fraction, seed)
     tok_id = TokenizerId.of(tokenizer)
     dtype = token_dtype(tok_id.vocab_size)
-    encoded = {"train": encode_documents(tokenizer, train_docs), "val": encode_documents(tokenizer, val_docs)}
+    with progress(transient=True, disable=quiet) as bar:
+        task = bar.add_task(f"tokenizing with {type(tokenizer).__name__}", total=len(documents))
+        encoded = {name: encode_documents(tokenizer, docs, lambda: bar.advance(task))
+                   for name, docs in (("train", train_docs), ("val", val_docs))}
     (directory / HEADER_NAME).unlink(missing_ok=True)
     for name, ids in encoded.items():
         with atomic_path(directory / f"{name}.bin") as tmp:
