@@ -6,8 +6,8 @@ the same fp32 numbers, three ways:
 
 - ``F.linear``: what ``nn.Linear`` does; W stored as (out, in), torch sends it to MKL.
 - ``addmm``: W stored as (in, out), transformers' Conv1D layout; also MKL.
-- oneDNN packed: W reordered once into oneDNN's blocked layout, multiplied by oneDNN
-  (``torch.ops.mkldnn._linear_pointwise``), what ``quantize(model, "fp32")`` uses.
+- oneDNN packed: W reordered once into oneDNN's blocked layout, multiplied by oneDNN: the
+  ``PackedLinear`` layers that ``quantize(model, "fp32")`` builds.
 
 and reports the read bandwidth each reaches (weight bytes / time). At batch 1 that bandwidth is
 the whole story: decoding cannot go faster than the memory bus delivers the weights.
@@ -25,6 +25,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from fromzero.generation.quantize import PackedLinear, onednn_packing_works
 from timing import quick_path, timed  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "matmul_kernels.json"
@@ -50,12 +51,16 @@ def step_function(kernel: str, batch: int):
         def step():
             for i, w, b in zip(shapes_in, transposed, biases):
                 torch.addmm(b, inputs[i], w)
-    else:
-        packed = [torch.ops.mkldnn._reorder_linear_weight(w) for w in weights]
+    else:  # the library's own layer, as quantize(model, "fp32") builds it
+        layers = []
+        for (i, o), w, b in zip(SHAPES, weights, biases):
+            linear = torch.nn.Linear(i, o, device="meta")
+            linear.weight, linear.bias = torch.nn.Parameter(w), torch.nn.Parameter(b)
+            layers.append(PackedLinear(linear))
 
         def step():
-            for i, w, b in zip(shapes_in, packed, biases):
-                torch.ops.mkldnn._linear_pointwise(inputs[i], w, b, "none", [], "")
+            for i, layer in zip(shapes_in, layers):
+                layer(inputs[i])
     return step
 
 
@@ -63,6 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 15")
     args = parser.parse_args()
+    if not onednn_packing_works():
+        raise SystemExit("this torch build has no oneDNN: there is no packed kernel to compare")
     repeats = 3 if args.quick else 15
     weight_bytes = sum(i * o * 4 for i, o in SHAPES)
     rows = []
