@@ -60,7 +60,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--greedy", action="store_true", help="no sampling: always take the most likely token")
     p.add_argument("--weights", choices=("fp32", "bf16", "int8"), default="fp32",
                    help="weights for inference: fp32 (full precision, packed for oneDNN, the fastest CPU kernel "
-                        "in torch), or bf16 / int8, which decode faster on CPU and slightly less exactly")
+                        "in torch), or bf16 / int8, which decode faster on CPU and slightly less exactly "
+                        "(int8 is the smallest and fastest for one sequence, bf16 for beams; CPU only for int8)")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), "
                    "cpu, cuda, cuda:N or mps")
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
