@@ -205,22 +205,21 @@ def _data(
         return tokenizer, shards
     shard_dir = out / "data"
     if not (resume and is_shard_dir(shard_dir)) and dist.is_main:
-        from fromzero.data import load_documents
-
-        documents = load_documents(config.data)
-        tokenizer = build_tokenizer(config.tokenizer, documents)
-        write_shards(tokenizer, documents, shard_dir, config.val_fraction, config.seed, quiet=quiet)
+        prepare(config.data, config.tokenizer, shard_dir, config.val_fraction, config.seed, quiet=quiet)
     distributed.barrier(dist)
     return load_tokenizer(shard_dir), load_shards(shard_dir)
 
 
-def prepare(source: str, tokenizer_spec: str, out: str | Path, val_fraction: float = 0.1, seed: int = 0) -> TokenShards:
-    """``fromzero data prepare``: tokenize a text source into shards in ``out``."""
+def prepare(
+    source: str, tokenizer_spec: str, out: str | Path, val_fraction: float = 0.1, seed: int = 0, quiet: bool = False
+) -> TokenShards:
+    """Tokenize a text source into shards in ``out``: ``fromzero data prepare``, and ``fromzero
+    train`` when its --data is text rather than shards."""
     from fromzero.data import load_documents
 
     documents = load_documents(source)
     tokenizer = build_tokenizer(tokenizer_spec, documents)
-    return write_shards(tokenizer, documents, out, val_fraction, seed)
+    return write_shards(tokenizer, documents, out, val_fraction, seed, quiet=quiet)
 
 
 # ---------------------------------------------------------------- model
