@@ -11,7 +11,8 @@ import pytest
 
 from fromzero.cli import main
 from fromzero.console import console
-from fromzero.data import collect, load_documents, load_text
+from fromzero.data import load_documents, load_text
+from fromzero.data.collect import collect
 from fromzero.data.collect import skip_reason
 from fromzero.data.loading import HfSource, parse_hf_source
 from fromzero.errors import CorruptFileError, InputError, MissingFileError, OfflineError
@@ -62,8 +63,8 @@ def test_hf_source_syntax():
 
 
 def test_hf_rows_are_documents_everywhere_text_is_loaded(local_dataset, tmp_path):
-    from fromzero.training.run import prepare
-    from fromzero.training.shards import HEADER_NAME
+    from fromzero.data.prepare import prepare
+    from fromzero.data.shards import HEADER_NAME
 
     source = f"hf:{local_dataset}"
     assert load_documents(source) == STORIES  # a row is one document even with blank lines in it

@@ -243,7 +243,7 @@ def test_config_rejects_bad_values_and_reads_recipes(tmp_path):
 # ---------------------------------------------------------------- shards
 def test_shards_round_trip_with_separators_and_split(tmp_path):
     from fromzero.tokenizers import CharTokenizer
-    from fromzero.training.shards import load_shards, token_dtype, write_shards
+    from fromzero.data.shards import load_shards, token_dtype, write_shards
 
     docs = [f"story {i}: the cat sat." for i in range(20)]
     tok = CharTokenizer.train([*docs, "\n\n\n"])
@@ -259,7 +259,8 @@ def test_shards_round_trip_with_separators_and_split(tmp_path):
 
 def test_shards_made_again_keep_the_old_ones_when_tokenizing_fails(tmp_path):
     from fromzero.tokenizers import CharTokenizer
-    from fromzero.training.shards import is_shard_dir, load_shards, split_documents, write_shards
+    from fromzero.data.shards import is_shard_dir, load_shards, write_shards
+    from fromzero.data.split import train_val_documents as split_documents
 
     docs = [f"story {chr(ord('A') + i)}: the cat sat." for i in range(20)]  # one capital letter each
     old = write_shards(CharTokenizer.train([*docs, "\n\n\n"]), docs, tmp_path)
@@ -275,7 +276,7 @@ def test_shards_made_again_keep_the_old_ones_when_tokenizing_fails(tmp_path):
 
 def test_truncated_shard_file_is_reported(tmp_path):
     from fromzero.tokenizers import CharTokenizer
-    from fromzero.training.shards import load_shards, write_shards
+    from fromzero.data.shards import load_shards, write_shards
 
     write_shards(CharTokenizer.train("abc\n"), ["abcabc" * 50], tmp_path)
     data = (tmp_path / "train.bin").read_bytes()

@@ -1,39 +1,21 @@
-"""The ``fromzero`` command. It only parses arguments and calls the library.
+"""The ``fromzero`` command: it assembles the commands of :mod:`fromzero.commands` and runs one.
 
-Each part of the library contributes its subcommands through a small ``cli`` module with an
-``add_commands(subparsers)`` function; heavy imports (torch, transformers) happen inside the
-command handlers, so ``fromzero --help`` stays fast. Errors the user can fix
-(:class:`fromzero.errors.FromzeroError`) are printed as one red line and exit with status 2.
+Errors the user can fix (:class:`fromzero.errors.FromzeroError`) are printed as one red line and
+exit with status 2; Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from fromzero import __version__
+from fromzero.commands import data, generate, model, ngram, numpy_net, tokenizer, train
+from fromzero.commands.parsing import HelpFormatter
 from fromzero.errors import FromzeroError
 
-# Modules that add subcommands, in the order they appear in `fromzero --help`.
-COMMAND_MODULES: tuple[str, ...] = (
-    "fromzero.data.cli",
-    "fromzero.tokenizers.cli",
-    "fromzero.classic.cli",
-    "fromzero.models.cli",
-    "fromzero.generation.cli",
-    "fromzero.training.cli",
-)
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults next to every flag and keeps the hand-made line breaks of descriptions."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        # a required flag, one without a default and an on/off switch have nothing useful to show
-        if action.required or action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
+# In the order they appear in `fromzero --help`.
+COMMANDS = (data, tokenizer, ngram, numpy_net, model, generate, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fromzero {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(subparsers)
+    for command in COMMANDS:
+        command.add_commands(subparsers)
     return parser
 
 

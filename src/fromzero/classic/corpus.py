@@ -9,10 +9,9 @@ would be. A single document falls back to its first ``1 - val_fraction`` of char
 
 from __future__ import annotations
 
-from fromzero.data import load_documents, train_val_split
+from fromzero.data.loading import DOCUMENT_SEPARATOR, load_documents
+from fromzero.data.split import train_val_split
 from fromzero.errors import InputError
-
-DOCUMENT_SEPARATOR = "\n\n\n"  # two blank lines, as in the bundled corpora
 
 
 def train_val_text(source: str = "stories", val_fraction: float = 0.1, seed: int = 0) -> tuple[str, str]:

@@ -10,49 +10,41 @@ Typical use::
 Modules, one idea each: ``bundled`` (where the corpora are), ``loading`` (reading text and HTML
 files, folders, JSONL and ``hf:`` datasets safely), ``cleaning`` (Unicode and whitespace), ``html``
 and ``web`` (readable text of pages and URLs), ``dedup`` (exact and near duplicates), ``split``,
-``stats``, ``collect`` (all of the above for ``fromzero data collect``) and ``catalog``
-(``fromzero data list``).
+``stats``, ``collect`` (all of the above for ``fromzero data collect``), ``catalog``
+(``fromzero data list``), ``shards`` (a corpus tokenized once into memory-mapped token files)
+and ``prepare`` (choosing the tokenizer and writing the shards: ``fromzero data prepare``).
 """
 
-from fromzero.data.bundled import CORPORA, corpus_path
-from fromzero.data.catalog import CorpusInfo, list_corpora
-from fromzero.data.cleaning import clean_text
-from fromzero.data.collect import collect
-from fromzero.data.dedup import deduplicate, exact_key, jaccard, shingles
-from fromzero.data.html import extract_text_from_html
-from fromzero.data.loading import (
-    DOCUMENT_SEPARATOR,
-    load_documents,
-    load_jsonl,
-    load_text,
-    read_jsonl,
-    split_documents,
-)
-from fromzero.data.split import train_val_split
-from fromzero.data.stats import jsonl_stats, text_stats
-from fromzero.data.web import fetch_url, fetch_url_text
+from fromzero.lazy import lazy_exports
 
-__all__ = [
-    "CORPORA",
-    "DOCUMENT_SEPARATOR",
-    "CorpusInfo",
-    "clean_text",
-    "collect",
-    "corpus_path",
-    "deduplicate",
-    "exact_key",
-    "extract_text_from_html",
-    "fetch_url",
-    "fetch_url_text",
-    "jaccard",
-    "jsonl_stats",
-    "list_corpora",
-    "load_documents",
-    "load_jsonl",
-    "load_text",
-    "read_jsonl",
-    "shingles",
-    "split_documents",
-    "text_stats",
-    "train_val_split",
-]
+# Imported on first use (see fromzero.lazy), so `fromzero --help` stays instant.
+_EXPORTS = {
+    "CORPORA": "bundled",
+    "corpus_path": "bundled",
+    "CorpusInfo": "catalog",
+    "list_corpora": "catalog",
+    "clean_text": "cleaning",
+    "deduplicate": "dedup",
+    "exact_key": "dedup",
+    "jaccard": "dedup",
+    "shingles": "dedup",
+    "extract_text_from_html": "html",
+    "fetch_url_text": "html",
+    "DOCUMENT_SEPARATOR": "loading",
+    "load_documents": "loading",
+    "load_jsonl": "loading",
+    "load_text": "loading",
+    "read_jsonl": "loading",
+    "split_documents": "loading",
+    "train_val_split": "split",
+    "train_val_documents": "split",
+    "jsonl_stats": "stats",
+    "text_stats": "stats",
+    "fetch_url": "web",
+    "TokenShards": "shards",
+    "load_shards": "shards",
+    "write_shards": "shards",
+    "build_tokenizer": "prepare",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from fromzero.data.cleaning import clean_text
+from fromzero.data.cleaning import DEFAULT_MIN_CHARS, clean_text
 from fromzero.data.dedup import DedupResult, deduplicate
 from fromzero.data.loading import (
     DOCUMENT_SEPARATOR,
@@ -27,11 +27,11 @@ from fromzero.data.loading import (
     read_folder,
     split_documents,
 )
-from fromzero.data.web import DEFAULT_TIMEOUT, fetch_url_text, is_url
+from fromzero.data.html import fetch_url_text
+from fromzero.data.web import DEFAULT_TIMEOUT, is_url
 from fromzero.errors import FromzeroError
 from fromzero.files import write_text
 
-DEFAULT_MIN_CHARS = 100
 # How many skipped or ignored files of a folder the report names; the rest are counted.
 NAMED_FILES = 5
 

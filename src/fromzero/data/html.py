@@ -15,6 +15,7 @@ import re
 from bs4 import BeautifulSoup, Comment, Doctype, NavigableString, ParserRejectedMarkup, ProcessingInstruction
 
 from fromzero.data.cleaning import clean_text
+from fromzero.data.web import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, fetch_url
 from fromzero.errors import CorruptFileError, InputError
 
 # Never content: code, styling, navigation, page chrome, forms and embedded objects.
@@ -77,3 +78,26 @@ def extract_text_from_html(markup: str | bytes, source: str = "page") -> str:
     if not text:
         raise InputError(f"{source} has no readable text (only markup, scripts or navigation)")
     return text
+
+
+def fetch_url_text(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The readable, cleaned text of a web page or plain-text URL."""
+    page = fetch_url(url, timeout, max_bytes)
+    declared = _decode(page.body, page.charset)
+    if page.content_type == "text/plain":
+        text = clean_text(declared if declared is not None else page.body.decode("utf-8", errors="replace"))
+        if not text:
+            raise InputError(f"{url} is empty")
+        return text
+    # Without a usable declared charset, BeautifulSoup reads <meta charset> or guesses from the bytes.
+    return extract_text_from_html(declared if declared is not None else page.body, source=url)
+
+
+def _decode(body: bytes, charset: str | None) -> str | None:
+    """``body`` decoded with the server's charset, or None when it declared none we know."""
+    if not charset:
+        return None
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:
+        return None

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from email.message import Message
 
 from fromzero import __version__
-from fromzero.data.cleaning import clean_text
-from fromzero.data.html import extract_text_from_html
 from fromzero.errors import InputError, OfflineError
 
 TEXT_CONTENT_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
@@ -71,26 +69,3 @@ def fetch_url(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAU
     if len(body) > max_bytes:
         raise InputError(f"{url} is larger than the {max_bytes:,}-byte limit")
     return Page(final_url, content_type, headers.get_content_charset(), body)
-
-
-def fetch_url_text(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
-    """The readable, cleaned text of a web page or plain-text URL."""
-    page = fetch_url(url, timeout, max_bytes)
-    declared = _decode(page.body, page.charset)
-    if page.content_type == "text/plain":
-        text = clean_text(declared if declared is not None else page.body.decode("utf-8", errors="replace"))
-        if not text:
-            raise InputError(f"{url} is empty")
-        return text
-    # Without a usable declared charset, BeautifulSoup reads <meta charset> or guesses from the bytes.
-    return extract_text_from_html(declared if declared is not None else page.body, source=url)
-
-
-def _decode(body: bytes, charset: str | None) -> str | None:
-    """``body`` decoded with the server's charset, or None when it declared none we know."""
-    if not charset:
-        return None
-    try:
-        return body.decode(charset, errors="replace")
-    except LookupError:
-        return None

@@ -1,8 +1,8 @@
-"""Pretraining: token shards on disk, the training loop, checkpoints, metrics, torchrun scale-out.
+"""Pretraining: the training loop, checkpoints, metrics, torchrun scale-out.
 
-Modules, in the order a run uses them:
+Modules, in the order a run uses them (the token shards it reads are made by
+:mod:`fromzero.data.shards`):
 
-- :mod:`~fromzero.training.shards`      tokenize a corpus once into memory-mapped train/val shards
 - :mod:`~fromzero.training.batches`     random or sequential windows, a pure function of the step
 - :mod:`~fromzero.training.schedule`    linear warmup + cosine decay to a floor
 - :mod:`~fromzero.training.optim`       AdamW with decay / no-decay parameter groups
@@ -13,30 +13,24 @@ Modules, in the order a run uses them:
 - :mod:`~fromzero.training.run`         the whole job behind ``fromzero train``
 """
 
-import importlib
+from fromzero.lazy import lazy_exports
 
-# Loaded on first use, so `fromzero --help` does not pay for importing torch.
+# Imported on first use (see fromzero.lazy), so `fromzero --help` does not pay for torch.
 _EXPORTS = {
     "BatchPlan": "batches",
     "Batches": "batches",
     "CosineSchedule": "schedule",
     "LossNotFiniteError": "trainer",
-    "TokenShards": "shards",
     "TrainConfig": "config",
     "TrainResult": "trainer",
     "Trainer": "trainer",
     "latest_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
-    "load_shards": "shards",
     "read_recipe": "config",
     "save_checkpoint": "checkpoint",
     "train": "run",
-    "write_shards": "shards",
 }
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'fromzero.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"fromzero.training.{_EXPORTS[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -32,21 +32,14 @@ import numpy as np
 import torch
 
 from fromzero.console import console
+from fromzero.data.prepare import build_tokenizer, prepare
+from fromzero.data.shards import TokenShards, check_length, check_tokenizer, is_shard_dir, load_shards
 from fromzero.devices import resolve_device
 from fromzero.errors import FromzeroError, InputError, MissingFileError
 from fromzero.files import write_json
 from fromzero.training import distributed
 from fromzero.training.checkpoint import latest_checkpoint, saved_settings
 from fromzero.training.config import TrainConfig
-from fromzero.training.shards import (
-    DOCUMENT_SEPARATOR,
-    TokenShards,
-    check_length,
-    check_tokenizer,
-    is_shard_dir,
-    load_shards,
-    write_shards,
-)
 from fromzero.training.trainer import Trainer, TrainResult
 
 # Settings that may differ when resuming; the rest define the run and must stay as saved.
@@ -176,21 +169,6 @@ def _resumed_config(config: TrainConfig, out: Path, given: set[str]) -> TrainCon
 
 
 # ---------------------------------------------------------------- data and tokenizer
-def build_tokenizer(spec: str, documents: list[str]) -> Any:
-    """``char`` (alphabet of the corpus), ``gpt2``, ``bpe:DIR`` or a saved tokenizer directory."""
-    from fromzero.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
-
-    if spec == "char":
-        return CharTokenizer.from_text([*documents, DOCUMENT_SEPARATOR])
-    if spec == "gpt2":
-        return BPETokenizer.gpt2()
-    if spec.startswith("bpe:"):
-        return load_tokenizer(spec[4:])
-    if Path(spec).is_dir():
-        return load_tokenizer(spec)
-    raise InputError(f"--tokenizer must be char, gpt2 or bpe:DIR (a saved tokenizer), got {spec!r}")
-
-
 def _data(
     config: TrainConfig, out: Path, dist: distributed.Distributed, resume: bool, quiet: bool
 ) -> tuple[Any, TokenShards]:
@@ -208,18 +186,6 @@ def _data(
         prepare(config.data, config.tokenizer, shard_dir, config.val_fraction, config.seed, quiet=quiet)
     distributed.barrier(dist)
     return load_tokenizer(shard_dir), load_shards(shard_dir)
-
-
-def prepare(
-    source: str, tokenizer_spec: str, out: str | Path, val_fraction: float = 0.1, seed: int = 0, quiet: bool = False
-) -> TokenShards:
-    """Tokenize a text source into shards in ``out``: ``fromzero data prepare``, and ``fromzero
-    train`` when its --data is text rather than shards."""
-    from fromzero.data import load_documents
-
-    documents = load_documents(source)
-    tokenizer = build_tokenizer(tokenizer_spec, documents)
-    return write_shards(tokenizer, documents, out, val_fraction, seed, quiet=quiet)
 
 
 # ---------------------------------------------------------------- model

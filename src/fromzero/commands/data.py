@@ -7,9 +7,14 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from fromzero.cli import HelpFormatter
-from fromzero.data.collect import DEFAULT_MIN_CHARS
+from rich.markup import escape
+from rich.table import Table
+
+from fromzero.commands.parsing import HelpFormatter
+from fromzero.console import console, stdout
+from fromzero.data.cleaning import DEFAULT_MIN_CHARS
 from fromzero.data.web import DEFAULT_TIMEOUT
+from fromzero.errors import InputError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -102,12 +107,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_collect(args: argparse.Namespace) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from fromzero.console import console
     from fromzero.data.collect import collect, skip_reason, write_collection
-    from fromzero.errors import InputError
 
     if args.min_chars < 1:
         raise InputError(f"--min-chars must be at least 1, got {args.min_chars}")
@@ -151,16 +151,10 @@ def _stats_of(source: str, top: int, skip_bad: bool) -> dict[str, object]:
 
 def _listing(counts: dict[str, int]) -> str:
     """``{"science": 3, "civics": 2}`` as ``science (3), civics (2)``, safe for rich markup."""
-    from rich.markup import escape
-
     return escape(", ".join(f"{name} ({count:,})" for name, count in counts.items()))
 
 
 def run_stats(args: argparse.Namespace) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from fromzero.console import stdout
     from fromzero.data.stats import TextStats
 
     results = _stats_of(args.source, args.top, args.skip_bad)
@@ -188,10 +182,6 @@ def run_stats(args: argparse.Namespace) -> None:
 
 
 def run_list(args: argparse.Namespace) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from fromzero.console import stdout
     from fromzero.data.catalog import list_corpora
 
     corpora = list_corpora()
@@ -208,8 +198,7 @@ def run_list(args: argparse.Namespace) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> None:
-    from fromzero.console import console, stdout
-    from fromzero.training.run import prepare
+    from fromzero.data.prepare import prepare
 
     shards = prepare(args.source, args.tokenizer, args.out, args.val_fraction, args.seed)
     console.print(

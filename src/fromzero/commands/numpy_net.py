@@ -1,4 +1,4 @@
-"""Handlers of ``fromzero numpy-net ...``: train, generate, plot, toy, gradcheck.
+"""``fromzero numpy-net train|generate|plot|toy|gradcheck``: the level-2 NumPy networks.
 
 A run directory holds the char-MLP (``config.json`` + ``model.safetensors``), its character
 vocabulary (``vocab.json``), the data split (``run.json``), ``history.json`` and ``history.png``.
@@ -6,24 +6,80 @@ vocabulary (``vocab.json``), the data split (``run.json``), ``history.json`` and
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from argparse import Namespace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from fromzero.classic.char_mlp import CharMLP, CharMLPConfig, TrainConfig, train_char_mlp
-from fromzero.classic.corpus import char_vocab, train_val_text
-from fromzero.classic.history import History
-from fromzero.classic.plots import plot_history
+from fromzero.commands.parsing import HelpFormatter, add_split_flags
 from fromzero.console import console, progress, stdout
 from fromzero.errors import InputError, MissingFileError
 from fromzero.files import write_json
 
+if TYPE_CHECKING:
+    from fromzero.classic.char_mlp import CharMLP
+
 VOCAB_FILE, RUN_FILE, HISTORY_FILE, PLOT_FILE = "vocab.json", "run.json", "history.json", "history.png"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    fmt = HelpFormatter
+    net = subparsers.add_parser(
+        "numpy-net",
+        help="level 2: neural networks in NumPy with hand-written backprop",
+        description="A neuron, an MLP and a character-level MLP language model, every gradient written by hand.",
+        formatter_class=fmt,
+    )
+    commands = net.add_subparsers(dest="net_command", metavar="ACTION", required=True)
+
+    p = commands.add_parser("train", help="train the character-level MLP language model", formatter_class=fmt,
+                            description="k previous characters -> embeddings -> hidden layer -> softmax (Bengio et al. 2003).\n"
+                            "Saves the model, history.json and a loss-curve PNG.")
+    add_split_flags(p)
+    p.add_argument("--context", type=int, default=6, help="k: previous characters the model sees")
+    p.add_argument("--embed", type=int, default=32, help="size of each character's embedding")
+    p.add_argument("--hidden", type=int, default=512, help="hidden units")
+    p.add_argument("--activation", default="tanh", help="sigmoid, tanh, relu or gelu")
+    p.add_argument("--epochs", type=int, default=5, help="passes over the training text")
+    p.add_argument("--batch-size", type=int, default=128, help="windows per Adam step")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (decays linearly to 10%%)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="float64 is exact but slower")
+    p.add_argument("--prompt", default="", help="start of the sample printed after training")
+    p.add_argument("--out", default="runs/numpy-net", help="folder to save the model in")
+    p.set_defaults(func=train)
+
+    p = commands.add_parser("generate", help="sample text from a saved char-MLP", formatter_class=fmt)
+    p.add_argument("--model", default="runs/numpy-net", help="folder written by `fromzero numpy-net train`")
+    p.add_argument("--prompt", default="", help="text to continue")
+    p.add_argument("--length", type=int, default=300, help="number of characters to generate")
+    p.add_argument("--temperature", type=float, default=1.0, help="<1 sharper, >1 flatter, 0 = always the likeliest")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=generate)
+
+    p = commands.add_parser("plot", help="redraw the loss curves of a training run", formatter_class=fmt)
+    p.add_argument("--model", default="runs/numpy-net", help="folder holding history.json")
+    p.add_argument("--output", default=None, help="PNG to write (default: history.png in the model folder)")
+    p.set_defaults(func=plot)
+
+    p = commands.add_parser("toy", help="one neuron vs a 2-layer MLP on AND / OR / XOR", formatter_class=fmt,
+                            description="Why XOR needs a hidden layer; --gif animates the MLP's decision boundary.")
+    p.add_argument("--gate", choices=("and", "or", "xor"), default="xor", help="logic gate to learn")
+    p.add_argument("--hidden", type=int, default=4, help="hidden units of the MLP")
+    p.add_argument("--activation", default="tanh", help="sigmoid, tanh, relu or gelu")
+    p.add_argument("--epochs", type=int, default=400, help="training epochs (full batch of 4)")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate of the MLP")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    p.add_argument("--gif", default=None, help="write a decision-boundary animation to this .gif")
+    p.set_defaults(func=toy)
+
+    p = commands.add_parser("gradcheck", help="check every layer's backward pass numerically", formatter_class=fmt)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.set_defaults(func=gradcheck)
 
 
 def _encode(text: str, vocab: list[str]) -> list[int]:
@@ -35,6 +91,12 @@ def _encode(text: str, vocab: list[str]) -> list[int]:
 
 
 def train(args: Namespace) -> int:
+    import numpy as np
+
+    from fromzero.classic.char_mlp import CharMLP, CharMLPConfig, TrainConfig, train_char_mlp
+    from fromzero.classic.corpus import char_vocab, train_val_text
+    from fromzero.classic.plots import plot_history
+
     train_text, val_text = train_val_text(args.data, args.val_fraction, args.seed)
     vocab = char_vocab(train_text, val_text)
     config = CharMLPConfig(len(vocab), args.context, args.embed, args.hidden, args.activation)
@@ -83,6 +145,8 @@ def train(args: Namespace) -> int:
 
 
 def _load(directory: Path) -> tuple[CharMLP, list[str]]:
+    from fromzero.classic.char_mlp import CharMLP
+
     if not (directory / VOCAB_FILE).is_file():
         raise MissingFileError(f"no char-MLP run in {directory}; train one with `fromzero numpy-net train --out {directory}`")
     return CharMLP.load(directory), json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
@@ -96,6 +160,9 @@ def generate(args: Namespace) -> int:
 
 
 def plot(args: Namespace) -> int:
+    from fromzero.classic.history import History
+    from fromzero.classic.plots import plot_history
+
     directory = Path(args.model)
     history = History.load(directory / HISTORY_FILE)
     path = plot_history(history, Path(args.output) if args.output else directory / PLOT_FILE, title=f"training of {directory}")
@@ -105,6 +172,8 @@ def plot(args: Namespace) -> int:
 
 def toy(args: Namespace) -> int:
     """One neuron and a two-layer MLP on a logic gate; optionally a GIF of the MLP's boundary."""
+    import numpy as np
+
     from fromzero.classic.layers import softmax
     from fromzero.classic.mlp import MLP
     from fromzero.classic.mlp import train as train_mlp
@@ -146,6 +215,8 @@ def _judged(p: float, target: float) -> str:
 
 def gradcheck(args: Namespace) -> int:
     """Every layer's backward pass against central finite differences, in float64."""
+    import numpy as np
+
     from fromzero.classic.gradcheck import check_layer
     from fromzero.classic.layers import GELU, Embedding, Flatten, Linear, ReLU, Sigmoid, Tanh
 

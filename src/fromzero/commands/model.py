@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from rich.table import Table
+
+from fromzero.commands.parsing import HelpFormatter
+from fromzero.console import stdout
+from fromzero.errors import InputError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from fromzero.cli import HelpFormatter
-
     model = subparsers.add_parser(
         "model",
         help="inspect GPT models (presets or saved checkpoints)",
@@ -35,10 +40,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _parse_overrides(pairs: list[str]) -> dict[str, object]:
-    import json
-
-    from fromzero.errors import InputError
-
     overrides: dict[str, object] = {}
     for pair in pairs:
         field, sep, value = pair.partition("=")
@@ -52,9 +53,6 @@ def _parse_overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    import json
-
-    from fromzero.errors import InputError
     from fromzero.models.config import PRESETS, GPTConfig
     from fromzero.models.pretrained import model_directory, read_config
     from fromzero.models.summary import BYTES_PER_PARAM, TRAINING_BYTES_PER_PARAM, summarize
@@ -85,10 +83,6 @@ def run_info(args: argparse.Namespace) -> int:
             "adamw_training_bytes": summary.total * TRAINING_BYTES_PER_PARAM,
         }, indent=2))
         return 0
-
-    from rich.table import Table
-
-    from fromzero.console import stdout
 
     params = Table(title=f"{args.model}: {summary.total:,} parameters ({_human(summary.total, '')})")
     params.add_column("component")

@@ -1,4 +1,4 @@
-"""Handlers of ``fromzero ngram ...``: train, generate, perplexity, show.
+"""``fromzero ngram train|generate|perplexity|show``: the level-1 n-gram models.
 
 A run directory holds ``ngram.json`` (the model), ``run.json`` (which data and split it was
 trained on, so ``perplexity`` can measure the same held-out text) and, for token models, the
@@ -7,6 +7,7 @@ tokenizer's files.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from argparse import Namespace
@@ -15,15 +16,62 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from fromzero.classic.corpus import char_vocab, train_val_text
 from fromzero.classic.ngram import NGramModel
 from fromzero.classic.render import bar, heat, show_token
+from fromzero.commands.parsing import HelpFormatter, add_split_flags
 from fromzero.console import console, stdout
-from fromzero.data import load_text
 from fromzero.errors import InputError, MissingFileError
 from fromzero.files import write_json
 
 MODEL_FILE, RUN_FILE = "ngram.json", "run.json"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    fmt = HelpFormatter
+    ngram = subparsers.add_parser(
+        "ngram",
+        help="level 1: n-gram language models (counting which token follows which)",
+        description="Count n-grams, look at the tables, sample text and measure perplexity.\n"
+        "Character-level by default; --tokenizer gives a token-level model.",
+        formatter_class=fmt,
+    )
+    commands = ngram.add_subparsers(dest="ngram_command", metavar="ACTION", required=True)
+
+    p = commands.add_parser("train", help="count n-grams of a corpus and save the model", formatter_class=fmt,
+                            description="Fit an n-gram model on the training split, report validation perplexity, save it.")
+    add_split_flags(p)
+    p.add_argument("--order", type=int, default=5, help="n: the model sees the n-1 previous tokens")
+    p.add_argument("--smoothing", choices=("none", "add-k", "kneser-ney"), default="kneser-ney", help="how unseen continuations get probability")
+    p.add_argument("--k", type=float, default=1.0, help="k of add-k smoothing (1 = Laplace)")
+    p.add_argument("--tokenizer", default=None, help="a fromzero tokenizer (e.g. gpt2 or a saved tokenizer folder); default: characters")
+    p.add_argument("--prompt", default="", help="start of the sample printed after training")
+    p.add_argument("--out", default="runs/ngram", help="folder to save the model in")
+    p.set_defaults(func=train)
+
+    p = commands.add_parser("generate", help="sample text from a saved model", formatter_class=fmt,
+                            description="Sample text; unseen contexts back off to shorter ones.")
+    p.add_argument("--model", default="runs/ngram", help="folder written by `fromzero ngram train`")
+    p.add_argument("--prompt", default="", help="text to continue")
+    p.add_argument("--length", type=int, default=300, help="number of tokens to generate")
+    p.add_argument("--temperature", type=float, default=1.0, help="<1 sharper, >1 flatter, 0 = always the likeliest")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=generate)
+
+    p = commands.add_parser("perplexity", help="measure perplexity on held-out text", formatter_class=fmt,
+                            description="Perplexity per token. Default: the validation split the model was trained beside.")
+    p.add_argument("--model", default="runs/ngram", help="folder written by `fromzero ngram train`")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", default=None, help="score all of this corpus, .txt file or folder instead")
+    source.add_argument("--text", default=None, help="score this text instead")
+    p.set_defaults(func=perplexity)
+
+    p = commands.add_parser("show", help="tables: frequent pairs, who follows a context, probability matrix", formatter_class=fmt,
+                            description="Print the model's tables with colour bars.")
+    p.add_argument("--model", default="runs/ngram", help="folder written by `fromzero ngram train`")
+    p.add_argument("--context", default="th", help="show which tokens follow this text")
+    p.add_argument("--top", type=int, default=15, help="rows per table")
+    p.add_argument("--matrix", type=int, default=12, help="size of the bigram probability matrix (0: none)")
+    p.set_defaults(func=show)
 
 
 class _Codec:
@@ -58,6 +106,8 @@ def _load(directory: Path) -> tuple[NGramModel, dict, _Codec]:
 
 
 def train(args: Namespace) -> int:
+    from fromzero.classic.corpus import char_vocab, train_val_text
+
     codec = _Codec()
     if args.tokenizer:
         from fromzero.tokenizers import load_tokenizer
@@ -116,6 +166,9 @@ def generate(args: Namespace) -> int:
 
 
 def perplexity(args: Namespace) -> int:
+    from fromzero.classic.corpus import train_val_text
+    from fromzero.data import load_text
+
     model, run, codec = _load(Path(args.model))
     if args.text is not None:
         label, text = "--text", args.text

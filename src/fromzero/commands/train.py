@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fromzero.cli import HelpFormatter
+from fromzero.commands.parsing import HelpFormatter
+from fromzero.training.config import TrainConfig, read_recipe
 
 # One flag per TrainConfig field: (field, type, help). Defaults come from TrainConfig.
 TRAIN_FLAGS: list[tuple[str, type, str]] = [
@@ -53,8 +54,6 @@ SWITCHES = [
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from fromzero.training.config import TrainConfig
-
     defaults = TrainConfig()
     train = subparsers.add_parser(
         "train",
@@ -90,7 +89,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from fromzero.training.config import TrainConfig, read_recipe
     from fromzero.training.run import train
 
     fields = set(TrainConfig.field_names())

@@ -5,26 +5,33 @@ Results (ids, text) go to stdout so other programs can read them; status goes to
 
 from __future__ import annotations
 
+import argparse
 import json
 from argparse import Namespace
+from pathlib import Path
+
+from rich.text import Text
+
+from fromzero.commands.parsing import HelpFormatter
+from fromzero.console import console, stdout
+from fromzero.errors import InputError
+from fromzero.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, load_tokenizer
 
 EXAMPLE = "Hello prasad how are you doing?"
 COLOURS = ("on #3b4252", "on #5e3a48", "on #2e5141", "on #4c3f6b", "on #5a4b2a", "on #264a5c")
 
 
-def add_commands(subparsers) -> None:
-    from fromzero.cli import HelpFormatter as fmt
-
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "tokenizer",
         help="train, inspect and use tokenizers (char, word, byte-level BPE, GPT-2)",
         description="Turn text into token ids and back. TOKENIZER is 'gpt2' (GPT-2's vocabulary, cached in\n"
         "$FROMZERO_HOME/gpt2) or a folder written by `fromzero tokenizer train` or a model training run.",
-        formatter_class=fmt,
+        formatter_class=HelpFormatter,
     )
     commands = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
 
-    p = commands.add_parser("train", help="learn a vocabulary from a corpus and save it", formatter_class=fmt,
+    p = commands.add_parser("train", help="learn a vocabulary from a corpus and save it", formatter_class=HelpFormatter,
                             description="Train a tokenizer and save it to --out. BPE starts from the 256 bytes and\n"
                             "merges the most frequent pair until the vocabulary has --vocab-size tokens.")
     p.add_argument("--input", required=True, help="bundled corpus name (e.g. stories), .txt file or folder of .txt files")
@@ -42,26 +49,26 @@ def add_commands(subparsers) -> None:
     p.add_argument("--name", default=None, help="label saved with the tokenizer (None: the --out folder name)")
     p.set_defaults(func=train)
 
-    p = commands.add_parser("encode", help="print the ids of a text as a JSON list", formatter_class=fmt,
+    p = commands.add_parser("encode", help="print the ids of a text as a JSON list", formatter_class=HelpFormatter,
                             description="Encode --text and print its token ids as a JSON list on stdout.")
     p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved tokenizer folder")
     p.add_argument("--text", required=True, help="text to encode")
     p.add_argument("--allow-special", action="store_true", help="encode special tokens in the text (e.g. <|endoftext|>) as their ids")
     p.set_defaults(func=encode)
 
-    p = commands.add_parser("decode", help="print the text of a JSON list of ids", formatter_class=fmt,
+    p = commands.add_parser("decode", help="print the text of a JSON list of ids", formatter_class=HelpFormatter,
                             description="Decode ids given as a JSON list, e.g. --ids \"[15496, 11]\".")
     p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved tokenizer folder")
     p.add_argument("--ids", required=True, help="JSON list of token ids")
     p.set_defaults(func=decode)
 
-    p = commands.add_parser("show", help="show how a text is split into tokens, in colour", formatter_class=fmt,
+    p = commands.add_parser("show", help="show how a text is split into tokens, in colour", formatter_class=HelpFormatter,
                             description="Print the text with each token on its own background colour, then the ids.")
     p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved tokenizer folder")
     p.add_argument("--text", default=EXAMPLE, help="text to split")
     p.set_defaults(func=show)
 
-    p = commands.add_parser("export", help="write a BPE tokenizer for tiktoken or Hugging Face", formatter_class=fmt,
+    p = commands.add_parser("export", help="write a BPE tokenizer for tiktoken or Hugging Face", formatter_class=HelpFormatter,
                             description="--format hf writes tokenizer.json (tokenizers / transformers);\n"
                             "--format tiktoken writes a ranks file for tiktoken.load.load_tiktoken_bpe.")
     p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved BPE tokenizer folder")
@@ -71,12 +78,7 @@ def add_commands(subparsers) -> None:
 
 
 def train(args: Namespace) -> None:
-    from pathlib import Path
-
-    from fromzero.console import console
-    from fromzero.data import load_text
-    from fromzero.errors import InputError
-    from fromzero.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
+    from fromzero.data.loading import load_text
 
     text = load_text(args.input)
     name = args.name or Path(args.out).resolve().name
@@ -97,7 +99,6 @@ def train(args: Namespace) -> None:
 
 
 def encode(args: Namespace) -> None:
-    from fromzero.tokenizers import BPETokenizer, load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
     if isinstance(tok, BPETokenizer):
@@ -108,8 +109,6 @@ def encode(args: Namespace) -> None:
 
 
 def decode(args: Namespace) -> None:
-    from fromzero.errors import InputError
-    from fromzero.tokenizers import load_tokenizer
 
     try:
         ids = json.loads(args.ids)
@@ -122,10 +121,6 @@ def decode(args: Namespace) -> None:
 
 def show(args: Namespace) -> None:
     """Colour each token; tokens holding part of a character are grouped until it is complete."""
-    from rich.text import Text
-
-    from fromzero.console import stdout
-    from fromzero.tokenizers import BPETokenizer, load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
     ids = tok.encode(args.text, allowed_special="all") if isinstance(tok, BPETokenizer) else tok.encode(args.text)
@@ -148,9 +143,6 @@ def show(args: Namespace) -> None:
 
 
 def export(args: Namespace) -> None:
-    from fromzero.console import console
-    from fromzero.errors import InputError
-    from fromzero.tokenizers import BPETokenizer, load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
     if not isinstance(tok, BPETokenizer):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,13 +31,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fromzero.console import progress
+from fromzero.data.loading import DOCUMENT_SEPARATOR
+from fromzero.data.split import train_val_documents
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
 from fromzero.files import atomic_path, write_json
 
 HEADER_NAME = "shards.json"
 FORMAT = "fromzero-token-shards"
 FORMAT_VERSION = 1
-DOCUMENT_SEPARATOR = "\n\n\n"
 SPLITS = ("train", "val")
 
 
@@ -93,33 +93,6 @@ def separator_ids(tokenizer: Any) -> list[int]:
     return list(tokenizer.encode(DOCUMENT_SEPARATOR))
 
 
-def split_documents(
-    documents: Sequence[str], val_fraction: float, seed: int
-) -> tuple[list[str], list[str]]:
-    """Hold out whole documents for validation, or the tail of the text if there are too few.
-
-    With ten or more documents a seeded shuffle picks ``val_fraction`` of them, so validation
-    stories are ones the model never saw. A single long text (tinyshakespeare) is split like
-    nanoGPT does: the first 90% of characters train, the last 10% validate.
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise InputError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    documents = [doc for doc in documents if doc.strip()]
-    if not documents:
-        raise InputError("the corpus is empty: there is no text to train on")
-    if len(documents) >= 10:
-        order = list(range(len(documents)))
-        random.Random(seed).shuffle(order)
-        n_val = max(1, round(len(documents) * val_fraction))
-        val_ids = set(order[:n_val])
-        train = [doc for i, doc in enumerate(documents) if i not in val_ids]
-        val = [doc for i, doc in enumerate(documents) if i in val_ids]
-        return train, val
-    text = DOCUMENT_SEPARATOR.join(documents)
-    cut = int(len(text) * (1.0 - val_fraction))
-    return [text[:cut]], [text[cut:]]
-
-
 def encode_documents(
     tokenizer: Any, documents: Sequence[str], advance: Callable[[], None] | None = None
 ) -> np.ndarray:
@@ -156,7 +129,7 @@ def write_shards(
     a header describing files it did not write.
     """
     directory = Path(directory)
-    train_docs, val_docs = split_documents(documents, val_fraction, seed)
+    train_docs, val_docs = train_val_documents(documents, val_fraction, seed)
     tok_id = TokenizerId.of(tokenizer)
     dtype = token_dtype(tok_id.vocab_size)
     with progress(transient=True, disable=quiet) as bar:

@@ -5,8 +5,13 @@ The generated text goes to stdout (so it can be piped); model loading and notes 
 
 from __future__ import annotations
 
+import argparse
 import random
+import sys
 from argparse import Namespace
+
+from fromzero.commands.parsing import HelpFormatter
+from fromzero.console import console
 
 DESCRIPTION = """\
 Continue --prompt with a model: a folder written by training or save_pretrained (it holds the
@@ -30,9 +35,7 @@ Examples:
 """
 
 
-def add_commands(subparsers) -> None:
-    from fromzero.cli import HelpFormatter
-
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("generate", help="continue a prompt with a model (sampling, greedy, beam search)",
                               description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="model folder, or gpt2 / distilgpt2 / another GPT-2 hub name")
@@ -69,8 +72,10 @@ def add_commands(subparsers) -> None:
 
 
 def run(args: Namespace) -> int:
-    from fromzero.console import console
+    from fromzero.devices import resolve_device
     from fromzero.generation.config import GenerationConfig
+    from fromzero.generation.prompts import fit_prompt, load_model_and_tokenizer
+    from fromzero.generation.quantize import quantize
 
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens,
@@ -87,11 +92,11 @@ def run(args: Namespace) -> int:
         stop_strings=args.stop,
         seed=args.seed,
     ).validate()
-    from fromzero.devices import resolve_device
-    from fromzero.generation.quantize import quantize
-
     device = resolve_device(args.device)
-    model, tokenizer = load_model_and_tokenizer(args.model)
+    with console.status(f"loading {args.model}"):
+        model, tokenizer = load_model_and_tokenizer(args.model)
+    context = model.config.block_size
+    console.print(f"[dim]{args.model}: {model.num_params() / 1e6:.1f}M parameters, context {context} tokens[/]")
     quantize(model.to(device), args.weights)
     if config.samples and config.seed is None:
         config.seed = random.randrange(2**31)
@@ -101,56 +106,13 @@ def run(args: Namespace) -> int:
     config.pad_token_id = eos
     # beam search cannot slide the window, so its prompt must leave room for every new token
     room = config.max_new_tokens if config.num_beams > 1 else 0
-    ids = prompt_ids(tokenizer, args.prompt, model.config.block_size, room)
+    ids, dropped = fit_prompt(tokenizer, args.prompt, context, room)
+    if dropped:
+        console.print(f"[yellow]warning:[/] the prompt has {len(ids) + dropped} tokens; keeping its last {len(ids)} "
+                      f"to fit the model's context of {context}" + (f" with {room} new tokens" if room else ""))
     if args.stream:
         return _print_stream(model, tokenizer, ids, config)
     return _print_all(model, tokenizer, ids, config)
-
-
-def load_model_and_tokenizer(spec: str):
-    """The model and its tokenizer: from the model folder, else GPT-2's for hub names."""
-    from fromzero.console import console
-    from fromzero.errors import MissingFileError
-    from fromzero.models import GPT
-    from fromzero.models.pretrained import model_directory
-    from fromzero.tokenizers import load_tokenizer
-
-    directory = model_directory(spec)
-    with console.status(f"loading {spec}"):
-        model = GPT.from_pretrained(directory)
-        try:
-            tokenizer = load_tokenizer(directory)
-        except MissingFileError:
-            tokenizer = load_tokenizer("gpt2")
-    if tokenizer.vocab_size > model.config.vocab_size:
-        from fromzero.errors import InputError
-
-        raise InputError(f"the tokenizer in {spec} has {tokenizer.vocab_size} tokens but the model only "
-                         f"{model.config.vocab_size}: they do not belong together")
-    console.print(f"[dim]{spec}: {model.num_params() / 1e6:.1f}M parameters, "
-                  f"context {model.config.block_size} tokens[/]")
-    return model, tokenizer
-
-
-def prompt_ids(tokenizer, prompt: str, context: int, max_new_tokens: int) -> list[int]:
-    """Encode the prompt; left-truncate it (with a warning) so prompt + ``max_new_tokens`` fit the context."""
-    from fromzero.console import console
-    from fromzero.errors import InputError
-
-    if max_new_tokens >= context:
-        raise InputError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the "
-                         f"model's context of {context} tokens")
-    ids = tokenizer.encode(prompt)
-    if not ids:
-        if tokenizer.eot_id is None:
-            raise InputError("the prompt is empty and this tokenizer has no <|endoftext|> to start from")
-        ids = [tokenizer.eot_id]
-    room = context - max_new_tokens
-    if len(ids) > room:
-        console.print(f"[yellow]warning:[/] the prompt has {len(ids)} tokens; keeping its last {room} to fit "
-                      f"the model's context of {context}" + (f" with {max_new_tokens} new tokens" if max_new_tokens else ""))
-        ids = ids[-room:]
-    return ids
 
 
 def _print_all(model, tokenizer, ids: list[int], config) -> int:
@@ -174,8 +136,6 @@ def _print_all(model, tokenizer, ids: list[int], config) -> int:
 
 
 def _print_stream(model, tokenizer, ids: list[int], config) -> int:
-    import sys
-
     from fromzero.generation.streaming import stream
 
     sys.stdout.write(tokenizer.decode(ids))

@@ -1,0 +1,38 @@
+"""From a text source to token shards: pick the tokenizer, tokenize once, write the shards.
+
+``fromzero data prepare`` calls :func:`prepare`, and so does ``fromzero train`` when its
+``--data`` is text rather than prepared shards, so both make exactly the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fromzero.data.loading import DOCUMENT_SEPARATOR, load_documents
+from fromzero.data.shards import TokenShards, write_shards
+from fromzero.errors import InputError
+from fromzero.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
+
+TOKENIZER_CHOICES = "char, gpt2 or bpe:DIR (a saved tokenizer)"
+
+
+def build_tokenizer(spec: str, documents: list[str]) -> Tokenizer:
+    """``char`` (the alphabet of ``documents``), ``gpt2``, ``bpe:DIR`` or a saved tokenizer folder."""
+    if spec == "char":
+        return CharTokenizer.from_text([*documents, DOCUMENT_SEPARATOR])
+    if spec == "gpt2":
+        return BPETokenizer.gpt2()
+    if spec.startswith("bpe:"):
+        return load_tokenizer(spec[4:])
+    if Path(spec).is_dir():
+        return load_tokenizer(spec)
+    raise InputError(f"--tokenizer must be {TOKENIZER_CHOICES}, got {spec!r}")
+
+
+def prepare(
+    source: str, tokenizer_spec: str, out: str | Path, val_fraction: float = 0.1, seed: int = 0, quiet: bool = False
+) -> TokenShards:
+    """Tokenize a text source (see :func:`~fromzero.data.loading.load_documents`) into shards in ``out``."""
+    documents = load_documents(source)
+    tokenizer = build_tokenizer(tokenizer_spec, documents)
+    return write_shards(tokenizer, documents, out, val_fraction, seed, quiet=quiet)
