@@ -4,14 +4,15 @@ Encode (GPT-2 vocabulary, tinyshakespeare, MB/s of UTF-8 input, median of --repe
   fromzero fast path (tiktoken core) vs tiktoken's stock ``get_encoding("gpt2")`` vs Hugging Face
   ``tokenizers`` (GPT-2's backend tokenizer; one call on the whole text, and ``encode_batch`` on
   lines, which may use both cores; see ``split_lines``); fromzero's pure-Python encoder (fresh instance = cold cache)
-  vs a plain merge loop (minbpe style: per chunk, re-scan pairs, merge the lowest-ranked, no cache).
+  vs the textbook encoder of ``fromzero.tokenizers.naive`` (minbpe style: per chunk, re-scan pairs,
+  merge the earliest learned, no cache).
   Every encoder's ids are checked equal to tiktoken's on the text it encoded.
 
 Train (byte-level BPE, GPT-4 split pattern, ``<|endoftext|>`` special, vocab 4096 and 16384) on
 tinyshakespeare and on a ~5 MB mix (tinyshakespeare + Python stdlib sources + licence texts):
   fromzero ``BPETokenizer.train`` vs HF ``BpeTrainer`` (Split(regex) + ByteLevel, same alphabet),
   both given the same list of lines
-  vs the naive algorithm that re-counts all pairs of the corpus before every merge, timed for
+  vs ``naive.train``, which re-counts all pairs of the corpus before every merge, timed for
   --naive-merges merges and extrapolated linearly (its later merges get slightly cheaper as the
   corpus shrinks, so the extrapolation somewhat overstates it).
 
@@ -30,24 +31,22 @@ import shutil
 import sysconfig
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import regex
 from rich.table import Table
 
 from fromzero.console import console, stdout
 from fromzero.files import write_json
-from fromzero.tokenizers import BPETokenizer
-from fromzero.tokenizers.bpe import bpe_merge
+from fromzero.tokenizers import BPETokenizer, naive
+from fromzero.tokenizers.merge import bpe_merge
 from fromzero.tokenizers.patterns import GPT2_PATTERN, GPT4_PATTERN
 from timing import quick_path, timed  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "tokenizers_bench.json"
 SHARED = Path(os.environ.get("FROMZERO_SHARED", ROOT.parent / "shared")) / "data"
-
-
 
 
 def tiktoken_gpt2(gpt2_dir: Path):
@@ -62,45 +61,28 @@ def tiktoken_gpt2(gpt2_dir: Path):
     return tiktoken.get_encoding("gpt2")
 
 
-def merge_loop_encode(text: str, byte_ids: dict[int, int], merges: dict[tuple[int, int], int]) -> list[int]:
-    """The plain reference: for every chunk, repeatedly merge the adjacent pair learned first."""
-    out: list[int] = []
-    for chunk in regex.findall(GPT2_PATTERN, text):
-        ids = [byte_ids[b] for b in chunk.encode("utf-8")]
-        while len(ids) >= 2:
-            pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float("inf")))
-            if pair not in merges:
-                break
-            new, merged, i = merges[pair], [], 0
-            while i < len(ids):
-                if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-                    merged.append(new)
-                    i += 2
-                else:
-                    merged.append(ids[i])
-                    i += 1
-            ids = merged
-        out.extend(ids)
-    return out
+def naive_gpt2(ranks: dict[bytes, int]) -> Callable[[str], list[int]]:
+    """An encoder that runs ``naive.encode`` with GPT-2's merges and returns GPT-2's ids.
+
+    naive.py numbers the 256 bytes by their value and merged tokens by their id; GPT-2 gives the
+    single bytes other ids (its merged tokens keep theirs), so bytes are renumbered on the way out.
+    """
+    def naive_id(token: bytes) -> int:
+        return token[0] if len(token) == 1 else ranks[token]
+
+    merges: dict[tuple[int, int], int] = {}  # (left, right) -> merged id, in merge order: GPT-2's vocab.bpe
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        if len(token) > 1:
+            left, right = bpe_merge(token, ranks, max_rank=rank)
+            merges[(naive_id(left), naive_id(right))] = rank
+    byte_id = [ranks[bytes([b])] for b in range(256)]
+    return lambda text: [byte_id[i] if i < 256 else i for i in naive.encode(text, merges, GPT2_PATTERN)]
 
 
 def naive_train_seconds_per_merge(text: str, n_merges: int) -> float:
-    """The textbook trainer: re-count every pair of the whole corpus, merge the top one; s/merge."""
-    chunks = [list(c.encode("utf-8")) for c in regex.findall(GPT4_PATTERN, text)]
+    """``naive.train`` (re-count every pair of the whole corpus, merge the top one): seconds per merge."""
     start = time.perf_counter()
-    for new_id in range(256, 256 + n_merges):
-        counts = Counter(pair for chunk in chunks for pair in zip(chunk, chunk[1:]))
-        pair = max(counts, key=counts.get)
-        for k, chunk in enumerate(chunks):
-            merged, i = [], 0
-            while i < len(chunk):
-                if i + 1 < len(chunk) and chunk[i] == pair[0] and chunk[i + 1] == pair[1]:
-                    merged.append(new_id)
-                    i += 2
-                else:
-                    merged.append(chunk[i])
-                    i += 1
-            chunks[k] = merged
+    naive.train(text, 256 + n_merges, GPT4_PATTERN)
     return (time.perf_counter() - start) / n_merges
 
 
@@ -141,12 +123,7 @@ def bench_encode(args, shakespeare: str) -> list[dict]:
     hf = GPT2TokenizerFast(vocab=str(gpt2_dir / "encoder.json"), merges=str(gpt2_dir / "vocab.bpe")).backend_tokenizer
     slow_text = shakespeare[: args.slow_chars]
     lines = split_lines(shakespeare)
-    byte_ids = {b: fast.ranks[bytes([b])] for b in range(256)}
-    merges = {}  # (left id, right id) -> merged id, i.e. GPT-2's vocab.bpe
-    for token, rank in fast.ranks.items():
-        if len(token) > 1:
-            a, b = bpe_merge(token, fast.ranks, max_rank=rank)
-            merges[(fast.ranks[a], fast.ranks[b])] = rank
+    naive_encode = naive_gpt2(fast.ranks)
 
     def python_cold(text):
         tok = BPETokenizer(fast.ranks, GPT2_PATTERN, fast.special_tokens, fast=False)
@@ -159,7 +136,7 @@ def bench_encode(args, shakespeare: str) -> list[dict]:
         ("HF tokenizers, encode_batch(lines)", shakespeare,
          lambda t: [i for e in hf.encode_batch(lines) for i in e.ids]),
         ("fromzero pure Python (cold cache)", shakespeare, python_cold),
-        ("plain merge loop (no cache)", slow_text, lambda t: merge_loop_encode(t, byte_ids, merges)),
+        ("plain merge loop (no cache)", slow_text, naive_encode),
     ]
     rows = []
     for name, text, fn in candidates:
@@ -205,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-repeats", type=int, default=3, help="timing repeats of each trainer")
     parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[4096, 16384])
     parser.add_argument("--naive-merges", type=int, default=200, help="merges timed for the naive trainer (on ~5 MB: a quarter)")
-    parser.add_argument("--slow-chars", type=int, default=200_000, help="characters given to the plain merge loop")
+    parser.add_argument("--slow-chars", type=int, default=200_000, help="characters given to naive.py's encoder")
     parser.add_argument("--big-chars", type=int, default=5_000_000, help="size of the mixed training text")
     parser.add_argument("--gpt2-dir", type=Path, default=SHARED / "gpt2")
     parser.add_argument("--text", type=Path, default=SHARED / "tinyshakespeare" / "input.txt")

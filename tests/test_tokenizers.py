@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 from fromzero.cli import main
+from fromzero.commands import tokenizer as tokenizer_command
 from fromzero.errors import InputError, MissingFileError
 from fromzero.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, load_tokenizer
 
@@ -32,7 +36,7 @@ def test_char_special_tokens_and_unknown_policy():
     assert tok.decode(tok.encode("be!")) == "be[UNK]"
     assert tok.decode([0, *tok.encode("be")], skip_special_tokens=True) == "be"
     strict = CharTokenizer.train(CORPUS)
-    with pytest.raises(InputError, match=r"'!' \(U\+0021\).*unk=True"):
+    with pytest.raises(InputError, match=r"'!' \(U\+0021\).*fromzero tokenizer train --kind char --unk"):
         strict.encode("be!")
 
 
@@ -81,7 +85,7 @@ def test_word_options():
 def test_word_bad_input():
     with pytest.raises(InputError, match="empty"):
         WordTokenizer.train("   \n ")
-    with pytest.raises(InputError, match="min_freq"):
+    with pytest.raises(InputError, match="minimum word frequency"):
         WordTokenizer.train("a b", min_freq=0)
     with pytest.raises(InputError, match="PAD"):
         WordTokenizer(["[PAD]", "a"])
@@ -105,7 +109,7 @@ def test_save_and_load_any_kind(tok, tmp_path):
 
 
 def test_load_tokenizer_errors(tmp_path):
-    with pytest.raises(InputError, match="CharTokenizer.train"):
+    with pytest.raises(InputError, match="fromzero tokenizer train --kind char"):
         load_tokenizer("char")
     with pytest.raises(MissingFileError, match="no tokenizer at"):
         load_tokenizer(tmp_path / "absent")
@@ -135,7 +139,7 @@ def test_cli_train_encode_decode_show_export(tmp_path, capsys):
 
     assert main(["tokenizer", "show", "--tokenizer", str(out), "--text", "to be 👍"]) == 0
     shown = capsys.readouterr().out
-    assert "to be 👍" in shown and f"{len(tok.encode('to be 👍'))} tokens" in shown
+    assert shown.splitlines()[0].replace("|", "") == "to be 👍" and f"{len(tok.encode('to be 👍'))} tokens" in shown
 
     assert main(["tokenizer", "export", "--tokenizer", str(out), "--format", "tiktoken", "--out", str(tmp_path / "t.tiktoken")]) == 0
     assert BPETokenizer.from_tiktoken(tmp_path / "t.tiktoken", pattern="gpt4").ranks == tok.ranks
@@ -170,3 +174,80 @@ def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_cli_train_refuses_a_file_as_out(tmp_path, capsys):
+    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me", encoding="utf-8")
+    assert main(["tokenizer", "train", "--input", str(tmp_path / "corpus.txt"), "--vocab-size", "300", "--out", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file" in err and len(err.strip().splitlines()) == 1
+    assert existing.read_text(encoding="utf-8") == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "notes.txt"]
+
+
+def test_cli_export_creates_the_hf_folder_and_writes_tiktoken_into_a_folder(tmp_path, capsys):
+    tok = BPETokenizer.train(CORPUS * 3, 300, name="tiny")
+    tok.save(tmp_path / "tok")
+    assert main(["tokenizer", "export", "--tokenizer", str(tmp_path / "tok"), "--format", "hf", "--out", str(tmp_path / "tok-hf")]) == 0
+    assert sorted(p.name for p in (tmp_path / "tok-hf").iterdir()) == ["tokenizer.json", "tokenizer_config.json"]
+    assert BPETokenizer.from_hf(tmp_path / "tok-hf" / "tokenizer.json").ranks == tok.ranks
+    assert main(["tokenizer", "export", "--tokenizer", str(tmp_path / "tok"), "--format", "hf", "--out", str(tmp_path / "one.json")]) == 0
+    assert (tmp_path / "one.json").is_file()
+    (tmp_path / "exports").mkdir()
+    assert main(["tokenizer", "export", "--tokenizer", str(tmp_path / "tok"), "--format", "tiktoken", "--out", str(tmp_path / "exports")]) == 0
+    assert BPETokenizer.from_tiktoken(tmp_path / "exports" / "tiny.tiktoken").ranks == tok.ranks
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["tokenizer", "export", "--tokenizer", str(tmp_path / "tok"), "--format", "hf", "--out", str(tmp_path / "a-file")]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "a-file").read_text(encoding="utf-8") == "x"
+
+
+def _show(tmp_path, monkeypatch, console: Console, text: str) -> tuple[BPETokenizer, str]:
+    """Run ``tokenizer show`` on a tiny BPE with ``console`` as stdout; return the tokenizer and the output."""
+    tok = BPETokenizer.train(CORPUS * 3, 300)
+    tok.save(tmp_path / "tok")
+    monkeypatch.setattr(tokenizer_command, "stdout", console)
+    assert main(["tokenizer", "show", "--tokenizer", str(tmp_path / "tok"), "--text", text]) == 0
+    return tok, console.file.getvalue()
+
+
+@pytest.mark.parametrize("color_system", ["standard", "256", "truecolor"])
+def test_cli_show_gives_neighbouring_tokens_different_colours(color_system, tmp_path, monkeypatch):
+    console = Console(file=io.StringIO(), force_terminal=True, color_system=color_system, width=200)
+    tok, out = _show(tmp_path, monkeypatch, console, "to be, or not to be: that")
+    n_tokens = len(tok.encode("to be, or not to be: that"))
+    first_line = out.splitlines()[0]
+    styles = [code for code, text in re.findall(r"\x1b\[([0-9;]+)m([^\x1b]+)", first_line)]
+    assert len(styles) == n_tokens > 4  # one coloured run per token: equal neighbours would merge
+    assert all(a != b for a, b in zip(styles, styles[1:]))
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["piped", "NO_COLOR"])
+def test_cli_show_marks_boundaries_without_colour(no_color, tmp_path, monkeypatch):
+    console = Console(file=io.StringIO(), force_terminal=no_color, no_color=no_color, width=200)
+    tok, out = _show(tmp_path, monkeypatch, console, "to be, or not")
+    assert out.splitlines()[0] == "|".join(tok.decode([i]) for i in tok.encode("to be, or not"))
+
+
+@pytest.mark.parametrize(
+    "argv, flag, python_name",
+    [
+        (["tokenizer", "encode", "--tokenizer", "{tmp}/chars", "--text", "be!"], "--kind char --unk", "unk=True"),
+        (["tokenizer", "encode", "--tokenizer", "{tmp}/bpe", "--text", "a<|endoftext|>"], "--allow-special", "allowed_special"),
+        (["tokenizer", "train", "--kind", "word", "--min-freq", "0", "--input", "{tmp}/corpus.txt", "--out", "{tmp}/w"],
+         "minimum word frequency", "min_freq"),
+        (["tokenizer", "train", "--input", "{tmp}/corpus.txt", "--vocab-size", "100", "--out", "{tmp}/o"],
+         "vocabulary size", "vocab_size"),
+        (["tokenizer", "encode", "--tokenizer", "char", "--text", "a"], "fromzero tokenizer train --kind char", "CharTokenizer"),
+        (["tokenizer", "encode", "--tokenizer", "{tmp}/absent", "--text", "a"], "fromzero tokenizer train", "tok.save"),
+    ],
+)
+def test_cli_errors_name_flags_not_python_arguments(argv, flag, python_name, tmp_path, capsys):
+    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
+    CharTokenizer.train("abe").save(tmp_path / "chars")
+    BPETokenizer.train(CORPUS, 300).save(tmp_path / "bpe")
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and python_name not in err

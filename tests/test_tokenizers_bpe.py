@@ -5,17 +5,19 @@ from __future__ import annotations
 import glob
 import os
 import sysconfig
-from collections import Counter
 from pathlib import Path
 
 import pytest
+import tiktoken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiktoken.load import load_tiktoken_bpe
 
+from fromzero.data import load_text
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
-from fromzero.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
-from fromzero.tokenizers.patterns import GPT4_PATTERN
-from fromzero.tokenizers.train import count_chunks, train_bpe
+from fromzero.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer, naive
+from fromzero.tokenizers.patterns import GPT2_PATTERN, GPT4_PATTERN
+from fromzero.tokenizers.train import train_bpe
 
 UNICODE_SAMPLE = (
     "Größe naïve café — «quotes» 日本語 中文 한국어 👍🏽 👨‍👩‍👧 e\u0301 \r\n\r\n  tabs\t\there 1234567 it's I'M\n"
@@ -46,33 +48,39 @@ def held_out(shakespeare) -> list[str]:
     return [shakespeare[300_000:], UNICODE_SAMPLE * 3, *(Path(p).read_text(encoding="utf-8") for p in stdlib)]
 
 
-def naive_merges(text: str, n_merges: int) -> list[bytes]:
-    """The textbook algorithm: re-count every pair of the whole corpus before each merge."""
-    chunks = [list(chunk.encode()) for chunk in count_chunks(text, GPT4_PATTERN, []).elements()]
+def learned_tokens(ranks: dict[bytes, int]) -> list[bytes]:
+    """The bytes of every merged token, in id order."""
+    return [token for token, rank in sorted(ranks.items(), key=lambda item: item[1])][256:]
+
+
+def naive_tokens(merges: dict[tuple[int, int], int]) -> list[bytes]:
+    """The same for ``naive.train``'s merges."""
     vocab = [bytes([b]) for b in range(256)]
-    while len(vocab) < 256 + n_merges:
-        pairs = Counter(pair for chunk in chunks for pair in zip(chunk, chunk[1:]))
-        if not pairs:
-            break
-        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
-        merged = vocab[best[0]] + vocab[best[1]]
-        new_id = vocab.index(merged) if merged in vocab else len(vocab)
+    for (left, right), new_id in merges.items():
         if new_id == len(vocab):
-            vocab.append(merged)
-        for chunk in chunks:
-            i = 0
-            while i < len(chunk) - 1:
-                if (chunk[i], chunk[i + 1]) == best:
-                    chunk[i : i + 2] = [new_id]
-                i += 1
+            vocab.append(vocab[left] + vocab[right])
     return vocab[256:]
 
 
 def test_incremental_training_equals_naive_recount(shakespeare):
     text = shakespeare[:20_000] + UNICODE_SAMPLE
     ranks, _ = train_bpe(text, 256 + 150, GPT4_PATTERN, [])
-    learned = [token for token, rank in sorted(ranks.items(), key=lambda item: item[1])][256:]
-    assert learned == naive_merges(text, 150)
+    assert learned_tokens(ranks) == naive_tokens(naive.train(text, 256 + 150, GPT4_PATTERN))
+
+
+@pytest.mark.parametrize("pattern", [GPT2_PATTERN, GPT4_PATTERN], ids=["gpt2", "gpt4"])
+def test_naive_reference_agrees_with_bpe_tokenizer_on_stories(pattern):
+    """naive.py, the textbook version, learns the same vocabulary and gives the same ids as both encoders."""
+    stories = load_text("stories")
+    text, held_out = stories[:15_000] + UNICODE_SAMPLE, stories[15_000:80_000] + UNICODE_SAMPLE
+    merges = naive.train(text, 256 + 150, pattern)
+    tok = BPETokenizer.train(text, 256 + 150, pattern=pattern, special_tokens=())
+    assert tok.vocab_size == 256 + 150 and learned_tokens(tok.ranks) == naive_tokens(merges)
+    ids = tok.encode(held_out)
+    assert tok.fast and naive.encode(held_out, merges, pattern) == ids
+    tok.fast = False  # the readable encoder, on the same tokenizer
+    assert not tok.fast and tok.encode(held_out) == ids
+    assert naive.decode(ids, merges) == tok.decode(ids) == held_out
 
 
 def test_training_is_deterministic_and_prefix_stable(shakespeare, trained):
@@ -179,9 +187,6 @@ def test_bad_vocabularies():
 
 
 def test_export_tiktoken(trained, python, held_out, tmp_path):
-    tiktoken = pytest.importorskip("tiktoken")
-    from tiktoken.load import load_tiktoken_bpe
-
     trained.export_tiktoken(tmp_path / "shakes.tiktoken")
     enc = tiktoken.Encoding("shakes", pat_str=GPT4_PATTERN, mergeable_ranks=load_tiktoken_bpe(str(tmp_path / "shakes.tiktoken")),
                             special_tokens=trained.special_tokens)

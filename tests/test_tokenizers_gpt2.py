@@ -16,14 +16,13 @@ import urllib.error
 from pathlib import Path
 
 import pytest
+import tiktoken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fromzero.errors import CorruptFileError, InputError, MissingFileError, OfflineError
 from fromzero.tokenizers import BPETokenizer, load_tokenizer
 from fromzero.tokenizers import gpt2 as gpt2_module
-
-tiktoken = pytest.importorskip("tiktoken")
 
 HARD_CASES = [
     "Hello prasad how are you doing?",

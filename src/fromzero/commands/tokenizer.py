@@ -1,6 +1,7 @@
 """``fromzero tokenizer train|encode|decode|show|export``: tokenizers from the command line.
 
-Results (ids, text) go to stdout so other programs can read them; status goes to stderr.
+Results (ids, text) go to stdout so other programs can read them; status goes to stderr. The
+tokenizers package (tiktoken, urllib) is imported inside the handlers, so ``--help`` stays instant.
 """
 
 from __future__ import annotations
@@ -9,16 +10,26 @@ import argparse
 import json
 from argparse import Namespace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rich.console import Console
 from rich.text import Text
 
 from fromzero.commands.parsing import HelpFormatter
 from fromzero.console import console, stdout
 from fromzero.errors import InputError
-from fromzero.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from fromzero.tokenizers import Tokenizer
 
 EXAMPLE = "Hello prasad how are you doing?"
-COLOURS = ("on #3b4252", "on #5e3a48", "on #2e5141", "on #4c3f6b", "on #5a4b2a", "on #264a5c")
+# Token backgrounds, alternating. Each palette is exact in its colour system (a colour the terminal
+# lacks is replaced by its nearest one, and nearby shades then collapse into one), so neighbouring
+# tokens always differ; without colour a bar marks each boundary.
+COLOURS_256 = tuple(f"bright_white on color({n})" for n in (24, 89, 22, 54, 94, 30))
+COLOURS_16 = ("bright_white on blue", "black on cyan", "bright_white on magenta", "black on green",
+              "bright_white on red", "black on yellow")
+BOUNDARY = "|"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +74,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=decode)
 
     p = commands.add_parser("show", help="show how a text is split into tokens, in colour", formatter_class=HelpFormatter,
-                            description="Print the text with each token on its own background colour, then the ids.")
+                            description="Print the text with each token on its own background colour, then the ids.\n"
+                            "Without colour (a pipe, NO_COLOR) a | marks each token boundary.")
     p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved tokenizer folder")
     p.add_argument("--text", default=EXAMPLE, help="text to split")
     p.set_defaults(func=show)
@@ -73,42 +85,53 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                             "--format tiktoken writes a ranks file for tiktoken.load.load_tiktoken_bpe.")
     p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved BPE tokenizer folder")
     p.add_argument("--format", choices=("hf", "tiktoken"), required=True, help="which format to write")
-    p.add_argument("--out", required=True, help="output file (or folder, for hf)")
+    p.add_argument("--out", required=True,
+                   help="hf: folder for tokenizer.json + tokenizer_config.json (created), or a file name ending in .json; "
+                   "tiktoken: file name, or a folder to write NAME.tiktoken in")
     p.set_defaults(func=export)
 
 
 def train(args: Namespace) -> None:
     from fromzero.data.loading import load_text
+    from fromzero.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # checked before training, so no work is lost
+        raise InputError(f"--out {args.out} is a file; give a folder to save the tokenizer in")
     text = load_text(args.input)
-    name = args.name or Path(args.out).resolve().name
+    name = args.name or out.resolve().name
     if args.kind == "bpe":
         if args.vocab_size is None:
             raise InputError("--vocab-size is required for BPE (e.g. 4096)")
         tok = BPETokenizer.train(text, args.vocab_size, pattern=args.pattern, special_tokens=args.special_tokens,
                                  name=name, verbose=True)
-        if args.hf:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            tok.export_hf(args.out)
     elif args.kind == "word":
         tok = WordTokenizer.train(text, lowercase=args.lowercase, min_freq=args.min_freq, max_size=args.vocab_size, name=name)
     else:
         tok = CharTokenizer.train(text, pad=args.pad, unk=args.unk, name=name)
-    tok.save(args.out)
+    tok.save(out)
+    if args.hf and isinstance(tok, BPETokenizer):
+        tok.export_hf(out)  # a folder by now: tokenizer.json + tokenizer_config.json beside ours
     console.print(f"[green]saved[/] {args.kind} tokenizer with {tok.vocab_size:,} tokens to {args.out}")
 
 
 def encode(args: Namespace) -> None:
+    from fromzero.tokenizers import BPETokenizer, load_tokenizer
+    from fromzero.tokenizers.bpe import SpecialTokenError
 
     tok = load_tokenizer(args.tokenizer)
-    if isinstance(tok, BPETokenizer):
+    if not isinstance(tok, BPETokenizer):
+        print(json.dumps(tok.encode(args.text)))
+        return
+    try:
         ids = tok.encode(args.text, allowed_special="all" if args.allow_special else frozenset())
-    else:
-        ids = tok.encode(args.text)
+    except SpecialTokenError as err:
+        raise InputError(f"the text contains the special token {err.token!r}; pass --allow-special to encode it as its id") from None
     print(json.dumps(ids))
 
 
 def decode(args: Namespace) -> None:
+    from fromzero.tokenizers import load_tokenizer
 
     try:
         ids = json.loads(args.ids)
@@ -120,35 +143,53 @@ def decode(args: Namespace) -> None:
 
 
 def show(args: Namespace) -> None:
-    """Colour each token; tokens holding part of a character are grouped until it is complete."""
+    from fromzero.tokenizers import BPETokenizer, load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
     ids = tok.encode(args.text, allowed_special="all") if isinstance(tok, BPETokenizer) else tok.encode(args.text)
-    line, group, n_groups = Text(), [], 0
-    for i in ids:
-        group.append(i)
-        piece = tok.decode_bytes(group) if isinstance(tok, BPETokenizer) else tok.decode(group).encode("utf-8")
-        try:
-            shown = piece.decode("utf-8")
-        except UnicodeDecodeError:
-            continue  # part of a multi-byte character: wait for the rest
-        line.append(shown.replace("\n", "\\n\n"), style=COLOURS[n_groups % len(COLOURS)])
-        line.append(" " if tok.kind == "word" else "")  # word tokens lost their spacing
-        group, n_groups = [], n_groups + 1
-    if group:
-        line.append(tok.decode(group), style=COLOURS[n_groups % len(COLOURS)])
-    stdout.print(line)
+    pieces = [piece.replace("\n", "\\n\n") for piece in token_pieces(tok, ids)]
+    palette = _palette(stdout)
+    if palette:
+        gap = Text(" " if tok.kind == "word" else "")  # word tokens lost their spacing
+        stdout.print(gap.join(Text(piece, style=palette[n % len(palette)]) for n, piece in enumerate(pieces)))
+    else:
+        stdout.print(Text(BOUNDARY.join(pieces)))
     stdout.print(f"[dim]{len(ids)} tokens, {len(args.text)} characters ({tok.name}, vocabulary {tok.vocab_size:,})[/]")
     stdout.print(f"[dim]{json.dumps(ids)}[/]")
 
 
+def token_pieces(tok: Tokenizer, ids: list[int]) -> list[str]:
+    """The text of each token; BPE tokens holding part of a character are grouped until it is whole."""
+    from fromzero.tokenizers import BPETokenizer
+
+    if not isinstance(tok, BPETokenizer):
+        return [tok.decode([i]) for i in ids]
+    pieces: list[str] = []
+    group: list[int] = []
+    for i in ids:
+        group.append(i)
+        try:
+            pieces.append(tok.decode_bytes(group).decode("utf-8"))
+        except UnicodeDecodeError:
+            continue  # part of a multi-byte character: wait for the rest
+        group = []
+    if group:
+        pieces.append(tok.decode(group))
+    return pieces
+
+
+def _palette(out: Console) -> tuple[str, ...]:
+    """The background colours ``out`` shows exactly; none when it shows no colour (a pipe, NO_COLOR)."""
+    if out.color_system is None or out.no_color:
+        return ()
+    return COLOURS_16 if out.color_system in ("standard", "windows") else COLOURS_256
+
+
 def export(args: Namespace) -> None:
+    from fromzero.tokenizers import BPETokenizer, load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
     if not isinstance(tok, BPETokenizer):
         raise InputError(f"only BPE tokenizers can be exported; {args.tokenizer} is a {tok.kind} tokenizer")
-    if args.format == "hf":
-        tok.export_hf(args.out)
-    else:
-        tok.export_tiktoken(args.out)
-    console.print(f"[green]wrote[/] {args.format} export of {tok.name} to {args.out}")
+    written = tok.export_hf(args.out) if args.format == "hf" else tok.export_tiktoken(args.out)
+    console.print(f"[green]wrote[/] {args.format} export of {tok.name} to {written}")

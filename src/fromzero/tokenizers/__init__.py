@@ -4,6 +4,9 @@
 * ``WordTokenizer``: one id per word, with ``[PAD]`` and ``[UNK]`` (readable, but lossy).
 * ``BPETokenizer``: byte-level byte-pair encoding, trainable from scratch, exactly GPT-2's when
   given GPT-2's vocabulary (``BPETokenizer.gpt2()``), exportable to tiktoken and Hugging Face.
+  Start reading BPE in ``naive.py`` (the textbook algorithm in about 60 lines), then
+  ``train.py`` (the same merges, learned fast) and ``bpe.py`` (the same ids; ``fast=False`` runs
+  its readable encoder instead of tiktoken's Rust core).
 
 ``load_tokenizer("gpt2" | directory)`` loads any of them.
 """

@@ -106,7 +106,7 @@ class Tokenizer(ABC):
 def read_config(directory: Path) -> dict[str, Any]:
     """Read and parse ``fromzero_tokenizer.json`` with errors that say which file is wrong."""
     path = directory / CONFIG_FILE
-    config = read_json(path, hint="save a tokenizer there with tok.save(dir)")
+    config = read_json(path, hint="`fromzero tokenizer train` or Tokenizer.save writes it")
     if not isinstance(config, dict):
         raise CorruptFileError(f"{path} should hold a JSON object")
     return config

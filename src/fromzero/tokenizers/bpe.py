@@ -1,5 +1,9 @@
 """Byte-level BPE (byte-pair encoding), the tokenizer of GPT-2 and its successors.
 
+Start reading with ``naive.py``: the textbook algorithm in about 60 lines (count pairs, merge the
+most frequent, repeat), which learns the same vocabulary and gives the same ids as this class.
+This module is the same BPE made practical: special tokens, saved and published vocabularies, speed.
+
 Encoding has three steps, all in ``encode``:
 
 1. Special tokens such as ``<|endoftext|>`` are cut out of the text first; they are single ids.
@@ -7,13 +11,19 @@ Encoding has three steps, all in ``encode``:
    numbers, punctuation, runs of spaces. Tokens never cross chunk boundaries.
 3. Each chunk becomes UTF-8 bytes, one token per byte to start with, and then the adjacent pair
    whose concatenation has the *lowest rank* in the vocabulary is merged, again and again, until
-   no adjacent pair is in the vocabulary. The rank is the token id: tokens learned earlier in
-   training merge first. Ties (the same pair several times) merge leftmost first.
+   no adjacent pair is in the vocabulary (``merge.py``). The rank is the token id: tokens learned
+   earlier in training merge first. Ties (the same pair several times) merge leftmost first.
 
 Every byte is a token, so any text can be encoded and ``decode(encode(text)) == text`` always.
-Given GPT-2's vocabulary this gives exactly GPT-2's (and tiktoken's) ids. The readable encoder
-below is ours; when ``tiktoken`` is installed the same ranks are handed to its Rust core
-(``fast.py``), which gives identical ids much faster.
+Given GPT-2's vocabulary this gives exactly GPT-2's (and tiktoken's) ids.
+
+Two encoders give identical ids (the tests compare them on megabytes of text):
+
+* ``fast=True`` (the default): the ranks are handed to tiktoken's Rust core (``fast.py``), many
+  times faster; what practitioners want.
+* ``fast=False``: ``_encode_python`` below, readable Python you can step through. Choose it when
+  building (``BPETokenizer.gpt2(fast=False)``) or switch any loaded tokenizer with
+  ``tok.fast = False``.
 """
 
 from __future__ import annotations
@@ -26,9 +36,12 @@ import regex
 
 from fromzero.errors import InputError
 from fromzero.tokenizers.base import Tokenizer, check_ids
+from fromzero.tokenizers.export import write_hf_tokenizer_json
 from fromzero.tokenizers.fast import make_fast_encoding
 from fromzero.tokenizers.gpt2 import load_gpt2_vocab
+from fromzero.tokenizers.merge import bpe_merge
 from fromzero.tokenizers.patterns import GPT2_PATTERN, resolve_pattern
+from fromzero.tokenizers.train import train_bpe
 from fromzero.tokenizers.vocab_files import (
     read_gpt2_files,
     read_hf_tokenizer_json,
@@ -40,23 +53,15 @@ RANKS_FILE = "fromzero_bpe_ranks.tiktoken"
 _CACHE_LIMIT = 200_000  # chunk encodings remembered before the cache is emptied
 
 
-def bpe_merge(piece: bytes, ranks: dict[bytes, int], max_rank: int | None = None) -> list[bytes]:
-    """Split ``piece`` into tokens by repeatedly merging the lowest-ranked adjacent pair.
+class SpecialTokenError(InputError):
+    """The text holds a special token that ``encode`` may not turn into its id (``token`` names it)."""
 
-    ``max_rank`` stops before merges of that rank or higher: asked for a token's own bytes with
-    its own rank, this returns the two parts the token is made from (used by the HF export).
-    """
-    parts = [piece[i : i + 1] for i in range(len(piece))]
-    while len(parts) > 1:
-        best, best_rank = -1, max_rank
-        for i in range(len(parts) - 1):
-            rank = ranks.get(parts[i] + parts[i + 1])
-            if rank is not None and (best_rank is None or rank < best_rank):  # "<": leftmost wins ties
-                best, best_rank = i, rank
-        if best < 0:
-            break
-        parts[best : best + 2] = [parts[best] + parts[best + 1]]
-    return parts
+    def __init__(self, token: str) -> None:
+        super().__init__(
+            f"the text contains the special token {token!r}; pass allowed_special={{{token!r}}} to encode it "
+            f"as one token, or disallowed_special=() to encode it as plain text"
+        )
+        self.token = token
 
 
 class BPETokenizer(Tokenizer):
@@ -67,7 +72,8 @@ class BPETokenizer(Tokenizer):
         pattern: ``"gpt2"``, ``"gpt4"`` or a regex that splits text into chunks.
         special_tokens: ``{text: id}`` for tokens such as ``<|endoftext|>``, ids not used by ``ranks``.
         name: a label saved with the tokenizer ("gpt2", "my-stories-4k"...).
-        fast: use tiktoken's core for ``encode``; ``None`` means "when tiktoken is installed".
+        fast: ``encode`` on tiktoken's Rust core (True) or on the readable Python encoder (False);
+            both give the same ids. ``tok.fast = False`` switches later.
     """
 
     kind = "bpe"
@@ -78,7 +84,7 @@ class BPETokenizer(Tokenizer):
         pattern: str = GPT2_PATTERN,
         special_tokens: dict[str, int] | None = None,
         name: str = "bpe",
-        fast: bool | None = None,
+        fast: bool = True,
     ) -> None:
         self.ranks = dict(ranks)
         self.pattern = resolve_pattern(pattern)
@@ -89,9 +95,7 @@ class BPETokenizer(Tokenizer):
         self._decoder.update({i: text.encode("utf-8") for text, i in self.special_tokens.items()})
         self._split = regex.compile(self.pattern)
         self._cache: dict[bytes, list[int]] = {}
-        self._fast = make_fast_encoding(self) if fast or fast is None else None
-        if fast and self._fast is None:
-            raise InputError("fast=True needs the tiktoken package: pip install tiktoken")
+        self.fast = fast
 
     def _check_vocab(self) -> None:
         missing = [b for b in range(256) if bytes([b]) not in self.ranks]
@@ -107,7 +111,7 @@ class BPETokenizer(Tokenizer):
 
     # ----- constructors -------------------------------------------------------------------
     @classmethod
-    def gpt2(cls, fast: bool | None = None, download: bool = True) -> "BPETokenizer":
+    def gpt2(cls, fast: bool = True, download: bool = True) -> "BPETokenizer":
         """GPT-2's tokenizer (50,257 tokens) from ``$FROMZERO_HOME/gpt2/``, downloaded if absent."""
         ranks, specials = load_gpt2_vocab(download=download)
         return cls(ranks, GPT2_PATTERN, specials, name="gpt2", fast=fast)
@@ -115,14 +119,14 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def from_files(
         cls, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike, pattern: str = "gpt2",
-        name: str = "gpt2", fast: bool | None = None,
+        name: str = "gpt2", fast: bool = True,
     ) -> "BPETokenizer":
         """Read GPT-2-format files: ``encoder.json`` + ``vocab.bpe`` (HF: ``vocab.json`` + ``merges.txt``)."""
         ranks, specials = read_gpt2_files(encoder_json, vocab_bpe)
         return cls(ranks, pattern, specials, name=name, fast=fast)
 
     @classmethod
-    def from_hf(cls, tokenizer_json: str | os.PathLike, name: str = "bpe", fast: bool | None = None) -> "BPETokenizer":
+    def from_hf(cls, tokenizer_json: str | os.PathLike, name: str = "bpe", fast: bool = True) -> "BPETokenizer":
         """Read a Hugging Face byte-level BPE ``tokenizer.json`` (GPT-2's, or one from ``export_hf``)."""
         ranks, specials, pattern = read_hf_tokenizer_json(tokenizer_json)
         return cls(ranks, pattern, specials, name=name, fast=fast)
@@ -130,7 +134,7 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def from_tiktoken(
         cls, path: str | os.PathLike, pattern: str = "gpt2", special_tokens: dict[str, int] | None = None,
-        name: str = "bpe", fast: bool | None = None,
+        name: str = "bpe", fast: bool = True,
     ) -> "BPETokenizer":
         """Read a tiktoken ranks file (``base64-token rank`` lines), e.g. ``gpt2.tiktoken``."""
         return cls(read_tiktoken_ranks(path), pattern, special_tokens, name=name, fast=fast)
@@ -142,10 +146,9 @@ class BPETokenizer(Tokenizer):
     ) -> "BPETokenizer":
         """Learn a vocabulary of ``vocab_size`` tokens (256 bytes + merges + specials) from text.
 
-        See ``train.py`` for the algorithm. Deterministic: the same texts give the same vocabulary.
+        See ``naive.py`` for the algorithm and ``train.py`` for how it is made fast; both learn the
+        same vocabulary. Deterministic: the same texts give the same vocabulary.
         """
-        from fromzero.tokenizers.train import train_bpe
-
         pattern = resolve_pattern(pattern)
         ranks, specials = train_bpe(texts, vocab_size, pattern, special_tokens, verbose=verbose)
         return cls(ranks, pattern, specials, name=name)
@@ -157,8 +160,12 @@ class BPETokenizer(Tokenizer):
 
     @property
     def fast(self) -> bool:
-        """True when ``encode`` runs on tiktoken's core."""
+        """True when ``encode`` runs on tiktoken's core, False on the readable ``_encode_python``."""
         return self._fast is not None
+
+    @fast.setter
+    def fast(self, on: bool) -> None:
+        self._fast = make_fast_encoding(self.name, self.pattern, self.ranks, self.special_tokens) if on else None
 
     def encode(
         self,
@@ -178,12 +185,8 @@ class BPETokenizer(Tokenizer):
         if disallowed:
             found = regex.search("|".join(map(regex.escape, sorted(disallowed, key=len, reverse=True))), text)
             if found:
-                raise InputError(
-                    f"the text contains the special token {found.group()!r}; pass "
-                    f"allowed_special={{{found.group()!r}}} to encode it as one token, or "
-                    f"disallowed_special=() to encode it as plain text"
-                )
-        if self._fast is not None:
+                raise SpecialTokenError(found.group())
+        if self._fast is not None:  # tiktoken's core: the same ids as the Python below, faster
             return self._fast.encode(text, allowed_special=allowed, disallowed_special=())
         return self._encode_python(_replace_lone_surrogates(text), allowed)
 
@@ -262,19 +265,26 @@ class BPETokenizer(Tokenizer):
         ranks = read_tiktoken_ranks(directory / settings["ranks_file"])
         return cls(ranks, settings["pattern"], settings["special_tokens"], name=settings["name"])
 
-    def export_tiktoken(self, path: str | os.PathLike) -> None:
-        """Write the ranks as a tiktoken file: ``tiktoken.load.load_tiktoken_bpe(path)`` reads it."""
-        write_tiktoken_ranks(path, self.ranks)
+    def export_tiktoken(self, path: str | os.PathLike) -> Path:
+        """Write the ranks as a tiktoken file: ``tiktoken.load.load_tiktoken_bpe(path)`` reads it.
 
-    def export_hf(self, path: str | os.PathLike) -> None:
+        Given an existing folder, writes ``<name>.tiktoken`` inside it. Returns the file written.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / f"{self.name}.tiktoken"
+        write_tiktoken_ranks(path, self.ranks)
+        return path
+
+    def export_hf(self, path: str | os.PathLike) -> Path:
         """Write a Hugging Face ``tokenizer.json`` that gives the same ids as ``encode``.
 
-        Given a directory (e.g. a model folder), also writes ``tokenizer_config.json`` so that
-        ``transformers.AutoTokenizer.from_pretrained(dir)`` loads it.
+        A new path ending in ``.json`` is that file; an existing folder or any other path is a
+        folder (created if needed, e.g. a model folder) that also gets ``tokenizer_config.json``,
+        so that ``transformers.AutoTokenizer.from_pretrained(folder)`` loads it. Returns the
+        ``tokenizer.json`` written.
         """
-        from fromzero.tokenizers.export import write_hf_tokenizer_json
-
-        write_hf_tokenizer_json(self, path)
+        return write_hf_tokenizer_json(path, self.ranks, self.pattern, self.special_tokens)
 
 
 def _replace_lone_surrogates(text: str) -> str:

@@ -76,8 +76,8 @@ class CharTokenizer(Tokenizer):
                 return [self._id_of.get(c, self.special_tokens[UNK]) for c in text]
             unseen = next(c for c in text if c not in self._id_of)
             raise InputError(
-                f"character {unseen!r} (U+{ord(unseen):04X}) is not in the vocabulary; build the "
-                f"tokenizer with unk=True to map unseen characters to {UNK}"
+                f"character {unseen!r} (U+{ord(unseen):04X}) is not in the vocabulary; leave it out, or train "
+                f"the tokenizer with `fromzero tokenizer train --kind char --unk` to map unseen characters to {UNK}"
             ) from None
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:

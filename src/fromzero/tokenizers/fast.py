@@ -2,27 +2,23 @@
 
 tiktoken implements exactly the algorithm of ``bpe.py`` (rank-ordered merges inside regex chunks),
 so handing it our ranks, pattern and special tokens gives identical ids, many times faster. The
-tests check this on megabytes of text. Without tiktoken everything still works, in pure Python.
+tests check this on megabytes of text, and ``BPETokenizer(..., fast=False)`` runs the readable
+Python encoder instead.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from fromzero.tokenizers.bpe import BPETokenizer
+import tiktoken
 
 
-def make_fast_encoding(tok: "BPETokenizer") -> Any | None:
-    """A ``tiktoken.Encoding`` for ``tok``, or None when tiktoken is not installed."""
-    try:
-        import tiktoken
-    except ImportError:
-        return None
+def make_fast_encoding(
+    name: str, pattern: str, ranks: dict[bytes, int], special_tokens: dict[str, int]
+) -> tiktoken.Encoding:
+    """A ``tiktoken.Encoding`` with our ranks, split pattern and special tokens."""
     return tiktoken.Encoding(
-        name=f"fromzero-{tok.name}",
-        pat_str=tok.pattern,
-        mergeable_ranks=tok.ranks,
-        special_tokens=tok.special_tokens,
-        explicit_n_vocab=tok.vocab_size,
+        name=f"fromzero-{name}",
+        pat_str=pattern,
+        mergeable_ranks=ranks,
+        special_tokens=special_tokens,
+        explicit_n_vocab=len(ranks) + len(special_tokens),
     )

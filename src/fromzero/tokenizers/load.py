@@ -23,8 +23,13 @@ def load_tokenizer(spec: str | os.PathLike) -> Tokenizer:
     directory = Path(spec)
     if not directory.is_dir():
         if str(spec) == "char":
-            raise InputError("'char' is not a ready-made tokenizer: build one with CharTokenizer.train(text)")
-        raise MissingFileError(f"no tokenizer at {spec!r}: give 'gpt2' or a directory saved with tok.save(dir)")
+            raise InputError(
+                "'char' is not a ready-made tokenizer: train one with "
+                "`fromzero tokenizer train --kind char --input CORPUS --out FOLDER`"
+            )
+        raise MissingFileError(
+            f"no tokenizer at {spec!r}: give 'gpt2' or a folder saved by `fromzero tokenizer train` or `fromzero train`"
+        )
     if (directory / CONFIG_FILE).is_file():
         return Tokenizer.load(directory)
     if (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():

@@ -1,7 +1,9 @@
 """Training a byte-level BPE vocabulary: start from the 256 bytes, merge the most frequent pair.
 
-The textbook loop ("count every adjacent pair in the corpus, merge the most frequent one, repeat")
-re-reads the whole corpus for every merge. Two observations make it fast enough for real corpora:
+Read ``naive.py`` first: the textbook loop ("count every adjacent pair in the corpus, merge the most
+frequent one, repeat") in a few lines. It re-reads the whole corpus for every merge. This module
+learns exactly the same merges (the tests compare them), and two observations make it fast enough
+for real corpora:
 
 1. **Work on unique chunks with counts.** Text is split into chunks (``patterns.py``) and merges
    never cross chunks, so ``" the"`` appearing 20,000 times is stored once with count 20,000.
@@ -47,8 +49,8 @@ def train_bpe(
     n_tokens = vocab_size - len(special_tokens)
     if n_tokens < 256:
         raise InputError(
-            f"vocab_size must be at least 256 (the bytes) + {len(special_tokens)} special tokens = "
-            f"{256 + len(special_tokens)}, got {vocab_size}"
+            f"a BPE vocabulary needs at least 256 tokens (the bytes) + {len(special_tokens)} special tokens = "
+            f"{256 + len(special_tokens)}; the vocabulary size asked for is {vocab_size}"
         )
     chunks = count_chunks(texts, pattern, special_tokens)
     if not chunks:

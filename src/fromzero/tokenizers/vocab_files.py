@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fromzero.errors import CorruptFileError, MissingFileError
 from fromzero.files import write_text
+from fromzero.tokenizers.patterns import GPT2_PATTERN
 
 
 @lru_cache(maxsize=1)
@@ -82,8 +83,6 @@ def read_hf_tokenizer_json(path: str | os.PathLike) -> tuple[dict[bytes, int], d
     Accepts GPT-2's layout (a ``ByteLevel`` pre-tokenizer with its built-in regex) and ours
     (a ``Split`` regex followed by ``ByteLevel``); other tokenizers are refused, not guessed at.
     """
-    from fromzero.tokenizers.patterns import GPT2_PATTERN
-
     path = _existing(path)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))

@@ -45,7 +45,10 @@ class WordTokenizer(Tokenizer):
     ) -> "WordTokenizer":
         """Keep words seen at least ``min_freq`` times; ``max_size`` caps the vocabulary, specials included."""
         if min_freq < 1 or (max_size is not None and max_size < 2):
-            raise InputError("min_freq must be >= 1 and max_size >= 2 (room for [PAD] and [UNK])")
+            raise InputError(
+                f"the minimum word frequency must be >= 1 (got {min_freq}) and the vocabulary size >= 2, "
+                f"room for [PAD] and [UNK] (got {max_size})"
+            )
         counts: Counter[str] = Counter()
         for text in [texts] if isinstance(texts, str) else texts:
             counts.update(split_words(text, lowercase))
