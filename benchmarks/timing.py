@@ -1,7 +1,9 @@
-"""What the benchmark scripts share: median wall time over repeated calls, and where results go."""
+"""What the benchmark scripts share: median wall time over repeated calls, the CPU, where results go."""
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -21,3 +23,16 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
 def quick_path(results: Path) -> Path:
     """Where a ``--quick`` smoke run writes, so it never overwrites the recorded results."""
     return results.with_name(results.stem + "_quick.json")
+
+
+def cpu_name() -> str:
+    """The CPU model as the kernel reports it (e.g. ``AMD EPYC``), and the cores this process may use."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores"

@@ -202,3 +202,38 @@ def test_load_errors(tmp_path):
 def test_bad_arguments_raise_input_error(make):
     with pytest.raises(InputError):
         make()
+
+
+def test_fit_memory_estimate_bounds_the_real_peak():
+    """The estimate a fit is refused by is an upper bound, also when every m-gram is new."""
+    import tracemalloc
+
+    from fromzero.classic.ngram import estimate_fit_bytes
+
+    rng = random.Random(0)
+    for text in ("".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(8_000)), TOY * 1500):
+        for order in (2, 8):
+            tracemalloc.start()
+            NGramModel(order).fit(text)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert peak <= estimate_fit_bytes(order, len(text), len(set(text))), (order, peak)
+
+
+def test_fit_too_big_for_memory_is_refused_before_counting(monkeypatch):
+    import fromzero.classic.ngram as ngram
+
+    rng = random.Random(0)
+    text = "".join(rng.choice("abcdefgh") for _ in range(2_000))
+    need = ngram.estimate_fit_bytes(40, len(text), 8)
+    monkeypatch.setattr(ngram, "memory_budget", lambda: need - 1)
+    with pytest.raises(InputError, match=r"counting the 40-grams of 2,000 tokens could take up to .* GB of memory"):
+        NGramModel(40).fit(text)
+    monkeypatch.setattr(ngram, "memory_budget", lambda: need)
+    assert NGramModel(40).fit(text).order == 40
+
+
+def test_unknown_tokens_are_explained_in_words_a_command_line_user_can_act_on():
+    evaluation = NGramModel(2, "add-k").fit(TOY).evaluate("abz")
+    assert evaluation.n_unknown == 1
+    assert "train it on text that includes them" in evaluation.explain() and "fit" not in evaluation.explain()

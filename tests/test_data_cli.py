@@ -173,3 +173,60 @@ def test_command_line_error_in_a_subprocess(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {missing} does not exist" and result.stdout == ""
+
+
+# ---------------------------------------------------------------- JSONL sources: parsed, by --text-field
+def _records(path, rows, extra_lines=()):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows) + "".join(f"{line}\n" for line in extra_lines))
+    return path
+
+
+STORIES = [f"Story {i}: the cat sat." for i in range(12)]
+
+
+def test_prepare_parses_jsonl_by_its_text_field_and_reports_bad_lines(tmp_path, capsys):
+    from fromzero.data.shards import load_shards
+    from fromzero.tokenizers import load_tokenizer
+
+    path = _records(tmp_path / "stories.jsonl", [{"story": story, "source": "notes"} for story in STORIES])
+    out = tmp_path / "shards"
+    assert main(["data", "prepare", str(path), "--text-field", "story", "--out", str(out)]) == 0
+    shards, tokenizer = load_shards(out), load_tokenizer(out)
+    text = tokenizer.decode(shards.train.tolist()) + tokenizer.decode(shards.val.tolist())
+    assert sorted(doc for doc in text.split("\n\n\n") if doc) == sorted(STORIES)  # no JSON syntax, no "source"
+
+    broken = _records(tmp_path / "broken.jsonl", [{"text": STORIES[0]}], ["{not json", '{"story": "x"}'])
+    assert main(["data", "prepare", str(broken), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.jsonl: line 2: not valid JSON" in err and "(and 1 more bad line)" in err and "--skip-bad" in err
+    assert not (tmp_path / "b").exists()
+    assert main(["data", "prepare", str(broken), "--skip-bad", "--out", str(tmp_path / "b")]) == 0
+    assert "skipped 2 bad line(s)" in capsys.readouterr().err
+
+
+def test_stats_describes_the_text_of_a_jsonl_field(tmp_path, capsys):
+    path = _records(tmp_path / "r.jsonl", [{"text": "The cat sat.", "subject": "a"}, {"text": "The dog ran.", "subject": "b"}])
+    assert main(["data", "stats", str(path), "--json", "--text-field", "text", "--top", "1"]) == 0
+    stats = json.loads(capsys.readouterr().out)[f"{path} (text)"]
+    assert (stats["documents"], stats["words"], stats["top_words"]) == (2, 6, [["the", 2]])
+    assert main(["data", "stats", "education_qa", "--json", "--text-field", "output"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"education_qa/train (output)", "education_qa/test (output)"}
+
+
+def test_collect_reads_the_text_of_jsonl_sources(tmp_path):
+    path = _records(tmp_path / "in.jsonl", [{"text": PARAGRAPH, "source": "a"}, {"text": OTHER, "source": "b"}])
+    out = tmp_path / "corpus.txt"
+    assert main(["data", "collect", str(path), "--out", str(out), "--min-chars", "10"]) == 0
+    assert load_documents(out) == [PARAGRAPH, OTHER]
+
+
+def test_train_reads_jsonl_by_its_text_field(tmp_path):
+    from fromzero.tokenizers import load_tokenizer
+
+    path = _records(tmp_path / "stories.jsonl", [{"story": story, "source": "notes"} for story in STORIES])
+    out = tmp_path / "run"
+    tiny = ["--preset", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "8",
+            "--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "0", "--threads", "1", "--quiet"]
+    assert main(["train", "--data", str(path), "--text-field", "story", *tiny, "--max-steps", "1", "--out", str(out)]) == 0
+    alphabet = set(load_tokenizer(out).decode(list(range(load_tokenizer(out).vocab_size))))
+    assert alphabet == set("".join(STORIES) + "\n")  # the stories' characters, none of the JSON's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 import pytest
@@ -170,3 +171,63 @@ def test_jsonl_stats_counts_fields_subjects_and_grades():
     assert stats.mean_chars["instruction"] == 3.0
     assert stats.by_subject == {"science": 2, "civics": 1}
     assert stats.by_grade == {"6": 1, "7": 1}
+
+
+# ---------------------------------------------------------------- JSONL: one rule wherever text is read
+RECORDS = [
+    {"text": "The cat sat on the mat.", "story": "A fox ran home.", "source": "http://a.example/1"},
+    {"text": "A dog ran.\n\n\n\nIt was happy.", "story": "  A bird sang.  ", "source": "http://a.example/2"},
+    {"text": "", "story": None, "source": "empty"},
+]
+
+
+def _write_jsonl(path, rows, extra_lines=()):
+    lines = [json.dumps(row) for row in rows] + list(extra_lines)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_jsonl_is_parsed_wherever_text_is_loaded(tmp_path):
+    path = _write_jsonl(tmp_path / "corpus.jsonl", RECORDS)
+    # a record is one document, even with blank lines in it; its empty text gives none
+    assert load_documents(path) == ["The cat sat on the mat.", "A dog ran.\n\n\n\nIt was happy."]
+    text = load_text(path)
+    assert text == "The cat sat on the mat.\n\n\nA dog ran.\n\n\n\nIt was happy."
+    assert "source" not in text and "{" not in text
+
+
+def test_jsonl_text_field_is_chosen_and_records_without_it_are_bad_lines(tmp_path, capsys):
+    path = _write_jsonl(tmp_path / "corpus.jsonl", RECORDS)
+    assert load_documents(path, text_field="story") == ["A fox ran home.", "A bird sang."]
+    with pytest.raises(InputError) as info:
+        load_documents(path, text_field="title")
+    message = str(info.value)
+    assert "no record has a 'title' field (its fields: text, story, source)" in message
+    assert "--text-field NAME" in message and "\n" not in message
+
+    mixed = _write_jsonl(tmp_path / "mixed.jsonl", RECORDS[:1], ['{"text": 7}', "not json", '{"other": "x"}'])
+    with pytest.raises(CorruptFileError, match=r"mixed.jsonl: line 2: 'text' holds int, not text \(and 2 more bad lines\)"):
+        load_text(mixed)
+    assert load_documents(mixed, skip_bad=True) == ["The cat sat on the mat."]
+    warning = " ".join(capsys.readouterr().err.split())
+    assert "skipped 3 bad line(s)" in warning and warning.endswith("mixed.jsonl: 2, 3, 4")
+
+
+def test_bundled_jsonl_corpora_are_read_by_part_and_text_field():
+    answers = [record["output"].strip() for record in load_jsonl("education_qa/train")]
+    assert load_documents("education_qa/train", text_field="output") == answers
+    with pytest.raises(InputError) as info:
+        load_text("preferences")
+    assert "no record has a 'text' field (its fields: prompt, chosen, rejected" in str(info.value)
+
+
+def test_jsonl_errors_name_the_command_line_not_the_python_api(tmp_path):
+    path = _write_jsonl(tmp_path / "d.jsonl", [{"text": "fine"}], ["{broken"])
+    with pytest.raises(CorruptFileError) as info:
+        load_jsonl(path)
+    assert "--skip-bad" in str(info.value) and "skip_bad" not in str(info.value)
+    with pytest.raises(InputError) as info:
+        load_text("education_qa")
+    message = str(info.value)
+    assert "load_jsonl" not in message and "`fromzero data stats education_qa`" in message
+    assert "education_qa/train, education_qa/test" in message

@@ -14,7 +14,7 @@ from fromzero.console import console
 from fromzero.data import load_documents, load_text
 from fromzero.data.collect import collect
 from fromzero.data.collect import skip_reason
-from fromzero.data.loading import HfSource, parse_hf_source
+from fromzero.data.hf import HfSource, parse_hf_source
 from fromzero.errors import CorruptFileError, InputError, MissingFileError, OfflineError
 
 STORIES = ["Once upon a time a fox found a red ball.", "A small boat sailed home.\n\n\n\nThe end."]
@@ -242,3 +242,30 @@ def test_collect_folder_whose_files_all_fail_is_skipped_with_the_reasons(mixed_f
     (report,) = collect([mixed_folder]).reports
     assert not report.ok
     assert skip_reason(report, 100).startswith("read 0 files; skipped 2 (menu.html has no readable text")
+
+
+def test_hub_out_of_reach_fails_at_once_instead_of_retrying(monkeypatch, tmp_path):
+    """No network, HF_HUB_OFFLINE unset: one failed request, then offline mode, not 25 s of retries."""
+    import socket
+    import time
+
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    waits = []
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(time, "sleep", waits.append)  # the back-off between retries
+    with pytest.raises(OfflineError) as info:
+        load_documents("hf:no-such-user/no-such-dataset")
+    assert waits == []  # not one retry
+    message = str(info.value)
+    assert "cannot download dataset 'no-such-user/no-such-dataset': the Hugging Face Hub cannot be reached" in message
+    assert "\n" not in message
+    assert datasets.config.HF_HUB_OFFLINE is False  # offline mode lasted only for this read

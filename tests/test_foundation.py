@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import subprocess
 import sys
 
@@ -82,3 +84,26 @@ def test_atomic_write_creates_parent_dirs(tmp_path):
     target = tmp_path / "a" / "b" / "c.txt"
     files.write_text(target, "héllo")
     assert target.read_text(encoding="utf-8") == "héllo"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        files.write_text(tmp_path / "a.txt", "text")
+        files.write_json(tmp_path / "b.json", {"a": 1})
+        with files.atomic_path(tmp_path / "c.bin") as tmp:
+            tmp.write_bytes(b"\x00")
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "b.json", "c.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_writing_where_a_file_stands_for_a_folder_is_one_clear_error(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(InputError, match=r"cannot write .*taken/sub/x\.json: .*taken is a file, not a folder"):
+        files.write_json(tmp_path / "taken" / "sub" / "x.json", {})
+    with pytest.raises(InputError, match="it is a folder"):
+        files.write_text(tmp_path, "text")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

@@ -2,8 +2,9 @@
 
 Every output is written to a temporary file, then renamed into place: a crash, a full disk or
 Ctrl-C half-way through therefore never leaves a truncated file behind with the final name;
-readers either see the old file or the complete new one. Reading JSON explains a missing or
-damaged file in one line instead of a parser traceback.
+readers either see the old file or the complete new one. Written files get the permissions
+the umask gives any new file (``0644`` with the usual umask ``022``). Reading JSON explains a
+missing or damaged file in one line instead of a parser traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from fromzero.errors import CorruptFileError, MissingFileError
+from fromzero.errors import CorruptFileError, InputError, MissingFileError
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -25,11 +33,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     Use it for writers that want a file name (``safetensors.torch.save_file``, ``plt.savefig``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (path.parent, *path.parent.parents) if p.is_file()), path.parent)
+        raise InputError(f"cannot write {path}: {blocker} is a file, not a folder") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        # mkstemp makes the file private (0600); the output gets the mode of any new file instead.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         yield tmp_path
         os.replace(tmp_path, path)
     finally:

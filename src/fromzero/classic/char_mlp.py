@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 from threadpoolctl import threadpool_limits
 
 from fromzero.classic.history import History
@@ -106,6 +107,8 @@ class CharMLP:
 
     def sample(self, prompt: list[int], n: int, temperature: float = 1.0, seed: int | None = None) -> list[int]:
         """``n`` new ids after ``prompt``; ``temperature=0`` always picks the likeliest id."""
+        if n < 0:
+            raise InputError(f"number of ids to sample must be >= 0, got {n}")
         if temperature < 0:
             raise InputError(f"temperature must be >= 0, got {temperature}")
         rng = np.random.default_rng(seed)
@@ -126,8 +129,6 @@ class CharMLP:
     # ------------------------------------------------------------------ saving
     def save(self, directory: str | Path) -> None:
         """config.json + model.safetensors (one tensor per parameter, in layer order)."""
-        from safetensors.numpy import save_file
-
         directory = Path(directory)
         write_json(directory / "config.json", {"kind": "fromzero-char-mlp", **asdict(self.config)})
         tensors = {f"p{i}": p.value for i, p in enumerate(self.parameters())}
@@ -136,8 +137,6 @@ class CharMLP:
 
     @classmethod
     def load(cls, directory: str | Path) -> CharMLP:
-        from safetensors.numpy import load_file
-
         directory = Path(directory)
         config_path, weights_path = directory / "config.json", directory / "model.safetensors"
         if not config_path.is_file() or not weights_path.is_file():
@@ -166,6 +165,11 @@ class TrainConfig:
     # Matrices this small gain little from several BLAS threads, and when other programs share
     # the cores, spinning threads make each step many times slower; None keeps NumPy's default.
     blas_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"char-MLP training needs {name} >= 1, got {getattr(self, name)}")
 
 
 def train_char_mlp(

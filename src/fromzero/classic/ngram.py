@@ -40,6 +40,7 @@ Smoothing (how probability is given to continuations never seen after a context)
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ from fromzero.files import read_json, write_json
 
 SMOOTHINGS = ("none", "add-k", "kneser-ney")
 FORMAT = "fromzero-ngram/1"
+# What one distinct m-gram costs at the peak of a fit (its count, its entry in the context
+# tables, their tuple keys): about 650 + 30 m bytes, fitted to fits of a random text, where
+# every m-gram is new; the text itself, as a list of tokens, takes 8 bytes a token (16 with room).
+_BYTES_PER_GRAM, _BYTES_PER_TOKEN, _BYTES_PER_TEXT_TOKEN = 650, 30, 16
 
 Token = Hashable
 Context = tuple
@@ -73,13 +78,38 @@ class Evaluation:
             return f"perplexity {self.perplexity:.3f} over {self.n_tokens:,} tokens"
         context, token = self.first_zero
         if self.n_unknown == self.n_zero:
-            fix = "they are not in the model's vocabulary (fit with a vocab that includes them)"
+            fix = "they are not in the model's vocabulary (train it on text that includes them)"
         else:
             fix = "use add-k or kneser-ney smoothing"
         return (
             f"perplexity inf: {self.n_zero:,} of {self.n_tokens:,} tokens had probability 0 "
             f"(first: {token!r} after {context!r}); {fix}"
         )
+
+
+def estimate_fit_bytes(order: int, n_tokens: int, vocab_size: int) -> int:
+    """An upper bound on the memory :meth:`NGramModel.fit` needs for ``n_tokens`` of text.
+
+    A text holds at most ``min(n_tokens - m + 1, vocab_size ** m)`` distinct m-grams. Beyond
+    the first few orders nearly every m-gram of a text is new, so the tables grow by about the
+    text's length per order: an order-50 character model of the 350 KB stories would need
+    some 20 GB.
+    """
+    grams = (min(max(n_tokens - m + 1, 0), vocab_size**m) for m in range(1, order + 1))
+    tables = sum(count * (_BYTES_PER_GRAM + _BYTES_PER_TOKEN * m) for m, count in enumerate(grams, start=1))
+    return n_tokens * _BYTES_PER_TEXT_TOKEN + tables
+
+
+def memory_budget() -> int:
+    """The most memory a fit may take: half of this machine's memory (8 GiB if it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such value
+        return 8 * 2**30
+
+
+def _gigabytes(n: int) -> str:
+    return f"{n / 2**30:,.1f} GB"
 
 
 class _Level:
@@ -137,7 +167,8 @@ class NGramModel:
 
         ``vocab`` fixes the vocabulary (e.g. every character of the whole corpus, or a
         tokenizer's ids) so that tokens absent from the training text still get probability
-        under smoothing; by default it is the set of training tokens.
+        under smoothing; by default it is the set of training tokens. A fit whose tables could
+        outgrow :func:`memory_budget` (:func:`estimate_fit_bytes`) is refused before counting.
         """
         tokens = list(data)
         if not tokens:
@@ -146,6 +177,13 @@ class NGramModel:
         missing = set(tokens) - vocab
         if missing:
             raise InputError(f"{len(missing)} training tokens are not in the given vocab, e.g. {next(iter(missing))!r}")
+        need, budget = estimate_fit_bytes(self.order, len(tokens), len(vocab)), memory_budget()
+        if need > budget:
+            raise InputError(
+                f"counting the {self.order}-grams of {len(tokens):,} tokens could take up to {_gigabytes(need)} "
+                f"of memory, more than the {_gigabytes(budget)} allowed (half of this machine's); "
+                "use a lower order or less text"
+            )
         counts: dict[int, Counter] = {}
         for m in range(1, self.order + 1):
             counts[m] = Counter(tuple(tokens[i - m + 1 : i + 1]) for i in range(m - 1, len(tokens)))
@@ -283,10 +321,6 @@ class NGramModel:
             history.append(token)
             out.append(token)
         return out
-
-    def generate_text(self, prompt: str = "", n: int = 200, temperature: float = 1.0, seed: int | None = None) -> str:
-        """``sample`` for a character model, joined back into a string."""
-        return "".join(self.sample(prompt, n, temperature, seed))
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self, data: str | Sequence[Token]) -> Evaluation:

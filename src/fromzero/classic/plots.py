@@ -1,4 +1,8 @@
-"""Pictures of training, drawn headless with matplotlib's Agg backend (no display needed)."""
+"""Pictures of training, drawn headless with matplotlib's Agg renderer (no display needed).
+
+Figures are made with ``matplotlib.figure.Figure`` and an Agg canvas rather than ``pyplot``,
+so drawing here neither needs a display nor changes the backend of a notebook that imports it.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,32 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
 
 from fromzero.classic.history import History
+from fromzero.errors import InputError
 from fromzero.files import atomic_path
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _figure(**kwargs) -> Figure:
+    """A figure drawn by Agg, whatever backend matplotlib is set to."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def plot_history(history: History, path: str | Path, title: str = "training") -> Path:
     """Loss curves (every ``*loss`` metric) and, if recorded, accuracy, saved as a PNG."""
-    plt = _pyplot()
     names = sorted({k for r in history.records for k in r if k != "epoch"})
     losses = [n for n in names if n.endswith("loss")]
     accuracies = [n for n in names if n.endswith("accuracy")]
     panels = [p for p in (losses, accuracies) if p]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    if not panels:
+        raise InputError("the training history holds no loss or accuracy to plot")
+    fig = _figure(figsize=(5.5 * len(panels), 4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, group, label in zip(axes[0], panels, ("loss", "accuracy")):
         for name in group:
             epochs = [r["epoch"] for r in history.records if r.get(name) is not None]
@@ -41,7 +49,6 @@ def plot_history(history: History, path: str | Path, title: str = "training") ->
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -62,10 +69,8 @@ def animate_decision_boundary(
     fps: int = 8,
 ) -> Path:
     """A looping GIF of how the decision boundary moves; ``frames`` are ``(epoch, decision_grid)``."""
-    plt = _pyplot()
-    from PIL import Image
-
-    fig, ax = plt.subplots(figsize=(5, 4.6))
+    fig = _figure(figsize=(5, 4.6))
+    ax = fig.subplots()
     image = ax.imshow(frames[0][1], origin="lower", extent=(lo, hi, lo, hi), cmap="RdBu", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="P(class 1)")
     for label, marker, colour in ((0, "o", "white"), (1, "s", "black")):
@@ -81,7 +86,6 @@ def animate_decision_boundary(
         ax.set_title(f"epoch {epoch}")
         fig.canvas.draw()
         pictures.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB"))
-    plt.close(fig)
     path = Path(path)
     with atomic_path(path) as tmp:
         pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=1000 // fps, loop=0)

@@ -12,8 +12,7 @@ from rich.table import Table
 
 from fromzero.commands.parsing import HelpFormatter
 from fromzero.console import console, stdout
-from fromzero.data.cleaning import DEFAULT_MIN_CHARS
-from fromzero.data.web import DEFAULT_TIMEOUT
+from fromzero.data.settings import DEFAULT_MIN_CHARS, DEFAULT_TEXT_FIELD, DEFAULT_TIMEOUT
 from fromzero.errors import InputError
 
 
@@ -39,7 +38,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     collect.add_argument(
-        "sources", nargs="+", metavar="URL_OR_FILE", help="http(s) URLs, .html files, .txt files, folders of .txt/.html files"
+        "sources", nargs="+", metavar="URL_OR_FILE",
+        help="http(s) URLs, .html files, .txt files, .jsonl files (the 'text' field of each record), "
+        "folders of .txt/.html files",
     )
     collect.add_argument(
         "--out", required=True, type=Path, metavar="FILE",
@@ -59,9 +60,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "stats",
         help="describe a corpus: characters, words, documents, top words, JSONL fields",
         description="Describe a text corpus (characters, words, lines, documents, unique "
-        "characters, most frequent words) or a JSONL file (records, fields, subjects, grades).\n\n"
+        "characters, most frequent words) or a JSONL file (records, fields, subjects, grades); "
+        "with --text-field, the text of that field of a JSONL file's records instead.\n\n"
         "examples: fromzero data stats stories | fromzero data stats education_qa | "
-        "fromzero data stats my_notes.txt",
+        "fromzero data stats education_qa/train --text-field output | fromzero data stats my_notes.txt",
         formatter_class=HelpFormatter,
     )
     stats.add_argument(
@@ -70,6 +72,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     stats.add_argument("--top", type=int, default=10, metavar="N", help="how many of the most frequent words to show")
     stats.add_argument("--skip-bad", action="store_true", help="skip malformed JSONL lines instead of stopping")
+    stats.add_argument(
+        "--text-field", metavar="NAME", default=None,
+        help="for a JSONL file, describe the text in this field of its records instead of the records; "
+        f"for an hf: dataset, the column to read (default there: {DEFAULT_TEXT_FIELD})",
+    )  # fmt: skip
     stats.add_argument("--json", action="store_true", help="print the numbers as JSON instead of tables")
     stats.set_defaults(func=run_stats)
 
@@ -94,7 +101,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "  fromzero data prepare hf:HuggingFaceFW/fineweb-edu:rows=100000 --tokenizer gpt2 --out data/fineweb",
         formatter_class=HelpFormatter,
     )
-    prepare.add_argument("source", help="a bundled corpus name, a .txt or .html file, a folder of .txt/.html files, "
+    prepare.add_argument("source", help="a bundled corpus name, a .txt, .html or .jsonl file, a folder of .txt/.html files, "
                          "or hf:NAME[:SPLIT][:column=C][:config=C][:rows=N]: a Hugging Face dataset (hub name "
                          "or local folder/file; needs `datasets`, and a network for the hub), by default its "
                          "train split's 'text' column; rows=N streams only the first N rows")
@@ -102,8 +109,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--out", required=True, help="directory for the shards")
     prepare.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
     prepare.add_argument("--seed", type=int, default=0, help="seed of the document split")
+    prepare.add_argument(
+        "--text-field", metavar="NAME", default=DEFAULT_TEXT_FIELD,
+        help="the field of a .jsonl file's records (and the default column of an hf: dataset) that holds the text",
+    )  # fmt: skip
+    prepare.add_argument("--skip-bad", action="store_true", help="skip malformed JSONL lines instead of stopping")
     prepare.set_defaults(func=run_prepare)
-
 
 
 def run_collect(args: argparse.Namespace) -> None:
@@ -132,21 +143,20 @@ def run_collect(args: argparse.Namespace) -> None:
     console.print(f"wrote {len(collection.documents)} document(s), {total:,} characters, to {escape(str(args.out))}")
 
 
-def _stats_of(source: str, top: int, skip_bad: bool) -> dict[str, object]:
+def _stats_of(source: str, top: int, skip_bad: bool, text_field: str | None) -> dict[str, object]:
     """{label: TextStats or JsonlStats} for one corpus name or path (one per part of a split corpus)."""
     from fromzero.data.bundled import get_corpus, is_corpus_name
-    from fromzero.data.loading import load_jsonl, load_text
+    from fromzero.data.loading import is_jsonl_source, load_jsonl, load_text
     from fromzero.data.stats import jsonl_stats, text_stats
 
-    if is_corpus_name(source):
-        name, _, part = source.partition("/")
-        corpus = get_corpus(name)
-        if corpus.kind == "jsonl":
-            labels = [f"{name}/{p}" for p in ([part] if part else corpus.parts)]
-            return {label: jsonl_stats(load_jsonl(label, skip_bad)) for label in labels}
-    elif Path(source).suffix.lower() == ".jsonl":
-        return {source: jsonl_stats(load_jsonl(source, skip_bad))}
-    return {source: text_stats(load_text(source), top)}
+    if not is_jsonl_source(source):
+        return {source: text_stats(load_text(source, text_field or DEFAULT_TEXT_FIELD, skip_bad), top)}
+    labels = [source]
+    if is_corpus_name(source) and "/" not in source:
+        labels = [f"{source}/{part}" for part in get_corpus(source).parts]
+    if text_field is None:
+        return {label: jsonl_stats(load_jsonl(label, skip_bad)) for label in labels}
+    return {f"{label} ({text_field})": text_stats(load_text(label, text_field, skip_bad), top) for label in labels}
 
 
 def _listing(counts: dict[str, int]) -> str:
@@ -157,7 +167,7 @@ def _listing(counts: dict[str, int]) -> str:
 def run_stats(args: argparse.Namespace) -> None:
     from fromzero.data.stats import TextStats
 
-    results = _stats_of(args.source, args.top, args.skip_bad)
+    results = _stats_of(args.source, args.top, args.skip_bad, args.text_field)
     if args.json:
         print(json.dumps({label: asdict(stats) for label, stats in results.items()}, indent=2, ensure_ascii=False))
         return
@@ -200,7 +210,10 @@ def run_list(args: argparse.Namespace) -> None:
 def run_prepare(args: argparse.Namespace) -> None:
     from fromzero.data.prepare import prepare
 
-    shards = prepare(args.source, args.tokenizer, args.out, args.val_fraction, args.seed)
+    shards = prepare(
+        args.source, args.tokenizer, args.out, args.val_fraction, args.seed,
+        text_field=args.text_field, skip_bad=args.skip_bad,
+    )  # fmt: skip
     console.print(
         f"{len(shards.train):,} train + {len(shards.val):,} val tokens "
         f"({shards.dtype}, {shards.tokenizer_id.kind}, vocab {shards.vocab_size}) in {shards.directory}"

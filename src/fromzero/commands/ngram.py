@@ -18,8 +18,9 @@ from rich.text import Text
 
 from fromzero.classic.ngram import NGramModel
 from fromzero.classic.render import bar, heat, show_token
-from fromzero.commands.parsing import HelpFormatter, add_split_flags
+from fromzero.commands.parsing import HelpFormatter, add_split_flags, sampling_seed
 from fromzero.console import console, stdout
+from fromzero.data.settings import DEFAULT_TEXT_FIELD
 from fromzero.errors import InputError, MissingFileError
 from fromzero.files import write_json
 
@@ -49,12 +50,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=train)
 
     p = commands.add_parser("generate", help="sample text from a saved model", formatter_class=fmt,
-                            description="Sample text; unseen contexts back off to shorter ones.")
+                            description="Sample text; unseen contexts back off to shorter ones.\n"
+                            "Each run draws a fresh seed and prints it (pass --seed N to repeat a sample); "
+                            "training commands use a fixed seed unless given --seed.")
     p.add_argument("--model", default="runs/ngram", help="folder written by `fromzero ngram train`")
     p.add_argument("--prompt", default="", help="text to continue")
     p.add_argument("--length", type=int, default=300, help="number of tokens to generate")
     p.add_argument("--temperature", type=float, default=1.0, help="<1 sharper, >1 flatter, 0 = always the likeliest")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: a fresh one, printed)")
     p.set_defaults(func=generate)
 
     p = commands.add_parser("perplexity", help="measure perplexity on held-out text", formatter_class=fmt,
@@ -63,6 +66,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--data", default=None, help="score all of this corpus, .txt file or folder instead")
     source.add_argument("--text", default=None, help="score this text instead")
+    p.add_argument("--text-field", default=None, metavar="NAME",
+                   help="the field of the records of a .jsonl --data that holds the text (default: the model's)")
     p.set_defaults(func=perplexity)
 
     p = commands.add_parser("show", help="tables: frequent pairs, who follows a context, probability matrix", formatter_class=fmt,
@@ -113,7 +118,7 @@ def train(args: Namespace) -> int:
         from fromzero.tokenizers import load_tokenizer
 
         codec = _Codec(load_tokenizer(args.tokenizer))
-    train_text, val_text = train_val_text(args.data, args.val_fraction, args.seed)
+    train_text, val_text = train_val_text(args.data, args.val_fraction, args.seed, args.text_field)
     train_tokens, val_tokens = codec.encode(train_text), codec.encode(val_text)
     vocab = char_vocab(train_text, val_text) if codec.tokenizer is None else range(codec.tokenizer.vocab_size)
     start = time.perf_counter()
@@ -126,6 +131,7 @@ def train(args: Namespace) -> int:
         codec.tokenizer.save(str(out))
     run = {
         "data": args.data,
+        "text_field": args.text_field,
         "val_fraction": args.val_fraction,
         "seed": args.seed,
         "tokenizer": codec.tokenizer is not None,
@@ -160,25 +166,27 @@ def _ppl(value: float) -> str:
 
 def generate(args: Namespace) -> int:
     model, _, codec = _load(Path(args.model))
-    tokens = model.sample(codec.encode(args.prompt), args.length, args.temperature, args.seed)
+    seed = sampling_seed(args.seed) if args.temperature > 0 else None  # temperature 0 draws nothing
+    tokens = model.sample(codec.encode(args.prompt), args.length, args.temperature, seed)
     stdout.print(Text(args.prompt, style="bold cyan") + Text(codec.decode(tokens)))
     return 0
 
 
 def perplexity(args: Namespace) -> int:
     from fromzero.classic.corpus import train_val_text
-    from fromzero.data import load_text
+    from fromzero.data.loading import load_text
 
     model, run, codec = _load(Path(args.model))
+    text_field = args.text_field or run.get("text_field", DEFAULT_TEXT_FIELD)
     if args.text is not None:
         label, text = "--text", args.text
     elif args.data is not None:
-        label, text = args.data, load_text(args.data)
+        label, text = args.data, load_text(args.data, text_field)
     elif run["val_fraction"] == 0:
         raise InputError(f"the model was trained on all of {run['data']}; give --data or --text to score")
     else:
         label = f"{run['data']} (validation split, {run['val_fraction']:.0%}, seed {run['seed']})"
-        _, text = train_val_text(run["data"], run["val_fraction"], run["seed"])
+        _, text = train_val_text(run["data"], run["val_fraction"], run["seed"], text_field)
     evaluation = model.evaluate(codec.encode(text))
     table = Table(title=f"perplexity of the {model.order}-gram model ({model.smoothing})", title_justify="left")
     table.add_column("text")

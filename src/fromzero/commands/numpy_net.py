@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from fromzero.commands.parsing import HelpFormatter, add_split_flags
+from fromzero.commands.parsing import HelpFormatter, add_split_flags, sampling_seed
 from fromzero.console import console, progress, stdout
 from fromzero.errors import InputError, MissingFileError
 from fromzero.files import write_json
@@ -53,12 +53,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/numpy-net", help="folder to save the model in")
     p.set_defaults(func=train)
 
-    p = commands.add_parser("generate", help="sample text from a saved char-MLP", formatter_class=fmt)
+    p = commands.add_parser("generate", help="sample text from a saved char-MLP", formatter_class=fmt,
+                            description="Sample characters from a saved char-MLP.\n"
+                            "Each run draws a fresh seed and prints it (pass --seed N to repeat a sample); "
+                            "training commands use a fixed seed unless given --seed.")
     p.add_argument("--model", default="runs/numpy-net", help="folder written by `fromzero numpy-net train`")
     p.add_argument("--prompt", default="", help="text to continue")
     p.add_argument("--length", type=int, default=300, help="number of characters to generate")
     p.add_argument("--temperature", type=float, default=1.0, help="<1 sharper, >1 flatter, 0 = always the likeliest")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: a fresh one, printed)")
     p.set_defaults(func=generate)
 
     p = commands.add_parser("plot", help="redraw the loss curves of a training run", formatter_class=fmt)
@@ -90,6 +93,20 @@ def _encode(text: str, vocab: list[str]) -> list[int]:
     return [index[ch] for ch in text]
 
 
+def _check_train_flags(args: Namespace) -> None:
+    """Refuse impossible numbers by their flag, before the corpus is read or anything is written."""
+    from fromzero.classic.layers import activation
+
+    for name in ("epochs", "batch_size", "context", "embed", "hidden"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not args.lr > 0:
+        raise InputError(f"--lr must be positive, got {args.lr}")
+    activation(args.activation)  # an unknown name is an error that lists the known ones
+    if Path(args.out).is_file():
+        raise InputError(f"--out {args.out} is a file; give a folder to save the model in")
+
+
 def train(args: Namespace) -> int:
     import numpy as np
 
@@ -97,8 +114,10 @@ def train(args: Namespace) -> int:
     from fromzero.classic.corpus import char_vocab, train_val_text
     from fromzero.classic.plots import plot_history
 
-    train_text, val_text = train_val_text(args.data, args.val_fraction, args.seed)
+    _check_train_flags(args)
+    train_text, val_text = train_val_text(args.data, args.val_fraction, args.seed, args.text_field)
     vocab = char_vocab(train_text, val_text)
+    prompt = _encode(args.prompt, vocab)
     config = CharMLPConfig(len(vocab), args.context, args.embed, args.hidden, args.activation)
     model = CharMLP(config, seed=args.seed, dtype=np.dtype(args.dtype))
     console.print(
@@ -119,10 +138,12 @@ def train(args: Namespace) -> int:
             on_step=lambda step, total: bars.update(task, completed=step, total=total),
         )
     seconds = time.perf_counter() - start
+    sample = model.sample(prompt, 200, 1.0, args.seed)
     out = Path(args.out)
     model.save(out)
     write_json(out / VOCAB_FILE, vocab)
-    write_json(out / RUN_FILE, {"data": args.data, "val_fraction": args.val_fraction, "seed": args.seed, "train_seconds": round(seconds, 1)})
+    run = {"data": args.data, "text_field": args.text_field, "val_fraction": args.val_fraction, "seed": args.seed}
+    write_json(out / RUN_FILE, {**run, "train_seconds": round(seconds, 1)})
     history.save(out / HISTORY_FILE)
     plot_history(history, out / PLOT_FILE, title=f"char-MLP on {args.data}")
     table = Table(title=f"char-MLP training ({seconds:.1f} s)", title_justify="left")
@@ -138,7 +159,6 @@ def train(args: Namespace) -> int:
             "-" if val is None else f"{record['val_accuracy']:.1%}",
         )
     stdout.print(table)
-    sample = model.sample(_encode(args.prompt, vocab), 200, 1.0, args.seed)
     stdout.print(Text("sample: ", style="bold") + Text(args.prompt, style="bold cyan") + Text("".join(vocab[i] for i in sample)))
     console.print(f"[green]saved[/] {out} (model, {HISTORY_FILE}, {PLOT_FILE}); next: `fromzero numpy-net generate --model {out}`")
     return 0
@@ -154,7 +174,9 @@ def _load(directory: Path) -> tuple[CharMLP, list[str]]:
 
 def generate(args: Namespace) -> int:
     model, vocab = _load(Path(args.model))
-    ids = model.sample(_encode(args.prompt, vocab), args.length, args.temperature, args.seed)
+    prompt = _encode(args.prompt, vocab)
+    seed = sampling_seed(args.seed) if args.temperature > 0 else None  # temperature 0 draws nothing
+    ids = model.sample(prompt, args.length, args.temperature, seed)
     stdout.print(Text(args.prompt, style="bold cyan") + Text("".join(vocab[i] for i in ids)))
     return 0
 

@@ -4,6 +4,10 @@ alike) and the flags several commands take."""
 from __future__ import annotations
 
 import argparse
+import random
+
+from fromzero.console import console
+from fromzero.data.settings import DEFAULT_TEXT_FIELD
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -17,8 +21,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def add_split_flags(parser: argparse.ArgumentParser) -> None:
-    """--data, --val-fraction and --seed of the level 1-2 models, which split a corpus themselves."""
-    parser.add_argument("--data", default="stories", help="bundled corpus name, .txt file or folder of .txt files")
+    """--data, --text-field, --val-fraction and --seed of the level 1-2 models, which split a corpus themselves."""
+    parser.add_argument("--data", default="stories",
+                        help="bundled corpus name, .txt, .html or .jsonl file, folder of .txt/.html files, or hf:NAME")
+    parser.add_argument("--text-field", default=DEFAULT_TEXT_FIELD, metavar="NAME",
+                        help="the field of a .jsonl file's records (or column of an hf: dataset) that holds the text")
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="share of documents held out to measure perplexity (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the split, the initial weights, sampling")
+
+
+def sampling_seed(seed: int | None) -> int:
+    """The rule of every sampling command: ``--seed`` if given, else a fresh seed, printed (dim,
+    on stderr) so that the sample can be repeated. Training commands default to a fixed seed instead."""
+    if seed is None:
+        seed = random.randrange(2**31)
+        console.print(f"[dim]sampling with seed {seed} (pass --seed {seed} to repeat)[/]")
+    return seed

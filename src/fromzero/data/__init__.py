@@ -3,16 +3,18 @@
 Typical use::
 
     from fromzero.data import load_documents, train_val_split
-    stories = load_documents("stories")            # a bundled corpus, a .txt or .html file, a folder,
-                                                   # or hf:NAME[:SPLIT] (a Hugging Face dataset)
+    stories = load_documents("stories")            # a bundled corpus, a .txt, .html or .jsonl file,
+                                                   # a folder, or hf:NAME[:SPLIT] (a Hugging Face dataset)
     train, val = train_val_split(stories, 0.1, seed=0)
 
 Modules, one idea each: ``bundled`` (where the corpora are), ``loading`` (reading text and HTML
-files, folders, JSONL and ``hf:`` datasets safely), ``cleaning`` (Unicode and whitespace), ``html``
-and ``web`` (readable text of pages and URLs), ``dedup`` (exact and near duplicates), ``split``,
-``stats``, ``collect`` (all of the above for ``fromzero data collect``), ``catalog``
-(``fromzero data list``), ``shards`` (a corpus tokenized once into memory-mapped token files)
-and ``prepare`` (choosing the tokenizer and writing the shards: ``fromzero data prepare``).
+files, folders and JSONL safely, with the one rule for the text of JSONL records), ``hf``
+(``hf:`` sources: Hugging Face datasets), ``settings`` (defaults the flags share), ``cleaning``
+(Unicode and whitespace), ``html`` and ``web`` (readable text of pages and URLs), ``dedup``
+(exact and near duplicates), ``split``, ``stats``, ``collect`` (all of the above for
+``fromzero data collect``), ``catalog`` (``fromzero data list``), ``shards`` (a corpus tokenized
+once into memory-mapped token files) and ``prepare`` (choosing the tokenizer and writing the
+shards: ``fromzero data prepare``).
 """
 
 from fromzero.lazy import lazy_exports
@@ -33,6 +35,7 @@ _EXPORTS = {
     "DOCUMENT_SEPARATOR": "loading",
     "load_documents": "loading",
     "load_jsonl": "loading",
+    "load_jsonl_documents": "loading",
     "load_text": "loading",
     "read_jsonl": "loading",
     "split_documents": "loading",

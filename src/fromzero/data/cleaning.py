@@ -17,8 +17,6 @@ _LINE_BREAKS = re.compile(r"\r\n|\r|\u2028|\u2029|\x0b|\x0c|\x85")
 # Spaces and tabs inside a line. "\s" would also match "\n", which we keep.
 _HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
-# Collected documents shorter than this are dropped: menus, captions and error pages, not prose.
-DEFAULT_MIN_CHARS = 100
 
 
 def _is_unwanted(char: str) -> bool:

@@ -1,4 +1,4 @@
-"""Building a text corpus from web pages, HTML files, text files and folders of them.
+"""Building a text corpus from web pages, HTML files, text and JSONL files and folders of them.
 
 :func:`collect` reads each source, extracts and cleans its text, drops documents too short to
 teach anything, removes exact and near duplicates across all sources, and reports what
@@ -16,19 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from fromzero.data.cleaning import DEFAULT_MIN_CHARS, clean_text
+from fromzero.data.cleaning import clean_text
 from fromzero.data.dedup import DedupResult, deduplicate
 from fromzero.data.loading import (
     DOCUMENT_SEPARATOR,
     HTML_SUFFIXES,
     FolderContent,
     existing_path,
+    is_jsonl_source,
+    load_jsonl_documents,
     read_file_text,
     read_folder,
     split_documents,
 )
 from fromzero.data.html import fetch_url_text
-from fromzero.data.web import DEFAULT_TIMEOUT, is_url
+from fromzero.data.settings import DEFAULT_MIN_CHARS, DEFAULT_TIMEOUT
+from fromzero.data.web import is_url
 from fromzero.errors import FromzeroError
 from fromzero.files import write_text
 
@@ -79,14 +82,19 @@ class Collection:
 
 
 def read_source(source: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[list[str], FolderContent | None]:
-    """The cleaned documents of one URL, HTML file, text file or folder of them, and for a
-    folder what :func:`~fromzero.data.loading.read_folder` found in it."""
+    """The cleaned documents of one URL, HTML file, text file, JSONL file (the ``text`` of each
+    record, as collect writes them) or folder of text and HTML files, and for a folder what
+    :func:`~fromzero.data.loading.read_folder` found in it."""
     if is_url(source):
         return [fetch_url_text(source, timeout=timeout)], None
     path = existing_path(source)
     folder = read_folder(path) if path.is_dir() else None
-    texts = list(folder.texts.values()) if folder else [read_file_text(path)]
-    documents = (clean_text(doc) for text in texts for doc in split_documents(text))
+    if folder is None and is_jsonl_source(path):
+        found = load_jsonl_documents(path)
+    else:
+        texts = list(folder.texts.values()) if folder else [read_file_text(path)]
+        found = [doc for text in texts for doc in split_documents(text)]
+    documents = (clean_text(doc) for doc in found)
     return [doc for doc in documents if doc], folder
 
 

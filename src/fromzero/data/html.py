@@ -15,7 +15,8 @@ import re
 from bs4 import BeautifulSoup, Comment, Doctype, NavigableString, ParserRejectedMarkup, ProcessingInstruction
 
 from fromzero.data.cleaning import clean_text
-from fromzero.data.web import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, fetch_url
+from fromzero.data.settings import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT
+from fromzero.data.web import fetch_url
 from fromzero.errors import CorruptFileError, InputError
 
 # Never content: code, styling, navigation, page chrome, forms and embedded objects.

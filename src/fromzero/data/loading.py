@@ -9,37 +9,38 @@ HTML files are the exception: they give their readable text (:mod:`fromzero.data
 A text corpus holds several *documents* separated by two blank lines, and paragraphs inside
 a document separated by one blank line; :func:`load_documents` splits on that convention.
 
-``hf:NAME`` sources are Hugging Face datasets (needs the ``datasets`` package), one document
-per row of a text column::
+JSONL (one JSON object per line: what ``fromzero data collect --out x.jsonl`` writes, the bundled
+Q&A corpora, most shared datasets) follows one rule in every command that reads text, so that
+a model never trains on the JSON syntax itself:
 
-    hf:roneneldan/TinyStories                       the train split, column "text"
-    hf:roneneldan/TinyStories:validation            another split ("train[:10%]" slices it)
-    hf:Salesforce/wikitext:config=wikitext-2-raw-v1 a dataset with several configurations
-    hf:./my_data:column=story                       a local folder (train.jsonl, *.parquet...)
-    hf:./stories.parquet                            one local data file, read as the train split
-    hf:HuggingFaceFW/fineweb-edu:rows=100000        only the first rows, streamed: nothing more
-                                                    is downloaded (for datasets too big to fetch)
+* a ``.jsonl`` file, or a part of a bundled JSONL corpus, is parsed, never read as plain text;
+* each record is one document: the string in its *text field*, ``text`` unless the command's
+  ``--text-field`` names another (an ``hf:`` dataset reads the same name as its column); a
+  record whose field is empty or ``null`` gives no document, like an empty row of a dataset;
+* a line that is not a JSON object, or a record without text in that field, is a *bad line*:
+  the first one stops with its line number, unless ``--skip-bad`` skips them all with a
+  warning that lists them;
+* when no record has the field at all, the error lists the fields the records do have.
 
-A folder written by ``Dataset.save_to_disk`` is read with ``datasets.load_from_disk``.
-Hub datasets are downloaded whole into the Hugging Face cache, then read from it offline.
+``hf:NAME`` sources are Hugging Face datasets, read by :mod:`fromzero.data.hf`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
 
+from rich.markup import escape
+
+from fromzero.console import console
 from fromzero.data.bundled import corpus_path, get_corpus, is_corpus_name
+from fromzero.data.hf import is_hf_source, load_hf_documents
 from fromzero.data.html import extract_text_from_html
-from fromzero.errors import CorruptFileError, FromzeroError, InputError, MissingFileError, OfflineError
-
-if TYPE_CHECKING:
-    import datasets
+from fromzero.data.settings import DEFAULT_TEXT_FIELD
+from fromzero.errors import CorruptFileError, FromzeroError, InputError, MissingFileError
 
 DOCUMENT_SEPARATOR = "\n\n\n"
 # Two or more blank lines (lines holding only spaces count as blank) end a document.
@@ -48,10 +49,7 @@ _DOCUMENT_BREAK = re.compile(r"\n(?:[ \t]*\n){2,}")
 _SNIFF_BYTES = 8192
 TEXT_SUFFIXES = (".txt",)
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
-HF_PREFIX = "hf:"
-HF_SYNTAX = "hf:NAME[:SPLIT][:column=NAME][:config=NAME][:rows=N]"
-# Fields of an hf: source are separated by colons, except colons inside a slice: "train[:10%]".
-_HF_FIELD_BREAK = re.compile(r":(?![^\[]*\])")
+JSONL_SUFFIX = ".jsonl"
 
 Source = str | os.PathLike
 
@@ -141,19 +139,18 @@ def read_folder(folder: Source) -> FolderContent:
     return content
 
 
-def load_text(source: Source) -> str:
-    """All the text of a bundled text corpus (``"stories"``), a file, a folder or an ``hf:`` dataset.
+def load_text(source: Source, text_field: str = DEFAULT_TEXT_FIELD, skip_bad: bool = False) -> str:
+    """All the text of a bundled corpus (``"stories"``), a file, a folder or an ``hf:`` dataset.
 
     A folder's ``.txt`` and HTML files (searched recursively, in sorted order) are joined with
     :data:`DOCUMENT_SEPARATOR`, so each file stays at least one document; the first file that
-    cannot be read stops with its error. Other files in the folder are ignored.
+    cannot be read stops with its error. Other files in the folder are ignored. The documents
+    of a JSONL file or an ``hf:`` dataset (``text_field`` and ``skip_bad``: see the module
+    docstring) are joined with :data:`DOCUMENT_SEPARATOR` too.
     """
-    if is_hf_source(source):
-        return DOCUMENT_SEPARATOR.join(load_hf_documents(str(source)))
+    if is_hf_source(source) or is_jsonl_source(source):
+        return DOCUMENT_SEPARATOR.join(load_documents(source, text_field, skip_bad))
     if is_corpus_name(source):
-        name = str(source).partition("/")[0]
-        if get_corpus(name).kind != "text":
-            raise InputError(f"{name} is a JSONL corpus; read it with load_jsonl({str(source)!r})")
         return read_text_file(corpus_path(str(source)))
     path = existing_path(source)
     if not path.is_dir():
@@ -169,19 +166,29 @@ def split_documents(text: str) -> list[str]:
     return [doc.strip() for doc in _DOCUMENT_BREAK.split(text) if doc.strip()]
 
 
-def load_documents(source: Source) -> list[str]:
+def load_documents(source: Source, text_field: str = DEFAULT_TEXT_FIELD, skip_bad: bool = False) -> list[str]:
     """The documents of ``source`` (anything :func:`load_text` reads), in order.
 
-    A row of an ``hf:`` dataset is one document, even if it holds blank lines.
+    A record of a JSONL file and a row of an ``hf:`` dataset are one document each, even if
+    they hold blank lines.
     """
     if is_hf_source(source):
-        return load_hf_documents(str(source))
+        return load_hf_documents(str(source), text_field)
+    if is_jsonl_source(source):
+        return load_jsonl_documents(source, text_field, skip_bad)
     return split_documents(load_text(source))
+
+
+def is_jsonl_source(source: object) -> bool:
+    """True for a path ending in ``.jsonl`` and for the bundled JSONL corpora and their parts."""
+    if is_corpus_name(source):
+        return get_corpus(str(source).partition("/")[0]).kind == "jsonl"
+    return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() == JSONL_SUFFIX
 
 
 @dataclass
 class BadLine:
-    """A JSONL line that could not be read as a JSON object, and why."""
+    """A JSONL line that could not be read as a record, and why."""
 
     line: int  # 1-based, as editors number lines
     reason: str
@@ -189,11 +196,12 @@ class BadLine:
 
 @dataclass
 class JsonlContent:
-    """What :func:`read_jsonl` found: the good records and the bad lines."""
+    """What :func:`read_jsonl` found: the good records (and the line of each) and the bad lines."""
 
     path: Path
     records: list[dict] = field(default_factory=list)
     bad_lines: list[BadLine] = field(default_factory=list)
+    record_lines: list[int] = field(default_factory=list)
 
 
 def _parse_line(raw: bytes) -> dict | str:
@@ -211,15 +219,27 @@ def _parse_line(raw: bytes) -> dict | str:
     return value
 
 
+def _jsonl_path(source: Source) -> Path:
+    """The file behind a path or a bundled corpus part such as ``"education_qa/train"``."""
+    path = corpus_path(str(source)) if is_corpus_name(source) else existing_path(source)
+    if path.is_dir() and is_corpus_name(source):  # a corpus in parts: reading all would mix train and test
+        parts = ", ".join(f"{source}/{part}" for part in get_corpus(str(source)).parts)
+        raise InputError(
+            f"{source} is a JSONL corpus in parts: name one of {parts} "
+            f"(`fromzero data stats {source}` shows their records and fields)"
+        )
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; expected a .jsonl file")
+    return path
+
+
 def read_jsonl(source: Source) -> JsonlContent:
     """Read every line of a JSONL file, keeping the bad lines aside instead of failing.
 
     ``source`` is a path or a bundled JSONL corpus part such as ``"education_qa/train"``.
     Blank lines are ignored. The file itself must exist, be text, and not be empty.
     """
-    path = corpus_path(str(source)) if is_corpus_name(source) else existing_path(source)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; expected a .jsonl file")
+    path = _jsonl_path(source)
     data = read_file_bytes(path)
     content = JsonlContent(path)
     for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
@@ -228,11 +248,26 @@ def read_jsonl(source: Source) -> JsonlContent:
         parsed = _parse_line(raw)
         if isinstance(parsed, dict):
             content.records.append(parsed)
+            content.record_lines.append(number)
         else:
             content.bad_lines.append(BadLine(number, parsed))
     if not content.records and not content.bad_lines:
         raise InputError(f"{path} is empty")
     return content
+
+
+def _check_bad_lines(path: Path, bad_lines: list[BadLine], skip_bad: bool) -> None:
+    """Stop at the first bad line, naming its number, or (``skip_bad``) warn and list them."""
+    if not bad_lines:
+        return
+    bad_lines = sorted(bad_lines, key=lambda bad: bad.line)
+    if not skip_bad:
+        first, more = bad_lines[0], len(bad_lines) - 1
+        also = f" (and {more} more bad line{'s' * (more > 1)})" if more else ""
+        raise CorruptFileError(f"{path}: line {first.line}: {first.reason}{also}; fix it, or skip bad lines with --skip-bad")
+    numbers = ", ".join(str(bad.line) for bad in bad_lines[:10])
+    more = ", ..." if len(bad_lines) > 10 else ""
+    console.print(f"[yellow]warning:[/] skipped {len(bad_lines)} bad line(s) in {escape(str(path))}: {numbers}{more}")
 
 
 def load_jsonl(source: Source, skip_bad: bool = False) -> list[dict]:
@@ -242,154 +277,31 @@ def load_jsonl(source: Source, skip_bad: bool = False) -> list[dict]:
     is true: then bad lines are skipped and reported as a warning on the console.
     """
     content = read_jsonl(source)
-    if content.bad_lines and not skip_bad:
-        first = content.bad_lines[0]
-        more = len(content.bad_lines) - 1
-        also = f" (and {more} more bad line{'s' * (more > 1)})" if more else ""
-        raise CorruptFileError(
-            f"{content.path}: line {first.line}: {first.reason}{also}; to skip bad lines use skip_bad=True "
-            "(--skip-bad on the command line)"
-        )
-    if content.bad_lines:
-        from rich.markup import escape
-
-        from fromzero.console import console
-
-        numbers = ", ".join(str(bad.line) for bad in content.bad_lines[:10])
-        more = ", ..." if len(content.bad_lines) > 10 else ""
-        console.print(
-            f"[yellow]warning:[/] skipped {len(content.bad_lines)} bad line(s) in {escape(str(content.path))}: "
-            f"{numbers}{more}"
-        )
+    _check_bad_lines(content.path, content.bad_lines, skip_bad)
     if not content.records:
         raise InputError(f"{content.path} holds no valid records")
     return content.records
 
 
-def is_hf_source(source: object) -> bool:
-    """True for ``"hf:NAME..."`` strings, the Hugging Face datasets :func:`load_documents` reads."""
-    return isinstance(source, str) and source.startswith(HF_PREFIX)
-
-
-@dataclass(frozen=True)
-class HfSource:
-    """The parts of an ``hf:`` source; ``split`` is None when the source names none."""
-
-    name: str
-    split: str | None = None
-    column: str = "text"
-    config: str | None = None
-    rows: int | None = None  # read only the first rows, streamed
-
-
-def parse_hf_source(source: str) -> HfSource:
-    """Parse ``hf:NAME[:SPLIT][:column=NAME][:config=NAME][:rows=N]``."""
-    name, *fields = _HF_FIELD_BREAK.split(source.removeprefix(HF_PREFIX))
-    options: dict[str, str] = {}
-    for text in fields:
-        key, equals, value = text.partition("=")
-        if not equals:  # a bare field is the split
-            key, value = "split", text
-        if key not in ("split", "column", "config", "rows") or key in options or not value:
-            raise InputError(f"{source!r} does not match {HF_SYNTAX}")
-        options[key] = value
-    if not name:
-        raise InputError(f"{source!r} names no dataset: write {HF_SYNTAX}")
-    rows = options.pop("rows", None)
-    if rows is not None and not (rows.isdigit() and int(rows) > 0):
-        raise InputError(f"rows={rows} in {source!r} must be a positive whole number")
-    return HfSource(name, **options, rows=None if rows is None else int(rows))
-
-
-def _one_line(err: BaseException) -> str:
-    """The message of a library error, whose lines we join: ours are always one line."""
-    return " ".join(str(err).split())
-
-
-def _saved_split(saved: datasets.Dataset | datasets.DatasetDict, hf: HfSource) -> datasets.Dataset:
-    """The chosen split of a ``save_to_disk`` folder: a saved Dataset is one split already."""
-    from datasets import DatasetDict
-
-    if not isinstance(saved, DatasetDict):
-        if hf.split:
-            raise InputError(f"{hf.name} holds a single saved split; leave out :{hf.split}")
-        rows = saved
-    else:
-        split = hf.split or "train"
-        if split not in saved:
-            raise InputError(f"{hf.name} has no split {split!r}; its splits are {', '.join(saved)}")
-        rows = saved[split]
-    return rows.select(range(min(hf.rows, len(rows)))) if hf.rows else rows
-
-
-def _load_hf_split(hf: HfSource) -> datasets.Dataset | datasets.IterableDataset:
-    """One split of a local or Hub dataset (its first ``hf.rows`` rows, streamed, when given)."""
-    import datasets
-
-    local = Path(hf.name).expanduser()  # a local folder or file; else hf.name is a Hub name
-    if hf.name.startswith((".", "/", "~")) and not local.exists():
-        raise MissingFileError(f"{local} does not exist")
-    if (local / "dataset_dict.json").is_file() or (local / "state.json").is_file():
-        return _saved_split(datasets.load_from_disk(str(local)), hf)
-    if local.is_file():  # one data file (.jsonl, .parquet, .csv...) is a dataset with a train split
-        path, data_files = str(local.parent), local.name
-    else:
-        path, data_files = (str(local) if local.exists() else hf.name), None
-    split = hf.split or "train"
-    if hf.rows:
-        return datasets.load_dataset(path, hf.config, data_files=data_files, split=split, streaming=True).take(hf.rows)
-    return datasets.load_dataset(path, hf.config, data_files=data_files, split=split)
-
-
-@contextlib.contextmanager
-def _hf_errors(hf: HfSource) -> Iterator[None]:
-    """Turn the errors of ``datasets`` into one-line fromzero errors (a streamed dataset raises
-    them while it is read, so reading happens inside this too)."""
-    import datasets
-
-    try:
-        yield
-    except FromzeroError:  # ours already say what is wrong (some are ValueErrors too)
-        raise
-    except ConnectionError as err:  # datasets' own error when the Hub is offline or unreachable
-        raise OfflineError(
-            f"cannot download dataset {hf.name!r} and it is not in the Hugging Face cache ({_one_line(err)}): "
-            "connect to the network with HF_HUB_OFFLINE unset, or give a local folder as hf:./FOLDER"
-        ) from None
-    except FileNotFoundError as err:
-        raise MissingFileError(f"dataset {hf.name!r}: {_one_line(err)}") from None
-    except ValueError as err:  # an unknown split or configuration
-        raise InputError(f"dataset {hf.name!r}: {_one_line(err)} (write {HF_SYNTAX})") from None
-    except datasets.exceptions.DatasetGenerationError as err:
-        raise CorruptFileError(f"dataset {hf.name!r} cannot be read: {_one_line(err.__cause__ or err)}") from None
-
-
-def load_hf_documents(source: str) -> list[str]:
-    """The non-empty values of the text column of an ``hf:`` dataset, stripped, in order."""
-    hf = parse_hf_source(source)
-    try:
-        import datasets
-    except ImportError:
-        raise InputError("hf: sources need the `datasets` package: pip install datasets") from None
-    with _hf_errors(hf):
-        rows = _load_hf_split(hf)
-        if rows.features is None:  # a streamed dataset whose columns are only known once read
-            rows = datasets.Dataset.from_list(list(rows))
-        return _text_column(rows, hf)
-
-
-def _text_column(rows: datasets.Dataset | datasets.IterableDataset, hf: HfSource) -> list[str]:
-    """The non-empty texts of the chosen column, after checking that it exists and holds text."""
-    import datasets
-
-    kinds = {name: getattr(feature, "dtype", type(feature).__name__) for name, feature in rows.features.items()}
-    if hf.column not in kinds:
-        columns = ", ".join(f"{name} ({kind})" for name, kind in kinds.items())
+def load_jsonl_documents(source: Source, text_field: str = DEFAULT_TEXT_FIELD, skip_bad: bool = False) -> list[str]:
+    """The text of each record of a JSONL file, stripped, in order (the rule is in the module docstring)."""
+    content = read_jsonl(source)
+    if content.records and not any(text_field in record for record in content.records):
+        fields = ", ".join(dict.fromkeys(name for record in content.records for name in record)) or "none"
         raise InputError(
-            f"dataset {hf.name!r} has no {hf.column!r} column; its columns are {columns}: "
-            "choose one by adding :column=NAME to the source"
+            f"{content.path}: no record has a {text_field!r} field (its fields: {fields}); "
+            "name the field that holds the text with --text-field NAME"
         )
-    if kinds[hf.column] not in ("string", "large_string"):
-        raise InputError(f"column {hf.column!r} of dataset {hf.name!r} holds {kinds[hf.column]}, not text")
-    texts = rows[hf.column] if isinstance(rows, datasets.Dataset) else (row[hf.column] for row in rows)
-    return [text.strip() for text in texts if text and text.strip()]
+    documents, bad_lines = [], list(content.bad_lines)
+    for line, record in zip(content.record_lines, content.records):
+        value = record.get(text_field)
+        if text_field not in record:
+            bad_lines.append(BadLine(line, f"the record has no {text_field!r} field"))
+        elif value is not None and not isinstance(value, str):
+            bad_lines.append(BadLine(line, f"{text_field!r} holds {type(value).__name__}, not text"))
+        elif value and value.strip():
+            documents.append(value.strip())
+    _check_bad_lines(content.path, bad_lines, skip_bad)
+    if not documents:
+        raise InputError(f"{content.path} holds no text in its {text_field!r} field")
+    return documents

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fromzero.data.loading import DOCUMENT_SEPARATOR, load_documents
+from fromzero.data.settings import DEFAULT_TEXT_FIELD
 from fromzero.data.shards import TokenShards, write_shards
 from fromzero.errors import InputError
 from fromzero.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
@@ -30,9 +31,19 @@ def build_tokenizer(spec: str, documents: list[str]) -> Tokenizer:
 
 
 def prepare(
-    source: str, tokenizer_spec: str, out: str | Path, val_fraction: float = 0.1, seed: int = 0, quiet: bool = False
+    source: str,
+    tokenizer_spec: str,
+    out: str | Path,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    quiet: bool = False,
+    text_field: str = DEFAULT_TEXT_FIELD,
+    skip_bad: bool = False,
 ) -> TokenShards:
-    """Tokenize a text source (see :func:`~fromzero.data.loading.load_documents`) into shards in ``out``."""
-    documents = load_documents(source)
+    """Tokenize a text source into shards in ``out``.
+
+    ``source``, ``text_field`` and ``skip_bad`` are read by :func:`~fromzero.data.loading.load_documents`.
+    """
+    documents = load_documents(source, text_field, skip_bad)
     tokenizer = build_tokenizer(tokenizer_spec, documents)
     return write_shards(tokenizer, documents, out, val_fraction, seed, quiet=quiet)

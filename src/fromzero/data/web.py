@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from email.message import Message
 
 from fromzero import __version__
+from fromzero.data.settings import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT
 from fromzero.errors import InputError, OfflineError
 
 TEXT_CONTENT_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_MAX_BYTES = 5_000_000
 
 
 @dataclass
