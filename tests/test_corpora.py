@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,7 @@ def test_data_list_and_stats_commands(capsys):
     assert set(listing) == set(CORPORA)
     assert listing["stories"]["counts"]["documents"] == len(load_documents("stories"))
     assert all(info["size_bytes"] > 0 and info["description"] for info in listing.values())
+    assert all(re.fullmatch(r"\d+ \(\d{4}-\d\d-\d\d\)", info["version"]) for info in listing.values()), listing
     assert main(["data", "list"]) == 0 and "education_qa" in capsys.readouterr().out
     assert main(["data", "stats", "stories"]) == 0
     assert "unique characters" in capsys.readouterr().out

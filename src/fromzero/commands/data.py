@@ -199,11 +199,12 @@ def run_list(args: argparse.Namespace) -> None:
         print(json.dumps([asdict(info) for info in corpora], indent=2, ensure_ascii=False))
         return
     table = Table(title="bundled corpora")
-    for column in ("name", "kind", "size", "items", "description"):
+    for column in ("name", "version", "kind", "size", "items", "description"):
         table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
     for info in corpora:
         items = ", ".join(f"{count:,} {part}" for part, count in info.counts.items())
-        table.add_row(info.name, info.kind, f"{info.size_bytes / 1024:,.0f} KB", items, escape(info.description))
+        table.add_row(info.name, info.version, info.kind, f"{info.size_bytes / 1024:,.0f} KB", items,
+                      escape(info.description))
     stdout.print(table)
 
 

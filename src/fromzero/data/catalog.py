@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fromzero.data.bundled import CORPORA, card_path, corpus_path
@@ -17,6 +18,7 @@ class CorpusInfo:
     size_bytes: int
     counts: dict[str, int]  # e.g. {"documents": 260} or {"train": 420, "test": 64}
     description: str  # the first line of the data card
+    version: str  # "2 (2026-12-04)": the card's "Version:" line, so results can name the data they used
 
 
 def card_description(name: str) -> str:
@@ -25,6 +27,12 @@ def card_description(name: str) -> str:
         if line.strip():
             return line.lstrip("#").strip()
     return ""
+
+
+def card_version(name: str) -> str:
+    """The ``Version: N (date)`` line of a corpus's data card ("" if it has none)."""
+    found = re.search(r"^Version:\s*(.+)$", card_path(name).read_text(encoding="utf-8"), re.M)
+    return found.group(1).strip() if found else ""
 
 
 def list_corpora() -> list[CorpusInfo]:
@@ -37,5 +45,6 @@ def list_corpora() -> list[CorpusInfo]:
         else:
             counts = {part: len(load_jsonl(path)) for part, path in paths.items()}
         size = sum(path.stat().st_size for path in paths.values())
-        infos.append(CorpusInfo(corpus.name, corpus.kind, size, counts, card_description(corpus.name)))
+        infos.append(CorpusInfo(corpus.name, corpus.kind, size, counts, card_description(corpus.name),
+                                card_version(corpus.name)))
     return infos
