@@ -36,6 +36,13 @@ def tinyshakespeare() -> Path:
     return _shared("tinyshakespeare/input.txt")
 
 
+@pytest.fixture(scope="session")
+def transformers():
+    """The transformers package, the reference many tests compare with; they skip without the hf extra,
+    while the tests that need no reference still run."""
+    return pytest.importorskip("transformers")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Point $FROMZERO_HOME at a fresh directory so tests never touch the user's cache."""

@@ -4,6 +4,8 @@ A random GPT-2 (vocab 1000, 3 layers, n_embd 64) is made with transformers, save
 ``save_pretrained`` and loaded into ours with ``GPT.from_pretrained``. Its weights are drawn with a
 large standard deviation (0.5) so the next-token scores are far apart: greedy decoding then wanders
 over many tokens instead of repeating one, and a match with transformers means something.
+The tests that need no comparison use ``ours``, the same shape made by fromzero alone, so they also
+run without the hf extra.
 """
 
 from __future__ import annotations
@@ -11,25 +13,31 @@ from __future__ import annotations
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
-
-from fromzero.errors import InputError  # noqa: E402
-from fromzero.generation import GenerationConfig, generate, stream  # noqa: E402
-from fromzero.models import GPT  # noqa: E402
+from fromzero.errors import InputError
+from fromzero.generation import GenerationConfig, generate, stream
+from fromzero.generation.stopping import finished_text
+from fromzero.models import GPT, GPTConfig
 
 VOCAB = 1000
+SHAPE = dict(n_embd=64, n_layer=3, n_head=4, initializer_range=0.5, bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(transformers, tmp_path_factory):
     """(transformers model, our model loaded from its save_pretrained directory)."""
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=128, n_embd=64, n_layer=3, n_head=4,
-                                     initializer_range=0.5, bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
+    config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=128, **SHAPE)
     hf = transformers.GPT2LMHeadModel(config).eval()
     directory = tmp_path_factory.mktemp("random_gpt2")
     hf.save_pretrained(directory)
     return hf, GPT.from_pretrained(directory).eval()
+
+
+@pytest.fixture(scope="module")
+def ours():
+    """A random GPT of the same shape and initialisation, made by fromzero alone."""
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=VOCAB, block_size=128, **SHAPE)).eval()
 
 
 def prompts(batch: int, length: int, seed: int = 0) -> torch.Tensor:
@@ -128,8 +136,7 @@ def test_beam_search_without_eos_and_with_padding_equals_transformers(models):
     assert torch.equal(got, expected)
 
 
-def test_beams_beat_greedy_on_total_log_probability(models):
-    _, ours = models
+def test_beams_beat_greedy_on_total_log_probability(ours):
     ids = prompts(1, 5, seed=6)
 
     def log_prob(sequence):
@@ -166,8 +173,7 @@ def test_beam_sampling_with_global_seed_equals_transformers(models):
     assert torch.equal(got, expected)
 
 
-def test_seeded_sampling_is_reproducible(models):
-    _, ours = models
+def test_seeded_sampling_is_reproducible(ours):
     ids = prompts(2, 5, seed=8)
 
     def run(seed, **kwargs):
@@ -199,8 +205,7 @@ class ByteTokenizer:
         raise NotImplementedError("the tests give prompts as ids")
 
 
-def test_stream_reassembles_and_never_splits_a_character(models):
-    _, ours = models
+def test_stream_reassembles_and_never_splits_a_character(ours):
     tokenizer = ByteTokenizer()
     prompt = prompts(1, 5, seed=9)[0].tolist()
     config = GenerationConfig(max_new_tokens=48, do_sample=True, seed=0)
@@ -226,8 +231,17 @@ class DigitTokenizer:
         return [int(word) for word in text.split()]
 
 
-def test_stop_strings_end_rows_and_are_cut_from_the_stream(models):
-    _, ours = models
+def test_finished_text_reads_a_row_up_to_eos_padding_or_a_stop_string():
+    tokenizer = DigitTokenizer()
+    config = GenerationConfig(eos_token_id=9, stop_strings=["3 4"])
+    assert finished_text(tokenizer, [1, 2, 9, 9, 9], config) == "1 2 "
+    assert finished_text(tokenizer, [1, 2, 3, 4, 5], config) == "1 2 "
+    assert finished_text(tokenizer, [1, 2, 3, 5], config) == "1 2 3 5 "
+    # beam search without a pad or eos id fills the shorter finished rows with -1
+    assert finished_text(tokenizer, [1, 2, -1, -1], GenerationConfig()) == "1 2 "
+
+
+def test_stop_strings_end_rows_and_are_cut_from_the_stream(ours):
     tokenizer = DigitTokenizer()
     ids = prompts(1, 5, seed=10)
     free = generate(ours, ids, GenerationConfig(max_new_tokens=30))[0, 5:].tolist()
@@ -241,8 +255,7 @@ def test_stop_strings_end_rows_and_are_cut_from_the_stream(models):
         generate(ours, ids, config)
 
 
-def test_decoding_uses_the_kv_cache(models):
-    _, ours = models
+def test_decoding_uses_the_kv_cache(ours):
     seen = []
     handle = ours.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[1]))
     try:
@@ -253,8 +266,7 @@ def test_decoding_uses_the_kv_cache(models):
     assert seen == [6] + [1] * 9 + [6] + [1] * 9
 
 
-def test_output_is_an_ordinary_tensor_and_model_mode_is_restored(models):
-    _, ours = models
+def test_output_is_an_ordinary_tensor_and_model_mode_is_restored(ours):
     ours.train()
     try:
         out = generate(ours, prompts(1, 4), GenerationConfig(max_new_tokens=3))
@@ -265,10 +277,9 @@ def test_output_is_an_ordinary_tensor_and_model_mode_is_restored(models):
     out[0, 0] = 1  # usable in place, e.g. as training data
 
 
-def test_generation_past_the_context_slides_the_window(models):
+def test_generation_past_the_context_slides_the_window(ours):
     """Past block_size, each token is the greedy choice given the window the engine keeps:
     when the window is full, its oldest quarter is dropped and the rest re-encoded."""
-    _, ours = models
     context = ours.config.block_size
     keep = context - context // 4
     prompt = prompts(1, 10, seed=4)
@@ -285,8 +296,7 @@ def test_generation_past_the_context_slides_the_window(models):
             assert int(logits.argmax()) == int(out[position]), position
 
 
-def test_bad_inputs_raise_input_errors(models):
-    _, ours = models
+def test_bad_inputs_raise_input_errors(ours):
     ids = prompts(2, 5)
     with pytest.raises(InputError, match="left"):
         generate(ours, ids, attention_mask=torch.tensor([[1, 1, 1, 1, 0]] * 2))
@@ -312,12 +322,11 @@ def test_bad_inputs_raise_input_errors(models):
 
 
 @pytest.mark.parametrize("mode,tolerance", [("bf16", 0.05), ("int8", 0.05)])
-def test_lighter_weights_stay_close_to_fp32(models, mode, tolerance):
+def test_lighter_weights_stay_close_to_fp32(ours, mode, tolerance):
     import copy
 
     from fromzero.generation.quantize import Int8Linear, PackedLinear, onednn_packing_works, quantize
 
-    _, ours = models
     light = quantize(copy.deepcopy(ours), mode)
     ids = prompts(4, 12, seed=11)
     with torch.inference_mode():

@@ -5,15 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
-from transformers.generation import logits_process as hf  # noqa: E402
-
-from fromzero.errors import InputError  # noqa: E402
-from fromzero.generation import GenerationConfig, build_processors  # noqa: E402
-from fromzero.generation import processors as ours  # noqa: E402
-from fromzero.generation.processors import apply_processors  # noqa: E402
+from fromzero.errors import InputError
+from fromzero.generation import GenerationConfig, build_processors
+from fromzero.generation import processors as ours
+from fromzero.generation.processors import apply_processors
 
 VOCAB = 1000
+
+
+@pytest.fixture(scope="module")
+def hf(transformers):
+    """transformers' logits processors, the reference."""
+    from transformers.generation import logits_process
+
+    return logits_process
 
 
 @pytest.fixture
@@ -27,14 +32,14 @@ def batch():
 
 
 @pytest.mark.parametrize("value", [0.3, 0.7, 1.5])
-def test_temperature_equals_hf(batch, value):
+def test_temperature_equals_hf(hf, batch, value):
     ids, scores = batch
     expected = hf.TemperatureLogitsWarper(value)(ids, scores.clone())
     assert torch.equal(ours.temperature(ids, scores, value), expected)
 
 
 @pytest.mark.parametrize("k,min_keep", [(1, 1), (5, 1), (50, 1), (1, 2), (VOCAB + 5, 1)])
-def test_top_k_equals_hf(batch, k, min_keep):
+def test_top_k_equals_hf(hf, batch, k, min_keep):
     ids, scores = batch
     expected = hf.TopKLogitsWarper(k, min_tokens_to_keep=min_keep)(ids, scores.clone())
     got = ours.top_k(ids, scores, k, min_keep)
@@ -43,7 +48,7 @@ def test_top_k_equals_hf(batch, k, min_keep):
 
 
 @pytest.mark.parametrize("p,min_keep", [(0.05, 1), (0.5, 1), (0.9, 1), (1.0, 1), (0.01, 3)])
-def test_top_p_equals_hf(batch, p, min_keep):
+def test_top_p_equals_hf(hf, batch, p, min_keep):
     ids, scores = batch
     expected = hf.TopPLogitsWarper(p, min_tokens_to_keep=min_keep)(ids, scores.clone())
     got = ours.top_p(ids, scores, p, min_keep)
@@ -54,14 +59,14 @@ def test_top_p_equals_hf(batch, p, min_keep):
 
 
 @pytest.mark.parametrize("p,min_keep", [(0.0, 1), (0.05, 1), (0.3, 1), (1.0, 1), (0.9, 4)])
-def test_min_p_equals_hf(batch, p, min_keep):
+def test_min_p_equals_hf(hf, batch, p, min_keep):
     ids, scores = batch
     expected = hf.MinPLogitsWarper(p, min_tokens_to_keep=min_keep)(ids, scores.clone())
     assert torch.equal(ours.min_p(ids, scores, p, min_keep), expected)
 
 
 @pytest.mark.parametrize("penalty", [0.7, 1.3, 2.0])
-def test_repetition_penalty_equals_hf(batch, penalty):
+def test_repetition_penalty_equals_hf(hf, batch, penalty):
     ids, scores = batch
     expected = hf.RepetitionPenaltyLogitsProcessor(penalty)(ids, scores.clone())
     got = ours.repetition_penalty(ids, scores, penalty)
@@ -71,7 +76,7 @@ def test_repetition_penalty_equals_hf(batch, penalty):
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
-def test_no_repeat_ngram_equals_hf(n):
+def test_no_repeat_ngram_equals_hf(hf, n):
     gen = torch.Generator().manual_seed(n)
     ids = torch.randint(0, 4, (5, 30), generator=gen)  # 4 symbols: n-grams repeat a lot
     scores = torch.randn(5, 50, generator=gen)
@@ -88,7 +93,7 @@ def test_no_repeat_ngram_bans_exactly_the_completing_tokens():
     assert torch.equal(ours.no_repeat_ngram(ids[:, :2], torch.zeros(1, 10), 3), torch.zeros(1, 10))
 
 
-def test_build_processors_chain_equals_hf_chain(batch):
+def test_build_processors_chain_equals_hf_chain(hf, batch):
     ids, scores = batch
     config = GenerationConfig(do_sample=True, temperature=0.8, top_k=40, top_p=0.9, min_p=0.02,
                               repetition_penalty=1.2, no_repeat_ngram_size=2)
@@ -107,7 +112,7 @@ def test_warpers_only_apply_when_sampling():
     assert len(build_processors(GenerationConfig(repetition_penalty=1.1))) == 1
 
 
-def test_defaults_match_transformers():
+def test_defaults_match_transformers(transformers):
     ours_default = GenerationConfig()
     defaults = getattr(transformers.GenerationConfig, "_get_default_generation_params", None)
     theirs = defaults() if defaults else vars(transformers.GenerationConfig())  # v5 / v4

@@ -10,8 +10,6 @@ import torch
 from fromzero.errors import InputError
 from fromzero.models import GPT, PRESETS, GPTConfig, KVCache
 
-transformers = pytest.importorskip("transformers")
-
 SMALL = dict(vocab_size=97, block_size=32, n_layer=3, n_head=4, n_embd=32)
 
 
@@ -25,7 +23,8 @@ def small_model(seed: int = 0, **overrides) -> GPT:
     return model
 
 
-def hf_twin(model: GPT, tmp_path) -> transformers.GPT2LMHeadModel:
+def hf_twin(transformers, model: GPT, tmp_path):
+    """The same model in transformers (from the ``transformers`` fixture)."""
     model.save_pretrained(tmp_path)
     return transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
 
@@ -85,9 +84,9 @@ def test_gpt2_initialisation_scales_residual_projections():
 # ----- forward: loss, dropout, attention paths -----
 
 
-def test_loss_equals_transformers_shifted_labels(tmp_path):
+def test_loss_equals_transformers_shifted_labels(transformers, tmp_path):
     model = small_model()
-    hf = hf_twin(model, tmp_path)
+    hf = hf_twin(transformers, model, tmp_path)
     ids = torch.randint(0, 97, (2, 16))
     targets = torch.cat([ids[:, 1:], torch.full((2, 1), -100)], dim=1)
     targets[0, 3] = -100
@@ -173,9 +172,9 @@ def test_cached_decoding_equals_uncached_at_every_step():
     torch.testing.assert_close(out.logits, full[:, 20:], atol=1e-5, rtol=1e-5)
 
 
-def test_cached_decoding_with_left_padding_equals_uncached(tmp_path):
+def test_cached_decoding_with_left_padding_equals_uncached(transformers, tmp_path):
     model = small_model()
-    hf = hf_twin(model, tmp_path)
+    hf = hf_twin(transformers, model, tmp_path)
     ids = torch.randint(0, 97, (3, 20))
     mask = torch.ones_like(ids)
     mask[0, :4] = 0
@@ -272,6 +271,10 @@ def test_model_info_cli_errors_are_one_line(capsys):
     assert main(["model", "info", "tiny", "--set", "n_layers=3"]) == 2
     assert "unknown GPTConfig field" in capsys.readouterr().err
     assert main(["model", "info", "tiny", "--set", "n_layer"]) == 2
+    capsys.readouterr()
+    assert main(["model", "info", "tiny", "--set", "n_layer=0"]) == 2
+    err = capsys.readouterr().err
+    assert "--set: n_layer must be a positive integer" in err and "GPTConfig." not in err
 
 
 def test_logits_to_keep_returns_the_last_positions_only():

@@ -19,8 +19,6 @@ from fromzero.nn import (
     scaled_dot_product_attention,
 )
 
-transformers = pytest.importorskip("transformers")
-
 
 def test_sinusoidal_matches_the_paper_formula():
     n_embd, positions = 16, torch.tensor([0, 1, 5, 37])
@@ -83,7 +81,7 @@ def test_multi_head_attention_fast_path_equals_explicit_path():
     assert not fast.isnan().any()
 
 
-def test_gelu_variants_match_transformers():
+def test_gelu_variants_match_transformers(transformers):
     from transformers.activations import ACT2FN
 
     x = torch.linspace(-6, 6, 1001)
@@ -94,17 +92,17 @@ def test_gelu_variants_match_transformers():
         FeedForward(8, 32, activation="relu")
 
 
-def _hf_block_config(activation):
+def _hf_block_config(transformers, activation):
     return transformers.GPT2Config(n_embd=32, n_head=4, n_layer=1, activation_function=activation,
                                    attn_implementation="eager")
 
 
 @pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
-def test_block_equals_transformers_gpt2_block(activation):
+def test_block_equals_transformers_gpt2_block(transformers, activation):
     from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
     torch.manual_seed(0)
-    reference = GPT2Block(_hf_block_config(activation), layer_idx=0).eval()
+    reference = GPT2Block(_hf_block_config(transformers, activation), layer_idx=0).eval()
     for param in reference.parameters():
         torch.nn.init.normal_(param, std=0.2)
     block = Block(32, 4, activation=activation).eval()

@@ -1,11 +1,13 @@
 """Loading and saving Hugging Face GPT-2 checkpoints, checked against transformers' GPT2LMHeadModel.
 
-Every model here is a random-weight transformers model saved into tmp_path: nothing is downloaded.
+Every model here is a random-weight model saved into tmp_path: nothing is downloaded. The tests that
+compare with transformers take the ``transformers`` fixture and skip without the hf extra.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -15,15 +17,13 @@ from fromzero.errors import CorruptFileError, InputError, MissingFileError, Offl
 from fromzero.models import GPT, GPTConfig
 from fromzero.models.pretrained import model_directory
 
-transformers = pytest.importorskip("transformers")
-
 SHAPES = {
     "gpt2-like": dict(vocab_size=211, n_positions=64, n_embd=64, n_layer=2, n_head=4),
     "distilgpt2-like": dict(vocab_size=300, n_positions=128, n_embd=96, n_layer=6, n_head=12),
 }
 
 
-def make_hf_model(seed: int = 0, **shape) -> transformers.GPT2LMHeadModel:
+def make_hf_model(transformers, seed: int = 0, **shape):
     """A transformers GPT-2 with every weight, bias and LayerNorm randomised (not just the init)."""
     torch.manual_seed(seed)
     config = transformers.GPT2Config(bos_token_id=0, eos_token_id=0, **shape)
@@ -53,8 +53,8 @@ def write_hub_style(model, directory, fmt: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def hf_models():
-    return {name: make_hf_model(seed=i, **shape) for i, (name, shape) in enumerate(SHAPES.items())}
+def hf_models(transformers):
+    return {name: make_hf_model(transformers, seed=i, **shape) for i, (name, shape) in enumerate(SHAPES.items())}
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_explicit_position_ids_match_a_plain_transformers_forward(saved):
     assert (ours[mask.bool()] - theirs[mask.bool()]).abs().max() < 1e-4
 
 
-def test_attention_weights_equal_transformers(saved):
+def test_attention_weights_equal_transformers(saved, transformers):
     _, directory = saved("distilgpt2-like")
     eager = transformers.GPT2LMHeadModel.from_pretrained(directory, attn_implementation="eager").eval()
     model = GPT.from_pretrained(directory)
@@ -128,7 +128,7 @@ def test_attention_weights_equal_transformers(saved):
 
 
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_save_pretrained_loads_in_transformers_with_identical_logits(saved, tmp_path, name):
+def test_save_pretrained_loads_in_transformers_with_identical_logits(saved, transformers, tmp_path, name):
     hf, directory = saved(name)
     model = GPT.from_pretrained(directory)
     out = tmp_path / "ours"
@@ -144,7 +144,7 @@ def test_save_pretrained_loads_in_transformers_with_identical_logits(saved, tmp_
     assert not list(out.glob("*.tmp"))
 
 
-def test_untied_head_and_exact_gelu_round_trip_through_transformers(tmp_path):
+def test_untied_head_and_exact_gelu_round_trip_through_transformers(transformers, tmp_path):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=16, tie_weights=False,
                           activation="gelu", n_inner=24)).eval()
@@ -161,8 +161,11 @@ def test_untied_head_and_exact_gelu_round_trip_through_transformers(tmp_path):
     assert torch.equal(again(ids).logits, model(ids).logits)
 
 
-@pytest.mark.parametrize("change", [dict(pos_encoding="sinusoidal"), dict(bias=False)])
-def test_fromzero_only_models_round_trip_and_transformers_refuses_them(tmp_path, change):
+FROMZERO_ONLY = [dict(pos_encoding="sinusoidal"), dict(bias=False)]
+
+
+@pytest.mark.parametrize("change", FROMZERO_ONLY)
+def test_fromzero_only_models_round_trip(tmp_path, change):
     torch.manual_seed(0)
     model = GPT(GPTConfig.preset("tiny", **change)).eval()
     model.save_pretrained(tmp_path)
@@ -172,6 +175,11 @@ def test_fromzero_only_models_round_trip_and_transformers_refuses_them(tmp_path,
     assert loaded.config == model.config
     ids = torch.randint(0, 256, (2, 10))
     assert torch.equal(loaded(ids).logits, model(ids).logits)
+
+
+@pytest.mark.parametrize("change", FROMZERO_ONLY)
+def test_transformers_refuses_fromzero_only_models(transformers, tmp_path, change):
+    GPT(GPTConfig.preset("tiny", **change)).save_pretrained(tmp_path)
     with pytest.raises((ValueError, KeyError)):
         transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
 
@@ -200,13 +208,23 @@ def test_unknown_names_and_missing_directories(tmp_path):
 
 
 def test_hub_names_say_clearly_when_offline(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     for name in ("distilgpt2", "someone/their-gpt"):
         with pytest.raises(OfflineError, match="HF_HUB_OFFLINE") as info:
             model_directory(name)
         assert name in str(info.value) and "local model directory" in str(info.value)
+
+
+@pytest.mark.parametrize("argv", [["generate", "--model", "distilgpt2", "--prompt", "Paris is"],
+                                  ["model", "info", "openai-community/gpt2"]])
+def test_hub_names_without_huggingface_hub_say_which_extra_to_install(argv, monkeypatch, capsys):
+    from fromzero.cli import main
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # the base install: no hf extra
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "fromzero[hf]"' in err and err.count("\n") == 1
 
 
 def test_missing_truncated_and_mismatched_checkpoints(saved):
@@ -262,3 +280,23 @@ def test_sharded_checkpoints_and_extra_heads_load(hf_models, tmp_path):
     save_file(state, str(extra / "model.safetensors"))
     with torch.no_grad():
         assert (GPT.from_pretrained(extra)(ids).logits - hf(ids).logits).abs().max() < 1e-4
+
+
+def test_checkpoint_weights_load_into_a_model_without_building_another(tmp_path, monkeypatch):
+    """Resuming reads the saved state dict and checks it by from_pretrained's rule; it builds no second GPT."""
+    from fromzero.training.checkpoint import load_weights
+
+    torch.manual_seed(0)
+    saved = GPT(GPTConfig.preset("tiny", tie_weights=False))
+    saved.save_pretrained(tmp_path)
+    target = GPT(GPTConfig.preset("tiny", tie_weights=False))
+    built = []
+    init = GPT.__init__
+    monkeypatch.setattr(GPT, "__init__", lambda self, config: built.append(config) or init(self, config))
+    load_weights(target, tmp_path)
+    assert built == []
+    ids = torch.randint(0, 256, (2, 10))
+    assert torch.equal(target(ids).logits, saved(ids).logits)
+    other = GPT(GPTConfig.preset("tiny", n_embd=32))
+    with pytest.raises(InputError, match=r"'transformer\.wte\.weight' has shape \(256, 64\), but the model"):
+        load_weights(other, tmp_path)

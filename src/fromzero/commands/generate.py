@@ -15,22 +15,28 @@ from fromzero.console import console
 
 DESCRIPTION = """\
 Continue --prompt with a model: a folder written by training or save_pretrained (it holds the
-tokenizer too), or a GPT-2-family name (gpt2, distilgpt2, gpt2-medium...; downloaded once).
+tokenizer too), or a GPT-2-family name (gpt2, distilgpt2, gpt2-medium...; downloaded once, which
+needs the hf extra: pip install "fromzero[hf]").
 
 Decoding: by default the next token is SAMPLED with temperature 0.8 from the 50 most likely
 (--top-k 50). --greedy (or --temperature 0) always takes the most likely token instead, and
---num-beams B > 1 runs (deterministic) beam search. Sampling prints its seed: pass --seed to
-repeat a run exactly.
+--num-beams B > 1 runs (deterministic) beam search. Like every sampling command of fromzero,
+generate draws a fresh seed and prints it; pass --seed to repeat a run exactly.
+
+Prompt: without --prompt (or with "") the model starts a new document, from what it saw between
+documents in training: <|endoftext|> for BPE models (like GPT-2's unconditional samples), the
+blank lines between stories for the character model. That start is not printed.
 
 Context: a model sees at most its context (1024 tokens for GPT-2, 128 characters for the course's
-mini GPT). A longer prompt is LEFT-truncated (its beginning is dropped) with a warning. Sampling and
-greedy decoding may write past the context: the window then slides and the oldest tokens are
-forgotten. Beam search needs prompt + --max-new-tokens to fit the context.
-An empty prompt ("") starts from <|endoftext|>, like GPT-2's unconditional samples.
+mini GPT). Of a longer prompt the model reads only the end (its beginning is dropped, with a
+warning); the output still shows the whole prompt. Sampling and greedy decoding may write past the
+context: the window then slides and the oldest tokens are forgotten. Beam search needs prompt +
+--max-new-tokens to fit the context.
 
 Examples:
+  fromzero generate --model out/mini-stories
+  fromzero generate --model out/mini-stories --prompt "The dragon" --greedy --repetition-penalty 1.3
   fromzero generate --model gpt2 --prompt "Once upon a time" --max-new-tokens 40 --stream
-  fromzero generate --model runs/stories --prompt "The dragon" --greedy --repetition-penalty 1.3
   fromzero generate --model distilgpt2 --prompt "Paris is" --num-beams 4 --num-return-sequences 2
 """
 
@@ -39,7 +45,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("generate", help="continue a prompt with a model (sampling, greedy, beam search)",
                               description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="model folder, or gpt2 / distilgpt2 / another GPT-2 hub name")
-    p.add_argument("--prompt", required=True, help="text to continue (\"\" = start from <|endoftext|>)")
+    p.add_argument("--prompt", default=None, help="text to continue (default, or \"\": start a new document)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate at most")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature: lower = safer, higher = more surprising, 0 = greedy")
@@ -59,7 +65,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="how many continuations to print (samples, or the best beams)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when this text is generated; may be repeated")
-    p.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: a fresh one, printed)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed for sampling (default: a fresh one, printed, so the run can be repeated)")
     p.add_argument("--greedy", action="store_true", help="no sampling: always take the most likely token")
     p.add_argument("--weights", choices=("fp32", "bf16", "int8"), default="fp32",
                    help="weights for inference: fp32 (full precision, packed for oneDNN, the fastest CPU kernel "
@@ -76,6 +83,7 @@ def run(args: Namespace) -> int:
     from fromzero.generation.config import GenerationConfig
     from fromzero.generation.prompts import fit_prompt, load_model_and_tokenizer
     from fromzero.generation.quantize import quantize
+    from fromzero.generation.streaming import check_streamable
 
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens,
@@ -91,7 +99,11 @@ def run(args: Namespace) -> int:
         num_return_sequences=args.num_return_sequences,
         stop_strings=args.stop,
         seed=args.seed,
-    ).validate()
+    )
+    if args.stream:
+        check_streamable(config)  # before the model is loaded, and before anything is printed
+    else:
+        config.validate()
     device = resolve_device(args.device)
     with console.status(f"loading {args.model}"):
         model, tokenizer = load_model_and_tokenizer(args.model)
@@ -104,43 +116,39 @@ def run(args: Namespace) -> int:
     eos = tokenizer.eot_id if tokenizer.eot_id is not None else model.config.eos_token_id
     config.eos_token_id = eos
     config.pad_token_id = eos
-    # beam search cannot slide the window, so its prompt must leave room for every new token
-    room = config.max_new_tokens if config.num_beams > 1 else 0
-    ids, dropped = fit_prompt(tokenizer, args.prompt, context, room)
-    if dropped:
-        console.print(f"[yellow]warning:[/] the prompt has {len(ids) + dropped} tokens; keeping its last {len(ids)} "
-                      f"to fit the model's context of {context}" + (f" with {room} new tokens" if room else ""))
+    prompt = fit_prompt(tokenizer, args.prompt or "", context, config)
+    if prompt.dropped:
+        reserved = context - len(prompt.ids)  # room kept for the new tokens (beam search)
+        console.print(f"[yellow]warning:[/] the prompt has {len(prompt.ids) + prompt.dropped} tokens; keeping its "
+                      f"last {len(prompt.ids)} to fit the model's context of {context}"
+                      + (f" with {reserved} new tokens" if reserved else ""))
     if args.stream:
-        return _print_stream(model, tokenizer, ids, config)
-    return _print_all(model, tokenizer, ids, config)
+        return _print_stream(model, tokenizer, prompt, config)
+    return _print_all(model, tokenizer, prompt, config)
 
 
-def _print_all(model, tokenizer, ids: list[int], config) -> int:
+def _print_all(model, tokenizer, prompt, config) -> int:
     import torch
 
     from fromzero.generation.generate import generate
-    from fromzero.generation.streaming import stop_index
+    from fromzero.generation.stopping import finished_text
 
     device = next(model.parameters()).device
-    output = generate(model, torch.tensor([ids], device=device), config, tokenizer=tokenizer)
+    output = generate(model, torch.tensor([prompt.ids], device=device), config, tokenizer=tokenizer)
     for i, row in enumerate(output.tolist()):
-        new = row[len(ids):]
-        if config.eos_token_id in new:  # finished rows end with eos, then padding
-            new = new[:new.index(config.eos_token_id)]
-        text = tokenizer.decode(new)
-        text = text[:stop_index(text, config.stop_strings)]
         if len(output) > 1:
             print(f"--- {i + 1} ---")
-        print(tokenizer.decode(ids) + text, flush=True)
+        print(prompt.text + finished_text(tokenizer, row[len(prompt.ids):], config), flush=True)
     return 0
 
 
-def _print_stream(model, tokenizer, ids: list[int], config) -> int:
+def _print_stream(model, tokenizer, prompt, config) -> int:
     from fromzero.generation.streaming import stream
 
-    sys.stdout.write(tokenizer.decode(ids))
+    pieces = stream(model, tokenizer, prompt.ids, config)  # checks everything before anything is printed
+    sys.stdout.write(prompt.text)
     sys.stdout.flush()
-    for piece in stream(model, tokenizer, ids, config):
+    for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")

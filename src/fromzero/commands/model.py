@@ -59,7 +59,10 @@ def run_info(args: argparse.Namespace) -> int:
 
     overrides = _parse_overrides(args.overrides)
     if args.model in PRESETS:
-        config = GPTConfig.preset(args.model, **overrides)
+        try:
+            config = GPTConfig.preset(args.model, **overrides)
+        except InputError as err:  # the preset exists: the error is in an override
+            raise InputError(f"--set: {err}") from None
     elif overrides:
         raise InputError("--set only applies to presets; a saved model's shape is fixed by its weights")
     else:

@@ -75,47 +75,66 @@ class GenerationConfig:
         return self.do_sample and self.temperature > 0
 
     def validate(self) -> GenerationConfig:
-        """Raise :class:`InputError` for an impossible setting; return self so calls can chain."""
+        """Raise :class:`InputError` for an impossible setting; return self so calls can chain.
+
+        Messages name each setting and its ``fromzero generate`` flag, so they help both callers.
+        """
         _check(_is_int(self.max_new_tokens) and self.max_new_tokens >= 1,
-               f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+               f"{with_flag('max_new_tokens')} must be an integer >= 1, got {self.max_new_tokens!r}")
         _check(_is_number(self.temperature) and self.temperature >= 0,
-               f"temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
+               f"{with_flag('temperature')} must be >= 0 (0 = greedy), got {self.temperature!r}")
         _check(self.top_k is None or (_is_int(self.top_k) and self.top_k >= 0),
-               f"top_k must be a non-negative integer or None, got {self.top_k!r}")
+               f"{with_flag('top_k')} must be a non-negative integer or None, got {self.top_k!r}")
         _check(_is_number(self.top_p) and 0 < self.top_p <= 1,
-               f"top_p must be in (0, 1], got {self.top_p!r}")
+               f"{with_flag('top_p')} must be in (0, 1], got {self.top_p!r}")
         _check(self.min_p is None or (_is_number(self.min_p) and 0 <= self.min_p <= 1),
-               f"min_p must be in [0, 1] or None, got {self.min_p!r}")
+               f"{with_flag('min_p')} must be in [0, 1] or None, got {self.min_p!r}")
         _check(_is_number(self.repetition_penalty) and self.repetition_penalty > 0,
-               f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty!r}")
+               f"{with_flag('repetition_penalty')} must be > 0 (1 = off), got {self.repetition_penalty!r}")
         _check(_is_int(self.no_repeat_ngram_size) and self.no_repeat_ngram_size >= 0,
-               f"no_repeat_ngram_size must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
+               f"{with_flag('no_repeat_ngram_size')} must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
         _check(_is_int(self.num_beams) and self.num_beams >= 1,
-               f"num_beams must be an integer >= 1, got {self.num_beams!r}")
+               f"{with_flag('num_beams')} must be an integer >= 1, got {self.num_beams!r}")
         _check(_is_number(self.length_penalty),
-               f"length_penalty must be a number, got {self.length_penalty!r}")
+               f"{with_flag('length_penalty')} must be a number, got {self.length_penalty!r}")
         _check(self.early_stopping in (True, False, "never"),
                f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
         _check(_is_int(self.num_return_sequences) and self.num_return_sequences >= 1,
-               f"num_return_sequences must be an integer >= 1, got {self.num_return_sequences!r}")
+               f"{with_flag('num_return_sequences')} must be an integer >= 1, got {self.num_return_sequences!r}")
         if self.num_beams > 1:
             _check(self.num_return_sequences <= self.num_beams,
-                   f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams "
-                   f"({self.num_beams})")
+                   f"{with_flag('num_return_sequences')} {self.num_return_sequences} cannot exceed "
+                   f"{with_flag('num_beams')} {self.num_beams}")
         else:
             _check(self.num_return_sequences == 1 or self.samples,
-                   "greedy decoding gives one sequence per prompt: use num_return_sequences=1, "
-                   "sampling (do_sample=True) or beam search (num_beams >= num_return_sequences)")
+                   f"greedy decoding gives one sequence per prompt: set {with_flag('num_return_sequences')} to 1, "
+                   f"sample (do_sample with a temperature > 0; the command line samples unless --greedy or "
+                   f"--temperature 0) or use beam search with {with_flag('num_beams')} >= num_return_sequences")
         _check(isinstance(self.stop_strings, (list, tuple))
                and all(isinstance(s, str) and s for s in self.stop_strings),
-               f"stop_strings must be a list of non-empty strings, got {self.stop_strings!r}")
+               f"{with_flag('stop_strings')} must be a list of non-empty strings, got {self.stop_strings!r}")
         _check(all(_is_int(i) and i >= 0 for i in self.eos_ids),
                f"eos_token_id must be a token id or a list of them, got {self.eos_token_id!r}")
         _check(self.pad_token_id is None or (_is_int(self.pad_token_id) and self.pad_token_id >= 0),
                f"pad_token_id must be a token id or None, got {self.pad_token_id!r}")
         _check(self.seed is None or _is_int(self.seed),
-               f"seed must be an integer or None, got {self.seed!r}")
+               f"{with_flag('seed')} must be an integer or None, got {self.seed!r}")
         return self
+
+
+# The ``fromzero generate`` flag of each setting that has one.
+FLAGS = {
+    "max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "top_k": "--top-k",
+    "top_p": "--top-p", "min_p": "--min-p", "repetition_penalty": "--repetition-penalty",
+    "no_repeat_ngram_size": "--no-repeat-ngram-size", "num_beams": "--num-beams",
+    "length_penalty": "--length-penalty", "num_return_sequences": "--num-return-sequences",
+    "stop_strings": "--stop", "seed": "--seed",
+}  # fmt: skip
+
+
+def with_flag(setting: str) -> str:
+    """``"top_p (--top-p)"``: a setting as a Python caller and a command-line user both recognise it."""
+    return f"{setting} ({FLAGS[setting]})"
 
 
 def _is_int(value: object) -> bool:

@@ -19,6 +19,7 @@ from fromzero.generation.engine import CachedDecoder
 from fromzero.generation.processors import build_processors
 from fromzero.generation.sampling import sample_steps
 from fromzero.generation.stopping import Decoder, StopCondition
+from fromzero.models.context import can_slide, check_prompt
 
 
 def generate(model: torch.nn.Module, input_ids: torch.Tensor, config: GenerationConfig | None = None,
@@ -35,7 +36,8 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, config: Generation
     The prompt must fit in the model's context (``block_size``); a longer one raises
     :class:`InputError` rather than silently forgetting its start. Greedy decoding and sampling of
     unpadded prompts may go on past the context: the window then slides (the oldest tokens are
-    forgotten, see :mod:`fromzero.generation.engine`). Beam search and padded batches must fit.
+    forgotten, see :mod:`fromzero.generation.engine`). Beam search and padded batches must fit
+    (the policy: :mod:`fromzero.models.context`).
     """
     config = (config or GenerationConfig()).validate()
     input_ids, attention_mask = check_inputs(model, input_ids, attention_mask, config)
@@ -102,16 +104,9 @@ def check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask
             raise InputError("every prompt must end with a real token: pad on the left "
                              "(tokenizer padding_side='left')")
     context = getattr(model_config, "block_size", None)
-    if context is None:
-        return input_ids, attention_mask
-    if input_ids.size(1) > context:
-        raise InputError(f"the prompt ({input_ids.size(1)} tokens) is longer than the model's context "
-                         f"of {context} tokens: keep only its last {context} tokens")
-    padded = attention_mask is not None and not bool(attention_mask.all())
-    if input_ids.size(1) + config.max_new_tokens > context and (config.num_beams > 1 or padded):
-        raise InputError(f"prompt ({input_ids.size(1)} tokens) + max_new_tokens ({config.max_new_tokens}) "
-                         f"exceeds the model's context of {context} tokens, and beam search and padded "
-                         "batches cannot slide the window: shorten the prompt or ask for fewer new tokens")
+    if context is not None:
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        check_prompt(input_ids.size(1), context, config.max_new_tokens, can_slide(config.num_beams, padded))
     return input_ids, attention_mask
 
 

@@ -6,10 +6,28 @@ fit a prompt into its context the same way, so that code lives here once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from fromzero.data.shards import separator_ids
 from fromzero.errors import InputError, MissingFileError
+from fromzero.generation.config import GenerationConfig
 from fromzero.models import GPT
+from fromzero.models.context import can_slide, prompt_room
 from fromzero.models.pretrained import model_directory
 from fromzero.tokenizers import Tokenizer, load_tokenizer
+
+
+@dataclass
+class Prompt:
+    """A prompt made ready for a model."""
+
+    ids: list[int]
+    """What the model reads: the prompt's tokens (its end, if it was too long), or the start of a
+    new document when the prompt is empty."""
+    text: str
+    """The whole prompt as the tokenizer reads it, to show before the continuation ("" when empty)."""
+    dropped: int
+    """How many tokens were cut from its start to fit the context."""
 
 
 def load_model_and_tokenizer(spec: str) -> tuple[GPT, Tokenizer]:
@@ -26,20 +44,32 @@ def load_model_and_tokenizer(spec: str) -> tuple[GPT, Tokenizer]:
     return model, tokenizer
 
 
-def fit_prompt(tokenizer: Tokenizer, prompt: str, context: int, max_new_tokens: int) -> tuple[list[int], int]:
-    """Encode ``prompt`` and left-truncate it so prompt + ``max_new_tokens`` fit the context.
+def fit_prompt(tokenizer: Tokenizer, prompt: str, context: int, config: GenerationConfig) -> Prompt:
+    """Encode ``prompt`` and keep the end of it that fits the context along with the new tokens.
 
-    Returns the ids and how many tokens were dropped from the start. An empty prompt starts
-    from ``<|endoftext|>``, the way GPT-2's unconditional samples do.
+    Only beam search needs room for every new token (see :mod:`fromzero.models.context`). An empty
+    prompt starts a new document (:func:`new_document`).
     """
-    if max_new_tokens >= context:
-        raise InputError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the "
-                         f"model's context of {context} tokens")
+    room = prompt_room(context, config.max_new_tokens, can_slide(config.num_beams, padded=False))
     ids = tokenizer.encode(prompt)
+    text = tokenizer.decode(ids)
     if not ids:
-        if tokenizer.eot_id is None:
-            raise InputError("the prompt is empty and this tokenizer has no <|endoftext|> to start from")
-        ids = [tokenizer.eot_id]
-    room = context - max_new_tokens
+        ids = new_document(tokenizer)
     dropped = max(0, len(ids) - room)
-    return ids[dropped:], dropped
+    return Prompt(ids[dropped:], text, dropped)
+
+
+def new_document(tokenizer: Tokenizer) -> list[int]:
+    """The ids a document starts after: those the model saw between documents in training.
+
+    That is ``<|endoftext|>`` for BPE models (how GPT-2's unconditional samples start) and the
+    corpus's blank-line separator for the character model, which has no such token.
+    """
+    try:
+        ids = separator_ids(tokenizer)
+    except InputError:  # a vocabulary without a newline
+        ids = []
+    if not ids:
+        raise InputError("the prompt is empty and this tokenizer has neither <|endoftext|> nor the blank lines "
+                         "between documents to start one from: give some text with --prompt")
+    return ids

@@ -37,25 +37,32 @@ from fromzero.errors import InputError
 MODES = ("fp32", "bf16", "int8")
 
 
-class PackedLinear(nn.Module):
-    """A Linear layer whose weight (fp32 or bf16) is prepacked for oneDNN and multiplied by it."""
+class InferenceLinear(nn.Module):
+    """What every converted Linear layer keeps of the original: its sizes and its bias (a buffer:
+    nothing here is trained)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        weight = linear.weight.detach().contiguous()
-        self.register_buffer("packed_weight", torch.ops.mkldnn._reorder_linear_weight(weight))
-        bias = None if linear.bias is None else linear.bias.detach().clone()
-        self.register_buffer("bias", bias)
         self.in_features = linear.in_features
         self.out_features = linear.out_features
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class PackedLinear(InferenceLinear):
+    """A Linear layer whose weight (fp32 or bf16) is prepacked for oneDNN and multiplied by it."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        weight = linear.weight.detach().contiguous()
+        self.register_buffer("packed_weight", torch.ops.mkldnn._reorder_linear_weight(weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.requires_grad and torch.is_grad_enabled():  # oneDNN's op has no backward: fail loudly
             raise InputError("a model with packed weights is for inference only; train the unpacked model")
         return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 @functools.cache
@@ -71,19 +78,15 @@ def onednn_packing_works(dtype: torch.dtype = torch.float32) -> bool:
     return bool(torch.allclose(y.float(), (x @ weight.t()).float(), atol=1e-2 if dtype == torch.bfloat16 else 1e-5))
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(InferenceLinear):
     """A Linear layer whose weight is stored as int8 rows times one bf16 scale per row."""
 
     def __init__(self, linear: nn.Linear):
-        super().__init__()
+        super().__init__(linear)
         weight = linear.weight.detach().float()
         scale = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
         self.register_buffer("qweight", torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8))
         self.register_buffer("scale", scale.to(torch.bfloat16))
-        bias = None if linear.bias is None else linear.bias.detach().clone()
-        self.register_buffer("bias", bias)
-        self.in_features = linear.in_features
-        self.out_features = linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
@@ -91,9 +94,6 @@ class Int8Linear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 def quantize(model: nn.Module, mode: str) -> nn.Module:
@@ -109,7 +109,8 @@ def quantize(model: nn.Module, mode: str) -> nn.Module:
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())  # GPUs have their own fast kernels
     if mode == "int8":
         if not on_cpu:
-            raise InputError("int8 weights are a CPU decoding mode: add --device cpu, or use --weights bf16 on a GPU")
+            raise InputError("int8 weights are a CPU decoding mode: move the model to the CPU (--device cpu), "
+                             "or use bf16 weights (--weights bf16) on a GPU")
         if not hasattr(torch, "_weight_int8pack_mm"):
             raise InputError(f"int8 weights need torch's _weight_int8pack_mm (torch >= 2.4); "
                              f"this is torch {torch.__version__}")

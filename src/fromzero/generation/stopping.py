@@ -3,11 +3,15 @@
 Stop strings are matched on the decoded text of the *generated* tokens only (never the prompt), so
 they work whatever way the tokenizer happened to split them: "\\nUser:" may arrive as one token or
 as four. A row is checked after every new token, so the first match is always caught.
+
+:func:`finished_text` is the other side: what a stopped row *reads as* (no eos token, no padding,
+nothing from the stop string on), for everything that prints or returns generated text.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from itertools import takewhile
+from typing import Protocol, Sequence
 
 import torch
 
@@ -46,3 +50,18 @@ class StopCondition:
                 text = self.tokenizer.decode(ids)
                 hit[row] |= any(stop in text for stop in self.stop_strings)
         return hit
+
+
+def stop_index(text: str, stop_strings: Sequence[str]) -> int | None:
+    """Index where the first stop string starts in ``text``, or None."""
+    found = [i for i in (text.find(stop) for stop in stop_strings) if i >= 0]
+    return min(found) if found else None
+
+
+def finished_text(tokenizer: Decoder, new_ids: Sequence[int], config: GenerationConfig) -> str:
+    """The text of a generated row (its new tokens only): up to its first eos token, which is not
+    text, and cut before its first stop string. Padding comes after eos, or after the stop string,
+    or is -1 where beam search had no token to pad with; none of it is read."""
+    eos = set(config.eos_ids)
+    text = tokenizer.decode(list(takewhile(lambda i: i not in eos and i >= 0, new_ids)))
+    return text[:stop_index(text, config.stop_strings)]

@@ -18,10 +18,11 @@ from typing import Iterator, Protocol
 import torch
 
 from fromzero.errors import InputError
-from fromzero.generation.config import GenerationConfig
+from fromzero.generation.config import GenerationConfig, with_flag
 from fromzero.generation.generate import check_inputs, eval_mode, start
 from fromzero.generation.processors import build_processors
 from fromzero.generation.sampling import sample_steps
+from fromzero.generation.stopping import finished_text
 
 REPLACEMENT = "\ufffd"
 
@@ -31,52 +32,52 @@ class TextTokenizer(Protocol):
     def decode(self, ids: list[int]) -> str: ...
 
 
-@torch.inference_mode()
 def stream(model: torch.nn.Module, tokenizer: TextTokenizer, prompt: str | list[int],
            config: GenerationConfig | None = None) -> Iterator[str]:
     """Yield the continuation of ``prompt`` (text or token ids) as text pieces, as they are made.
 
-    ``"".join(stream(...))`` equals decoding the generated tokens, without a final eos token and
-    cut before the first stop string.
+    ``"".join(stream(...))`` is the row's :func:`~fromzero.generation.stopping.finished_text`: the
+    generated tokens decoded, without a final eos token and cut before the first stop string.
     Works with greedy decoding and sampling (beam search only knows its answer at the end).
+    Every input is checked by this call, before the first piece is asked for, so a caller that
+    prints the prompt first never shows it followed by an error.
     """
-    config = (config or GenerationConfig()).validate()
-    if config.num_beams > 1 or config.num_return_sequences > 1:
-        raise InputError("streaming gives one sequence: use num_beams=1 and num_return_sequences=1")
+    config = check_streamable(config or GenerationConfig())
     ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
     if not ids:
         raise InputError("the prompt is empty: give at least one token of text to continue")
     device = next(model.parameters()).device
     input_ids, _ = check_inputs(model, torch.tensor([ids], device=device), None, config)
+    return _pieces(model, tokenizer, input_ids, config)
+
+
+def check_streamable(config: GenerationConfig) -> GenerationConfig:
+    """Validate ``config`` for streaming, which gives one sequence; return it."""
+    config.validate()
+    if config.num_beams > 1 or config.num_return_sequences > 1:
+        raise InputError(f"streaming gives one sequence: use {with_flag('num_beams')} 1 and "
+                         f"{with_flag('num_return_sequences')} 1")
+    return config
+
+
+@torch.inference_mode()
+def _pieces(model: torch.nn.Module, tokenizer: TextTokenizer, input_ids: torch.Tensor,
+            config: GenerationConfig) -> Iterator[str]:
     prompt_len = input_ids.size(1)
     with eval_mode(model):
         decoder, logits, prompt_ids, stop, generator = start(model, input_ids, None, config, tokenizer)
-        steps = sample_steps(decoder, logits, prompt_ids, config, build_processors(config), stop,
-                             generator)
         sent = 0
         text = ""
-        for sequences in steps:
-            new = sequences[0, prompt_len:].tolist()
-            if new[-1] in config.eos_ids:  # the row ends here; the eos token is not text
-                new.pop()
-            text = tokenizer.decode(new)
-            cut = stop_index(text, config.stop_strings)
-            if cut is not None:
-                text = text[:cut]
-                break
+        # the row's last step (eos, stop string or length) is the generator's last
+        for sequences in sample_steps(decoder, logits, prompt_ids, config, build_processors(config), stop,
+                                      generator):
+            text = finished_text(tokenizer, sequences[0, prompt_len:].tolist(), config)
             safe = _safe_end(text, config.stop_strings)
             if safe > sent:
                 yield text[sent:safe]
                 sent = safe
         if len(text) > sent:
             yield text[sent:]
-
-
-def stop_index(text: str, stop_strings: list[str]) -> int | None:
-    """Index where the first stop string starts in ``text``, or None."""
-    found = [text.find(stop) for stop in stop_strings]
-    found = [i for i in found if i >= 0]
-    return min(found) if found else None
 
 
 def _safe_end(text: str, stop_strings: list[str]) -> int:

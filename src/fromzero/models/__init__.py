@@ -2,6 +2,7 @@
 
 * :mod:`~fromzero.models.config`: :class:`GPTConfig` and its presets;
 * :mod:`~fromzero.models.gpt`: :class:`GPT` and the forward contract;
+* :mod:`~fromzero.models.context`: the context-length policy (what fits, what slides);
 * :mod:`~fromzero.models.kv_cache`: :class:`KVCache` for fast incremental decoding;
 * :mod:`~fromzero.models.pretrained`: reading and writing Hugging Face GPT-2 checkpoints.
 """

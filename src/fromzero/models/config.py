@@ -25,8 +25,9 @@ _GPT2_FAMILY = dict(
 PRESETS: dict[str, dict[str, Any]] = {
     # A 0.1M-parameter toy that trains in seconds on a laptop CPU.
     "tiny": dict(vocab_size=256, block_size=64, n_layer=2, n_head=2, n_embd=64, dropout=0.0),
-    # The course's ~1M-parameter character model (set vocab_size to your tokenizer's).
-    "mini": dict(vocab_size=256, block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.1),
+    # The course's ~1M-parameter character model (set vocab_size to your tokenizer's); no dropout,
+    # which trains it better at this size (fromzero.training.config).
+    "mini": dict(vocab_size=256, block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
     # OpenAI's GPT-2 family and Hugging Face's distilled GPT-2, with their released shapes.
     "gpt2": dict(_GPT2_FAMILY, n_layer=12, n_head=12, n_embd=768),
     "gpt2-medium": dict(_GPT2_FAMILY, n_layer=24, n_head=16, n_embd=1024),
@@ -69,11 +70,11 @@ class GPTConfig:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
             raise InputError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner < 1):
-            raise InputError(f"GPTConfig.n_inner must be a positive integer or None, got {self.n_inner!r}")
+            raise InputError(f"n_inner must be a positive integer or None, got {self.n_inner!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.pos_encoding not in POS_ENCODINGS:
@@ -108,11 +109,6 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
-
-    @property
-    def ffn_dim(self) -> int:
-        """Width of the feed-forward hidden layer."""
-        return self.n_inner or 4 * self.n_embd
 
     @property
     def hf_compatible(self) -> bool:

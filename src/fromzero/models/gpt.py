@@ -39,8 +39,9 @@ Forward contract (relied on by generation and training)::
 * ``logits_to_keep=k`` (optional extra, default 0 = all): compute logits for the last ``k``
   positions only, so ``out.logits`` is (B, k, V). Generation's prefill needs just the last one,
   and the output layer is the largest matmul (V x n_embd per position). Not with ``targets``.
-* Context policy: ``T_past + T`` must be at most ``block_size``; otherwise :class:`InputError`
-  (crop to the last ``block_size`` tokens yourself; generation does so for prompts).
+* Context: ``T_past + T`` must be at most ``block_size``; otherwise :class:`InputError` (crop to
+  the last ``block_size`` tokens yourself). The whole policy is in :mod:`fromzero.models.context`.
+* Every rule above is checked in one place, :meth:`GPT._check_inputs`, before any work is done.
 
 Fast paths: with no mask and no cache, attention uses SDPA's ``is_causal`` kernel (training);
 a one-token decoding step without padding needs no mask at all.
@@ -58,7 +59,9 @@ from torch import nn
 
 from fromzero.errors import InputError
 from fromzero.models.config import GPTConfig
+from fromzero.models.context import check_context
 from fromzero.models.kv_cache import KVCache
+from fromzero.models.pretrained import load_pretrained, save_pretrained
 from fromzero.nn import Block, LearnedPositionalEmbedding, SinusoidalPositionalEncoding, TokenEmbedding, causal_mask
 
 
@@ -151,32 +154,15 @@ class GPT(nn.Module):
         logits_to_keep: int = 0,
     ) -> GPTOutput:
         """Next-token logits for ``input_ids`` (B, T); see the module docstring for the contract."""
-        if input_ids.dim() != 2:
-            raise InputError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
-        if logits_to_keep and targets is not None:
-            raise InputError("logits_to_keep cannot be combined with targets: the loss needs every position")
-        batch, steps = input_ids.shape
+        self._check_inputs(input_ids, targets, attention_mask, position_ids, past_key_values, logits_to_keep)
+        steps = input_ids.size(1)
         cache = past_key_values
         if cache is None and use_cache:
-            cache = KVCache.for_model(self, batch)
+            cache = KVCache.for_model(self, input_ids.size(0))
         past = 0 if cache is None else cache.seq_len
-        total = past + steps
-        if total > self.config.block_size:
-            raise InputError(
-                f"{total} tokens ({past} cached + {steps} new) exceed the model's context of "
-                f"{self.config.block_size} (block_size); keep only the last {self.config.block_size} tokens"
-            )
-        if cache is not None and cache.batch_size != batch:
-            raise InputError(f"KV cache holds {cache.batch_size} rows but input_ids has {batch}")
-        if attention_mask is not None:
-            if tuple(attention_mask.shape) != (batch, total):
-                raise InputError(
-                    f"attention_mask must have shape (batch, cached + new) = ({batch}, {total}), "
-                    f"got {tuple(attention_mask.shape)}"
-                )
-            if bool(attention_mask.all()):
-                attention_mask = None  # nothing is padded: take the mask-free fast path
-        position_ids = self._positions(position_ids, attention_mask, batch, steps, past, input_ids.device)
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None  # nothing is padded: take the mask-free fast path
+        position_ids = self._positions(position_ids, attention_mask, steps, past, input_ids.device)
 
         try:
             tokens = self.transformer.wte(input_ids)
@@ -198,34 +184,63 @@ class GPT(nn.Module):
 
         loss = None
         if targets is not None:
-            if targets.shape != input_ids.shape:
-                raise InputError(f"targets must have the shape of input_ids {tuple(input_ids.shape)}, "
-                                 f"got {tuple(targets.shape)}")
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         return GPTOutput(logits, loss, cache, tuple(attentions) if output_attentions else None)
 
-    def _positions(
+    def _check_inputs(
         self,
+        input_ids: torch.Tensor,
+        targets: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        cache: KVCache | None,
+        logits_to_keep: int,
+    ) -> None:
+        """Raise :class:`InputError` for any input that breaks the forward contract (module docstring).
+
+        Token ids outside the vocabulary are caught by the embedding lookup itself, for free.
+        """
+        if input_ids.dim() != 2:
+            raise InputError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
+        batch, steps = input_ids.shape
+        past = 0 if cache is None else cache.seq_len
+        check_context(past + steps, self.config.block_size, f" ({past} cached + {steps} new)")
+        if cache is not None and cache.batch_size != batch:
+            raise InputError(f"KV cache holds {cache.batch_size} rows but input_ids has {batch}")
+        if attention_mask is not None and tuple(attention_mask.shape) != (batch, past + steps):
+            raise InputError(
+                f"attention_mask must have shape (batch, cached + new) = ({batch}, {past + steps}), "
+                f"got {tuple(attention_mask.shape)}"
+            )
+        if position_ids is not None:
+            if position_ids.shape[-1] != steps or position_ids.dim() > 2:
+                raise InputError(f"position_ids must have shape (batch, {steps}), got {tuple(position_ids.shape)}")
+            if self.config.pos_encoding == "learned" and (
+                bool((position_ids < 0).any()) or bool((position_ids >= self.config.block_size).any())
+            ):
+                raise InputError(f"position_ids must lie in 0..{self.config.block_size - 1} (block_size)")
+        if targets is not None:
+            if logits_to_keep:
+                raise InputError("logits_to_keep cannot be combined with targets: the loss needs every position")
+            if targets.shape != input_ids.shape:
+                raise InputError(f"targets must have the shape of input_ids {tuple(input_ids.shape)}, "
+                                 f"got {tuple(targets.shape)}")
+
+    @staticmethod
+    def _positions(
         position_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
-        batch: int,
         steps: int,
         past: int,
         device: torch.device,
     ) -> torch.Tensor:
         """Position of every new token: given, derived from the padding mask, or past..past+T-1."""
-        if position_ids is None:
-            if attention_mask is None:
-                return torch.arange(past, past + steps, device=device)
-            # Count real tokens: each row's first real token gets position 0 (like HF generate).
-            return (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)[:, past:]
-        if position_ids.shape[-1] != steps or position_ids.dim() > 2:
-            raise InputError(f"position_ids must have shape (batch, {steps}), got {tuple(position_ids.shape)}")
-        if self.config.pos_encoding == "learned" and (
-            bool((position_ids < 0).any()) or bool((position_ids >= self.config.block_size).any())
-        ):
-            raise InputError(f"position_ids must lie in 0..{self.config.block_size - 1} (block_size)")
-        return position_ids
+        if position_ids is not None:
+            return position_ids
+        if attention_mask is None:
+            return torch.arange(past, past + steps, device=device)
+        # Count real tokens: each row's first real token gets position 0 (like HF generate).
+        return (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)[:, past:]
 
     @staticmethod
     def _attention_mask(
@@ -258,15 +273,11 @@ class GPT(nn.Module):
 
         See :func:`fromzero.models.pretrained.load_pretrained`.
         """
-        from fromzero.models.pretrained import load_pretrained
-
-        return load_pretrained(name_or_dir, dtype=dtype, device=device, dropout=dropout)
+        return load_pretrained(cls, name_or_dir, dtype=dtype, device=device, dropout=dropout)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write config.json + model.safetensors in Hugging Face GPT-2 format (atomically).
 
         See :func:`fromzero.models.pretrained.save_pretrained`.
         """
-        from fromzero.models.pretrained import save_pretrained
-
         save_pretrained(self, directory)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from fromzero.errors import InputError
+from fromzero.models.context import check_context
 
 
 class KVCache:
@@ -72,8 +73,9 @@ class KVCache:
         """
         config = model.config
         max_len = config.block_size if max_len is None else max_len
-        if not 1 <= max_len <= config.block_size:
-            raise InputError(f"KV cache max_len must be in 1..{config.block_size} (block_size), got {max_len}")
+        if max_len < 1:
+            raise InputError(f"KV cache max_len must be at least 1, got {max_len}")
+        check_context(max_len, config.block_size, " for a KV cache (max_len)")
         weight = model.transformer.wte.weight
         return cls(
             config.n_layer,

@@ -24,16 +24,17 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from fromzero import __version__
 from fromzero.console import console
-from fromzero.errors import CorruptFileError, InputError, MissingFileError, OfflineError
+from fromzero.errors import CorruptFileError, FromzeroError, InputError, MissingFileError, OfflineError
 from fromzero.files import atomic_path, read_json, write_json
 from fromzero.models.config import GPTConfig
-from fromzero.models.gpt import GPT
 
 HUB_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 CONFIG_FILE = "config.json"
@@ -50,17 +51,23 @@ _TRANSFORMER_PARTS = ("wte.", "wpe.", "h.", "ln_f.")
 _MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+HF_EXTRA = 'pip install "fromzero[hf]"'
+
+Model = TypeVar("Model", bound=torch.nn.Module)
 
 
 def load_pretrained(
+    model_class: type[Model],
     name_or_dir: str | os.PathLike,
     *,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     dropout: float | None = None,
-) -> GPT:
-    """Load a GPT from a checkpoint directory or a hub name (``gpt2``, ``distilgpt2``, ``org/name``).
+) -> Model:
+    """Load a checkpoint directory or a hub name (``gpt2``, ``distilgpt2``, ``org/name``) into ``model_class``.
 
+    ``model_class`` is :class:`fromzero.models.GPT` (``GPT.from_pretrained`` passes itself), given
+    rather than imported so that this module and the model do not import each other.
     Weights are converted to ``dtype`` (default float32) and moved to ``device`` (default CPU).
     ``dropout`` overrides the checkpoint's dropout (GPT-2's is 0.1). The model is returned in
     eval mode; call ``.train()`` to fine-tune.
@@ -69,11 +76,10 @@ def load_pretrained(
     config = read_config(directory)
     if dropout is not None:
         config = GPTConfig.from_dict({**config.to_dict(), "dropout": dropout})
-    state = _to_fromzero_keys(read_weights(directory), config)
+    state = read_state(directory, config)
     with torch.device("meta"):
-        model = GPT(config)  # on "meta": shapes only, no memory, no random init
-    expected = model.state_dict()
-    _check_state(state, expected, directory)
+        model = model_class(config)  # on "meta": shapes only, no memory, no random init
+    check_state(state, model.state_dict(), f"the checkpoint in {directory}", expected_by="config.json")
     dtype = dtype or torch.float32
     state = {key: tensor.to(dtype=dtype, device=device or "cpu") for key, tensor in state.items()}
     model.load_state_dict(state, assign=True)
@@ -107,8 +113,11 @@ def _hub_offline() -> bool:
 
 def _download(repo_id: str) -> Path:
     """Fetch the config, weights and tokenizer files of ``repo_id`` (or find them in the HF cache)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+    try:  # an optional dependency (the hf extra): the base install reads local model folders only
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+    except ModuleNotFoundError:
+        raise InputError(f"{repo_id} comes from the Hugging Face hub, which needs the hf extra: {HF_EXTRA}") from None
 
     offline = _hub_offline()
     common = [CONFIG_FILE, "generation_config.json", "vocab.json", "merges.txt", "tokenizer*.json",
@@ -207,9 +216,6 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         return load_file(path)
     except (SafetensorError, OSError) as err:
@@ -224,6 +230,11 @@ def _read_pytorch_bin(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CorruptFileError(f"{path} does not hold a plain state dict of tensors")
     return state
+
+
+def read_state(directory: Path, config: GPTConfig) -> dict[str, torch.Tensor]:
+    """The checkpoint in ``directory`` as a state dict of our GPT with ``config``: keys renamed, layouts converted."""
+    return _to_fromzero_keys(read_weights(directory), config)
 
 
 def _to_fromzero_keys(state: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
@@ -248,15 +259,21 @@ def _to_fromzero_keys(state: dict[str, torch.Tensor], config: GPTConfig) -> dict
     return converted
 
 
-def _check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], directory: Path) -> None:
-    """Raise a clear error naming the first missing key or wrong shape; report ignored keys."""
+def check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str,
+                expected_by: str, error: type[FromzeroError] = CorruptFileError) -> None:
+    """Raise ``error`` naming the first missing weight or wrong shape; drop (and report) extra weights.
+
+    ``source`` names the checkpoint ("the checkpoint in DIR"), ``expected_by`` what sets the shapes
+    it should have: the checkpoint's own config.json (a mismatch means a damaged checkpoint), or a
+    model built elsewhere (a mismatch means the wrong checkpoint: an :class:`InputError`).
+    """
     for key, reference in expected.items():
         if key not in state:
-            raise CorruptFileError(f"checkpoint in {directory} has no weight {key!r} (config.json expects it)")
+            raise error(f"{source} has no weight {key!r} ({expected_by} expects it)")
         if state[key].shape != reference.shape:
-            raise CorruptFileError(
-                f"checkpoint in {directory}: {key!r} has shape {tuple(state[key].shape)}, "
-                f"but config.json implies {tuple(reference.shape)}"
+            raise error(
+                f"{source}: {key!r} has shape {tuple(state[key].shape)}, "
+                f"but {expected_by} expects {tuple(reference.shape)}"
             )
     extra = sorted(set(state) - set(expected))
     if extra:
@@ -300,10 +317,8 @@ def hf_config(config: GPTConfig, dtype: torch.dtype = torch.float32) -> dict[str
     return raw
 
 
-def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
-    """Write ``config.json`` and ``model.safetensors`` (HF GPT-2 key names and layout), each atomically."""
-    from safetensors.torch import save_file
-
+def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike) -> None:
+    """Write ``config.json`` and ``model.safetensors`` of a GPT (HF GPT-2 key names and layout), each atomically."""
     if not isinstance(model.lm_head, torch.nn.Linear):
         raise InputError("this model was converted for inference (fromzero.generation.quantize); "
                          "save the model as it was before the conversion")

@@ -12,10 +12,12 @@ the price is one extra LayerNorm at the very end of the model (``ln_f``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from fromzero.nn.attention import KeyValueStore, MultiHeadAttention
+from fromzero.nn.attention import MultiHeadAttention
 from fromzero.nn.feedforward import FeedForward
 
 
@@ -40,19 +42,13 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(n_embd, eps=layer_norm_epsilon, bias=bias)
         self.mlp = FeedForward(n_embd, n_inner or 4 * n_embd, activation=activation, bias=bias, dropout=dropout)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        *,
-        mask: torch.Tensor | None = None,
-        is_causal: bool = False,
-        cache: KeyValueStore | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns the new residual stream and the attention weights (None unless ``need_weights``)."""
-        attended, weights = self.attn(
-            self.ln_1(x), mask=mask, is_causal=is_causal, cache=cache, need_weights=need_weights
-        )
+    def forward(self, x: torch.Tensor, **attention: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the new residual stream and the attention weights (None unless ``need_weights``).
+
+        ``attention`` holds the keywords of :meth:`MultiHeadAttention.forward`: ``mask``,
+        ``is_causal``, ``cache``, ``need_weights``.
+        """
+        attended, weights = self.attn(self.ln_1(x), **attention)
         x = x + attended
         x = x + self.mlp(self.ln_2(x))
         return x, weights
