@@ -32,7 +32,7 @@ _EXPORTS = {
     "shingles": "dedup",
     "extract_text_from_html": "html",
     "fetch_url_text": "html",
-    "DOCUMENT_SEPARATOR": "loading",
+    "DOCUMENT_SEPARATOR": "settings",
     "load_documents": "loading",
     "load_jsonl": "loading",
     "load_jsonl_documents": "loading",

@@ -39,10 +39,9 @@ from fromzero.console import console
 from fromzero.data.bundled import corpus_path, get_corpus, is_corpus_name
 from fromzero.data.hf import is_hf_source, load_hf_documents
 from fromzero.data.html import extract_text_from_html
-from fromzero.data.settings import DEFAULT_TEXT_FIELD
+from fromzero.data.settings import DEFAULT_TEXT_FIELD, DOCUMENT_SEPARATOR
 from fromzero.errors import CorruptFileError, FromzeroError, InputError, MissingFileError
 
-DOCUMENT_SEPARATOR = "\n\n\n"
 # Two or more blank lines (lines holding only spaces count as blank) end a document.
 _DOCUMENT_BREAK = re.compile(r"\n(?:[ \t]*\n){2,}")
 # Binary formats almost always contain a zero byte early on; text never does.
@@ -256,18 +255,24 @@ def read_jsonl(source: Source) -> JsonlContent:
     return content
 
 
-def _check_bad_lines(path: Path, bad_lines: list[BadLine], skip_bad: bool) -> None:
-    """Stop at the first bad line, naming its number, or (``skip_bad``) warn and list them."""
+def check_bad_lines(path: Path, bad_lines: list[BadLine], skip_bad: bool, unit: str = "line") -> None:
+    """Stop at the first bad line, naming its number, or (``skip_bad``) warn and list them.
+
+    ``unit`` names what the numbers count: ``"record"`` for the records of a JSON list.
+    """
     if not bad_lines:
         return
     bad_lines = sorted(bad_lines, key=lambda bad: bad.line)
     if not skip_bad:
         first, more = bad_lines[0], len(bad_lines) - 1
-        also = f" (and {more} more bad line{'s' * (more > 1)})" if more else ""
-        raise CorruptFileError(f"{path}: line {first.line}: {first.reason}{also}; fix it, or skip bad lines with --skip-bad")
+        also = f" (and {more} more bad {unit}{'s' * (more > 1)})" if more else ""
+        raise CorruptFileError(
+            f"{path}: {unit} {first.line}: {first.reason}{also}; fix it, or skip bad {unit}s with --skip-bad"
+        )
     numbers = ", ".join(str(bad.line) for bad in bad_lines[:10])
     more = ", ..." if len(bad_lines) > 10 else ""
-    console.print(f"[yellow]warning:[/] skipped {len(bad_lines)} bad line(s) in {escape(str(path))}: {numbers}{more}")
+    console.print(f"[yellow]warning:[/] skipped {len(bad_lines)} bad {unit}(s) in {escape(str(path))}: {numbers}{more}",
+                  soft_wrap=True)  # a path cut across lines could not be copied
 
 
 def load_jsonl(source: Source, skip_bad: bool = False) -> list[dict]:
@@ -277,7 +282,7 @@ def load_jsonl(source: Source, skip_bad: bool = False) -> list[dict]:
     is true: then bad lines are skipped and reported as a warning on the console.
     """
     content = read_jsonl(source)
-    _check_bad_lines(content.path, content.bad_lines, skip_bad)
+    check_bad_lines(content.path, content.bad_lines, skip_bad)
     if not content.records:
         raise InputError(f"{content.path} holds no valid records")
     return content.records
@@ -301,7 +306,7 @@ def load_jsonl_documents(source: Source, text_field: str = DEFAULT_TEXT_FIELD, s
             bad_lines.append(BadLine(line, f"{text_field!r} holds {type(value).__name__}, not text"))
         elif value and value.strip():
             documents.append(value.strip())
-    _check_bad_lines(content.path, bad_lines, skip_bad)
+    check_bad_lines(content.path, bad_lines, skip_bad)
     if not documents:
         raise InputError(f"{content.path} holds no text in its {text_field!r} field")
     return documents

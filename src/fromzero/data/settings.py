@@ -1,7 +1,8 @@
 """Defaults that the data functions and the ``fromzero data`` flags share.
 
 They live in a module that imports nothing, so that building the command-line parser (which
-shows them in ``--help``) does not import the HTTP, HTML and NumPy code that uses them.
+shows them in ``--help``), or a module that only needs a constant, does not import the HTTP, HTML
+and NumPy code that uses them.
 """
 
 # Collected documents shorter than this are dropped: menus, captions and error pages, not prose.
@@ -11,3 +12,6 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 5_000_000
 # The field of a JSONL record (and the column of an hf: dataset) that holds its text.
 DEFAULT_TEXT_FIELD = "text"
+# Two blank lines end a document in the bundled corpora, in collected text files and between the
+# documents of a character model's token shards.
+DOCUMENT_SEPARATOR = "\n\n\n"

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fromzero.console import progress
-from fromzero.data.loading import DOCUMENT_SEPARATOR
+from fromzero.data.settings import DOCUMENT_SEPARATOR
 from fromzero.data.split import train_val_documents
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
 from fromzero.files import atomic_path, write_json

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from typing import Sequence, TypeVar
 
-from fromzero.data.loading import DOCUMENT_SEPARATOR
+from fromzero.data.settings import DOCUMENT_SEPARATOR
 from fromzero.errors import InputError
 
 T = TypeVar("T")
