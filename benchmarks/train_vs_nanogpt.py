@@ -146,15 +146,15 @@ def write_nanogpt_data(work: Path, tok: CharTokenizer, train: np.ndarray, val: n
 def run_fromzero(name: str, settings: dict, train: np.ndarray, val: np.ndarray, vocab: int, dtype: str,
                  check_every: int, target: float | None = None) -> Run:
     torch.manual_seed(1337)
-    config = TrainConfig(**settings, dtype=dtype, seed=1337, sample_tokens=0)
+    config = TrainConfig(**settings, block_size=MODEL["block_size"], dtype=dtype, seed=1337, sample_tokens=0)
     model = GPT(GPTConfig(vocab_size=vocab, activation="gelu", **MODEL))
-    trainer = Trainer(model, config, train, val, MODEL["block_size"], quiet=True)
+    trainer = Trainer(model, config, train, val, quiet=True)
     run = Run(name)
     step_times, clock = [], 0.0
 
     def measure(step: int) -> float:
         model.eval()
-        with trainer.autocast:
+        with trainer.precision.autocast:
             loss = whole_split_loss(lambda x, y: model(x, targets=y).loss.float(), val, MODEL["block_size"])
         model.train()
         run.curve[step] = loss

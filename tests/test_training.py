@@ -17,8 +17,9 @@ import torch
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
 from fromzero.training import checkpoint as ckpt
 from fromzero.training.batches import BatchPlan, Batches, WindowSampler
-from fromzero.training.config import TrainConfig, read_recipe
+from fromzero.training.config import TrainConfig
 from fromzero.training.optim import parameter_groups
+from fromzero.training.recipe import read_recipe
 from fromzero.training.schedule import CosineSchedule
 from fromzero.training.trainer import LossNotFiniteError, Trainer
 
@@ -57,7 +58,7 @@ def corpus(n: int = 4000, vocab: int = 16, seed: int = 0) -> np.ndarray:
 
 
 def config(**overrides) -> TrainConfig:
-    base = dict(batch_size=8, max_steps=30, lr=1e-2, warmup_steps=5, eval_interval=10,
+    base = dict(batch_size=8, block_size=16, max_steps=30, lr=1e-2, warmup_steps=5, eval_interval=10,
                 eval_batches=4, log_interval=5, sample_tokens=0, seed=3, dtype="float32")
     base.update(overrides)
     return TrainConfig(**base)
@@ -66,7 +67,7 @@ def config(**overrides) -> TrainConfig:
 def make_trainer(cfg: TrainConfig, out_dir=None, seed: int = 0) -> Trainer:
     torch.manual_seed(seed)
     data = corpus()
-    return Trainer(TinyLM(), cfg, data[:3600], data[3600:], block_size=16, out_dir=out_dir, quiet=True)
+    return Trainer(TinyLM(), cfg, data[:3600], data[3600:], out_dir=out_dir, quiet=True)
 
 
 # ---------------------------------------------------------------- schedule
@@ -222,14 +223,14 @@ def test_corrupt_or_missing_state_file_is_reported(saved_checkpoint):
 
 def test_checkpoint_of_another_model_shape_is_refused(saved_checkpoint):
     torch.manual_seed(0)
-    other = Trainer(TinyLM(width=32), config(), corpus()[:3600], corpus()[3600:], block_size=16, quiet=True)
+    other = Trainer(TinyLM(width=32), config(), corpus()[:3600], corpus()[3600:], quiet=True)
     with pytest.raises(InputError, match="shape"):
         other.resume(saved_checkpoint)
 
 
 # ---------------------------------------------------------------- config
 def test_config_rejects_bad_values_and_reads_recipes(tmp_path):
-    with pytest.raises(InputError, match="batch_size"):
+    with pytest.raises(InputError, match="--batch-size"):
         TrainConfig(batch_size=0)
     (tmp_path / "r.toml").write_text('lr = 3e-3\nblock-size = 64\n')
     assert read_recipe(tmp_path / "r.toml") == {"lr": 3e-3, "block_size": 64}

@@ -59,9 +59,9 @@ def tiny_trainer(out: Path | None = None) -> Trainer:
     torch.manual_seed(0)
     model = GPT(GPTConfig.preset("tiny", vocab_size=16, n_layer=1, n_embd=16, n_head=2, block_size=16))
     tokens = (np.arange(2000) % 16).astype(np.uint16)
-    config = TrainConfig(batch_size=4, max_steps=3, eval_interval=3, eval_batches=1, sample_tokens=0,
-                         dtype="float32", seed=5)
-    return Trainer(model, config, tokens[:1800], tokens[1800:], block_size=16, out_dir=out, quiet=True)
+    config = TrainConfig(batch_size=4, block_size=16, max_steps=3, eval_interval=3, eval_batches=1,
+                         sample_tokens=0, dtype="float32", seed=5)
+    return Trainer(model, config, tokens[:1800], tokens[1800:], out_dir=out, quiet=True)
 
 
 def rng_of_seed(seed: int) -> dict:

@@ -13,8 +13,7 @@ import torch
 
 from fromzero.cli import main
 from fromzero.models import GPT, GPTConfig
-from fromzero.training import metrics
-from fromzero.training import trainer as trainer_module
+from fromzero.training import runlog
 from fromzero.training.config import TrainConfig
 from fromzero.training.trainer import Trainer
 
@@ -39,9 +38,9 @@ def tiny_trainer(out: Path, **settings) -> Trainer:
     torch.manual_seed(0)
     model = GPT(GPTConfig.preset("tiny", vocab_size=16, n_layer=1, n_embd=16, n_head=2, block_size=16))
     tokens = (np.arange(2000) % 16).astype(np.uint16)
-    config = TrainConfig(batch_size=4, lr=1e-2, warmup_steps=2, eval_batches=1, sample_tokens=0,
+    config = TrainConfig(batch_size=4, block_size=16, lr=1e-2, warmup_steps=2, eval_batches=1, sample_tokens=0,
                          dtype="float32", tensorboard=True, **settings)
-    return Trainer(model, config, tokens[:1800], tokens[1800:], block_size=16, out_dir=out, quiet=True)
+    return Trainer(model, config, tokens[:1800], tokens[1800:], out_dir=out, quiet=True)
 
 
 def test_train_logs_loss_lr_and_speed_that_tensorboard_reads_back(word_corpus, tmp_path):
@@ -64,16 +63,16 @@ def test_train_logs_loss_lr_and_speed_that_tensorboard_reads_back(word_corpus, t
 
 
 def test_a_run_stopped_by_an_error_still_flushes_and_closes_its_logs(tmp_path, monkeypatch):
-    writers = []
+    writers, real_writer = [], runlog.tensorboard_writer
 
     def recording_writer(*args, **kwargs):
-        writers.append(metrics.tensorboard_writer(*args, **kwargs))
+        writers.append(real_writer(*args, **kwargs))
         return writers[-1]
 
     def full_disk(model):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(trainer_module, "tensorboard_writer", recording_writer)
+    monkeypatch.setattr(runlog, "tensorboard_writer", recording_writer)
     trainer = tiny_trainer(tmp_path, max_steps=20, log_interval=2, eval_interval=4)
     trainer.on_best = full_disk  # saving the best model at the first evaluation fails
     with pytest.raises(OSError, match="No space left"):

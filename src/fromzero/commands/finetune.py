@@ -1,4 +1,8 @@
-"""``fromzero finetune``: teach a pretrained model to answer. ``prepare`` checks and shows the data."""
+"""``fromzero finetune``: teach a pretrained model to answer.
+
+``prepare`` checks and shows the data, ``sft`` fine-tunes on question/answer examples (LoRA or the
+whole model), ``dpo`` tunes on preference pairs, ``merge`` adds an adapter into its base model.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +64,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--train-on-prompt", action="store_true",
                          help="compute the loss on the prompt too, not only on the answer")
     prepare.set_defaults(func=run_prepare)
+    _add_sft(actions)
+    _add_dpo(actions)
+    _add_merge(actions)
 
 
 def run_prepare(args: argparse.Namespace) -> None:
@@ -117,3 +124,139 @@ def run_prepare(args: argparse.Namespace) -> None:
             start = end
     stdout.print(f"\nfirst training example ({len(first)} tokens; dimmed: no loss):")
     stdout.print(shown)
+
+
+# ---------------------------------------------------------------- sft and dpo
+# The flags SFT and DPO share: (flag, type, default, help). Defaults are shown here because the
+# parser must not import the torch-heavy settings module; tests check they equal TuneConfig's.
+TUNE_FLAGS: list[tuple[str, type, object, str]] = [
+    ("--model", str, None, "the model to tune (not needed with --resume): a folder (from `fromzero train`, transformers or `finetune sft "
+                           "--lora-r 0`) or a hub name such as gpt2 or distilgpt2"),
+    ("--template", str, None, "qa (the default), alpaca or chat (chat adds special tokens: needs --lora-r 0)"),
+    ("--template-file", str, None, "your own template: text with {instruction}, optionally {input}, and {response}"),
+    ("--lora-r", int, 8, "LoRA rank; 0 fine-tunes every weight instead"),
+    ("--lora-alpha", float, 16, "LoRA alpha: the update is scaled by alpha / r"),
+    ("--lora-dropout", float, 0.05, "dropout on the LoRA input"),
+    ("--epochs", int, 3, "passes over the training examples"),
+    ("--warmup-steps", int, 50, "steps of linear learning-rate warmup (clamped when the run is shorter)"),
+    ("--batch-size", int, 8, "examples per micro-batch"),
+    ("--grad-accum", int, 1, "micro-batches accumulated per optimizer step"),
+    ("--max-length", int, None, "most tokens per example (default: the model's context length)"),
+    ("--eval-interval", int, None, "steps between validation losses and checkpoints (default: once per epoch)"),
+    ("--seed", int, 42, "seed of the train/validation split, the batches, the adapter's start and dropout"),
+    ("--val-fraction", float, 0.1, "share of the examples held out for validation"),
+    ("--device", str, "auto", "auto, cpu, cuda, cuda:N or mps"),
+    ("--dtype", str, "auto", "auto, float32, bfloat16 or float16"),
+    ("--out", str, None, "output folder: the adapter (or model), tokenizer, finetune.json, checkpoints, metrics"),
+]
+
+
+def _add_tune_flags(parser: argparse.ArgumentParser, data_help: str, lr: float) -> None:
+    parser.add_argument("--data", metavar="DATA", default=argparse.SUPPRESS, help=data_help)
+    for name, kind, default, text in TUNE_FLAGS:
+        shown = "" if default is None else f" (default: {default})"
+        parser.add_argument(name, type=kind, default=argparse.SUPPRESS, help=text + shown,
+                            required=name == "--out")
+    parser.add_argument("--lr", type=float, default=argparse.SUPPRESS, help=f"peak learning rate (default: {lr:g})")
+    parser.add_argument("--lora-targets", nargs="+", metavar="NAME", default=argparse.SUPPRESS,
+                        help="layers LoRA adapts: c_attn, c_proj, c_fc, attn.c_proj, mlp.c_proj ... (default: c_attn)")
+    parser.add_argument("--skip-bad", action="store_true", default=argparse.SUPPRESS,
+                        help="skip malformed records instead of stopping")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    mode.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+
+def _add_sft(actions: argparse._SubParsersAction) -> None:
+    sft = actions.add_parser(
+        "sft",
+        help="supervised fine-tuning on question/answer examples (LoRA or the whole model)",
+        description="Fine-tune a model to answer: the loss is on the answers (and the end-of-text token "
+        "after each, so the model learns to stop). Writes a LoRA adapter in PEFT's format (or, with "
+        "--lora-r 0, the whole model), the tokenizer and finetune.json (base model, template, settings) "
+        "into --out; the model with the best validation loss goes to OUT/best. Ctrl-C stops with a "
+        "checkpoint that --resume continues exactly.\n\n"
+        "examples:\n"
+        "  fromzero finetune sft --model out/mini-stories --out out/sft\n"
+        "  fromzero finetune sft --model distilgpt2 --data education_qa --epochs 3 --out out/sft-distilgpt2\n"
+        "  fromzero finetune sft --model gpt2 --data chats.jsonl --template chat --lora-r 0 --out out/chat",
+        formatter_class=HelpFormatter,
+    )
+    _add_tune_flags(sft, "education_qa (its train part; the default) or a .jsonl / .json file of records", 2e-4)
+    sft.add_argument("--train-on-prompt", action="store_true", default=argparse.SUPPRESS,
+                     help="compute the loss on the prompt too, not only on the answer")
+    sft.set_defaults(func=run_sft)
+
+
+def _add_dpo(actions: argparse._SubParsersAction) -> None:
+    dpo = actions.add_parser(
+        "dpo",
+        help="preference tuning (DPO/IPO) on prompt/chosen/rejected pairs, with LoRA",
+        description="Direct preference optimisation: raise the likelihood of each chosen answer above "
+        "the rejected one's, relative to the frozen starting model (the reference: the same weights "
+        "with the adapter being trained switched off, so no second copy is held). Logs the held-out "
+        "reward margin and preference accuracy at each evaluation. Start from an SFT result with "
+        "--adapter (its adapter is trained on; the reference is the SFT model).\n\n"
+        "examples:\n"
+        "  fromzero finetune dpo --model out/mini-stories --adapter out/sft --out out/dpo\n"
+        "  fromzero finetune dpo --model distilgpt2 --adapter out/sft-distilgpt2 --beta 0.1 --out out/dpo-distilgpt2",
+        formatter_class=HelpFormatter,
+    )
+    _add_tune_flags(dpo, "preferences (bundled; the default) or a .jsonl / .json file of prompt/chosen/rejected "
+                    "records", 5e-5)
+    dpo.add_argument("--adapter", metavar="DIR", default=argparse.SUPPRESS,
+                     help="an SFT adapter folder on --model to start from (and to use as the reference)")
+    dpo.add_argument("--beta", type=float, default=argparse.SUPPRESS,
+                     help="how far the model may move from the reference: small beta, weak pull back (default: 0.1)")
+    dpo.add_argument("--loss", default=argparse.SUPPRESS, metavar="KIND",
+                     help="sigmoid (DPO, the default) or ipo")
+    dpo.set_defaults(func=run_dpo)
+
+
+def _add_merge(actions: argparse._SubParsersAction) -> None:
+    merge = actions.add_parser(
+        "merge",
+        help="add a LoRA adapter into its base model: a plain model folder",
+        description="Merge a LoRA adapter (ours or PEFT's) into the weights of its base model and write a "
+        "plain Hugging Face-format model folder (config.json, model.safetensors) with the tokenizer, "
+        "which fromzero and transformers load like any GPT-2.\n\n"
+        "examples:\n"
+        "  fromzero finetune merge --model out/mini-stories --adapter out/sft --out out/sft-merged",
+        formatter_class=HelpFormatter,
+    )
+    merge.add_argument("--model", required=True, metavar="M", help="the base model: a folder or a hub name")
+    merge.add_argument("--adapter", required=True, metavar="DIR", help="the adapter folder (adapter_config.json ...)")
+    merge.add_argument("--out", required=True, metavar="DIR", help="the new model folder (must not hold files yet)")
+    merge.set_defaults(func=run_merge)
+
+
+def _given(args: argparse.Namespace, fields: list[str]) -> dict:
+    values = {name: value for name, value in vars(args).items() if name in fields}
+    if "lora_targets" in values:
+        values["lora_targets"] = tuple(values["lora_targets"])
+    return values
+
+
+def run_sft(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from fromzero.finetune.sft import SFTConfig, sft
+
+    values = _given(args, [f.name for f in dataclasses.fields(SFTConfig)])
+    sft(SFTConfig(**values), given=set(values), resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+
+
+def run_dpo(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from fromzero.finetune.dpo import DPOConfig, dpo
+
+    values = _given(args, [f.name for f in dataclasses.fields(DPOConfig)])
+    dpo(DPOConfig(**values), given=set(values), resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+
+
+def run_merge(args: argparse.Namespace) -> None:
+    from fromzero.finetune.run import merge_adapter
+
+    stdout.print(str(merge_adapter(args.model, args.adapter, args.out)))

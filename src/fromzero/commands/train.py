@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fromzero.commands.parsing import HelpFormatter
-from fromzero.training.config import TrainConfig, read_recipe
+from fromzero.training.config import TrainConfig
 
 # One flag per TrainConfig field: (field, type, help). Defaults come from TrainConfig.
 TRAIN_FLAGS: list[tuple[str, type, str]] = [
@@ -13,6 +13,7 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
                   ".txt/.html files, hf:NAME (see `fromzero data prepare --help`), or shards made by "
                   "`fromzero data prepare`"),
     ("tokenizer", str, "char (the corpus's characters), gpt2 (GPT-2's BPE), or bpe:DIR (a saved tokenizer)"),
+    ("text_field", str, "the field of a .jsonl file's records (or column of an hf: dataset) that holds the text"),
     ("val_fraction", float, "share of the documents (or of the text, if few) held out for validation"),
     ("batch_mode", str, "random: fresh random windows every step (nanoGPT); sequential: shuffled "
                         "non-overlapping windows, each used once per epoch"),
@@ -21,7 +22,7 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("n_head", int, "attention heads per block (overrides the preset)"),
     ("n_embd", int, "embedding width (overrides the preset)"),
     ("block_size", int, "context length in tokens (overrides the preset)"),
-    ("dropout", float, "dropout probability (overrides the preset)"),
+    ("dropout", float, "dropout probability (overrides the preset; the course's mini has none)"),
     ("batch_size", int, "sequences per micro-batch on each process"),
     ("grad_accum", int, "micro-batches accumulated per optimizer step"),
     ("max_steps", int, "optimizer steps to train for"),
@@ -89,6 +90,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from fromzero.training.recipe import read_recipe
     from fromzero.training.run import train
 
     fields = set(TrainConfig.field_names())

@@ -3,12 +3,15 @@
 Modules, in the order a run uses them (the token shards it reads are made by
 :mod:`fromzero.data.shards`):
 
+- :mod:`~fromzero.training.config`      every setting of a run (:mod:`~fromzero.training.recipe`: from a file)
 - :mod:`~fromzero.training.batches`     random or sequential windows, a pure function of the step
 - :mod:`~fromzero.training.schedule`    linear warmup + cosine decay to a floor
 - :mod:`~fromzero.training.optim`       AdamW with decay / no-decay parameter groups
-- :mod:`~fromzero.training.trainer`     the loop: accumulation, clipping, autocast, eval, samples
+- :mod:`~fromzero.training.precision`   bf16/fp16 autocast and fp16 loss scaling
+- :mod:`~fromzero.training.trainer`     the loop: accumulation, clipping, eval, Ctrl-C
 - :mod:`~fromzero.training.checkpoint`  exact-resume checkpoints, atomic and verified
-- :mod:`~fromzero.training.metrics`     metrics.jsonl, loss.png, TensorBoard, MFU
+- :mod:`~fromzero.training.runlog`      progress bar, metrics.jsonl, loss.png, TensorBoard, samples
+- :mod:`~fromzero.training.metrics`     tokens per second and MFU
 - :mod:`~fromzero.training.distributed` DDP under ``torchrun`` (single- and multi-node)
 - :mod:`~fromzero.training.run`         the whole job behind ``fromzero train``
 """
@@ -24,9 +27,10 @@ _EXPORTS = {
     "TrainConfig": "config",
     "TrainResult": "trainer",
     "Trainer": "trainer",
+    "TrainingInterrupted": "trainer",
     "latest_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
-    "read_recipe": "config",
+    "read_recipe": "recipe",
     "save_checkpoint": "checkpoint",
     "train": "run",
 }

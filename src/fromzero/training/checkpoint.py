@@ -6,10 +6,10 @@ depends on::
     model.safetensors + config.json   the weights (``model.save_pretrained`` output: a model dir)
     optimizer.safetensors             AdamW's tensors (moments, step counts), one entry per param
     optimizer.json                    its scalars and parameter-group layout (lr, betas, decay...)
-    trainer.json                      step, data position, best val loss, the run's settings, the
-                                      tokenizer id, the random-number-generator states (torch,
-                                      numpy, python, CUDA) of every process and a SHA-256
-                                      manifest of the files above
+    trainer.json                      step (also the data position), tokens seen, training time,
+                                      best val loss, the run's settings, the random-number-
+                                      generator states (torch, numpy, python, CUDA) of every
+                                      process and a SHA-256 manifest of the files above
 
 Batches are a pure function of the step (see :mod:`fromzero.training.batches`), so the step *is*
 the data position: no data-loader or batch-generator state needs saving. With weights, optimizer,
@@ -18,9 +18,9 @@ an uninterrupted one: on CPU the final weights are bitwise identical.
 
 Under DDP every process has its own generators (each draws its own dropout masks). Rank 0 gathers
 their states and stores them as a list, entry ``r`` for rank ``r``; on resume each rank restores
-its own entry. Checkpoints written before this list existed hold one bare state (rank 0's) and
-read as a list of one. A run resumed with another number of processes cannot continue exactly
-(its global batch changes too): see :meth:`fromzero.training.trainer.Trainer.resume`.
+its own entry (:func:`save_distributed`, :func:`resume_distributed`). Checkpoints written before
+this list existed hold one bare state (rank 0's) and read as a list of one. A run resumed with
+another number of processes cannot continue exactly (its global batch changes too).
 
 Atomicity: each file is written to a temporary name and renamed; the directory only counts once
 ``checkpoints/latest.json`` names it, and that pointer is itself replaced atomically. A run killed
@@ -40,11 +40,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, save_model
 
+from fromzero.console import console
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
 from fromzero.files import atomic_path, read_json, write_json
+from fromzero.models.pretrained import check_state, read_state
+from fromzero.training import distributed
 
 POINTER = "latest.json"
 TRAINER_FILE = "trainer.json"
@@ -63,7 +67,6 @@ class TrainerState:
     tokens_seen: int = 0
     elapsed_s: float = 0.0
     settings: dict = field(default_factory=dict)  # the run's TrainConfig as a dict
-    tokenizer: dict = field(default_factory=dict)  # TokenizerId as a dict
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -102,22 +105,18 @@ def save_weights(model: torch.nn.Module, directory: Path) -> None:
 
 
 def load_weights(model: torch.nn.Module, directory: Path) -> None:
-    """Copy the weights saved in ``directory`` into ``model`` (shapes must match)."""
-    if hasattr(type(model), "from_pretrained"):
-        saved = type(model).from_pretrained(directory)
-        state = saved.state_dict()
+    """Copy the weights saved in ``directory`` into ``model`` (names and shapes must match).
+
+    A GPT's file is read as a state dict, with the key conversion ``from_pretrained`` uses, and
+    checked by the same rule; no second model is built.
+    """
+    if hasattr(model, "save_pretrained"):
+        state = read_state(directory, model.config)
     else:
-        state = load_file(str(directory / WEIGHTS))
-    own = model.state_dict()
-    for name, tensor in own.items():
-        if name not in state:
-            raise InputError(f"the checkpoint in {directory} has no weight {name!r}: another model?")
-        if state[name].shape != tensor.shape:
-            raise InputError(
-                f"weight {name!r} in {directory} has shape {tuple(state[name].shape)}, the model "
-                f"expects {tuple(tensor.shape)}: the checkpoint was made with other settings"
-            )
-    model.load_state_dict({name: state[name] for name in own})
+        state = _load_safetensors(directory / WEIGHTS)
+    check_state(state, model.state_dict(), f"the checkpoint in {directory}",
+                expected_by="the model of this run's settings", error=InputError)
+    model.load_state_dict(state)
 
 
 # ----------------------------------------------------------------------------- optimizer
@@ -191,7 +190,6 @@ def save_checkpoint(
         "tokens_seen": state.tokens_seen,
         "elapsed_s": state.elapsed_s,
         "settings": state.settings,
-        "tokenizer": state.tokenizer,
         "rng": rng if rng is not None else [rng_states()],
         "files": manifest,
     }
@@ -221,19 +219,10 @@ def load_checkpoint(
     directory = Path(directory)
     if not directory.is_dir():
         raise MissingFileError(f"checkpoint directory {directory} does not exist")
-    record = read_json(directory / TRAINER_FILE)
+    state, record = _read_trainer_file(directory)
     try:
-        manifest = record["files"]
-        state = TrainerState(
-            step=int(record["step"]),
-            best_val_loss=record["best_val_loss"],
-            tokens_seen=int(record["tokens_seen"]),
-            elapsed_s=float(record["elapsed_s"]),
-            settings=record["settings"],
-            tokenizer=record["tokenizer"],
-        )
-        rng = record["rng"]
-    except (KeyError, TypeError, ValueError) as err:
+        manifest, rng = record["files"], record["rng"]
+    except KeyError as err:
         raise CorruptFileError(f"{directory / TRAINER_FILE} lacks a field ({err})") from err
     if isinstance(rng, dict):  # written before every rank's states were saved: rank 0's alone
         rng = [rng]
@@ -257,15 +246,70 @@ def load_checkpoint(
     return state, rng
 
 
-def saved_settings(directory: str | Path) -> dict:
-    """The run settings (a TrainConfig dict) stored in a checkpoint."""
-    record = read_json(Path(directory) / TRAINER_FILE)
-    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
-        raise CorruptFileError(f"{Path(directory) / TRAINER_FILE} holds no run settings")
-    return record["settings"]
+def saved_state(directory: str | Path) -> TrainerState:
+    """The step, counters and run settings of a checkpoint, without loading its tensors."""
+    return _read_trainer_file(Path(directory))[0]
+
+
+# ----------------------------------------------------------------------------- under DDP
+def save_distributed(
+    root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainerState,
+    dist: distributed.Distributed, keep: int = 1,
+) -> Path | None:
+    """Every rank calls this: rank 0 writes the checkpoint, with the RNG states of every rank.
+
+    The others wait until it is written, so no rank can run ahead and be killed (or finish) while
+    the checkpoint it belongs to is still half-made. Returns the directory on rank 0.
+    """
+    rng = distributed.gather_to_main(rng_states(), dist)
+    path = save_checkpoint(root, model, optimizer, state, keep=keep, rng=rng) if dist.is_main else None
+    distributed.barrier(dist)
+    return path
+
+
+def resume_distributed(
+    directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    dist: distributed.Distributed, seed: int,
+) -> TrainerState:
+    """Every rank calls this: restore weights, optimizer and this rank's RNG states.
+
+    With as many processes as the run that saved it, every rank continues its own random
+    streams and the run goes on exactly. With another number, ranks without a saved state get
+    a reproducible fresh seed (``seed + rank + 1000 * step``) and a warning says the run no
+    longer continues exactly.
+    """
+    state, rng = load_checkpoint(directory, model, optimizer)
+    if len(rng) != dist.world_size and dist.is_main:
+        console.print(
+            f"[yellow]warning:[/] {escape(str(directory))} holds the random-generator states of "
+            f"{len(rng)} process(es), this run has {dist.world_size}: it will not continue "
+            f"exactly as the saved run would have (ranks without a saved state start fresh random "
+            f"streams; another number of processes also changes the global batch)"
+        )
+    if dist.rank < len(rng):
+        set_rng_states(rng[dist.rank])
+    else:
+        torch.manual_seed(seed + dist.rank + 1000 * state.step)
+    return state
 
 
 # ----------------------------------------------------------------------------- helpers
+def _read_trainer_file(directory: Path) -> tuple[TrainerState, dict]:
+    """``trainer.json`` as a :class:`TrainerState` and the raw record (for its other fields)."""
+    record = read_json(directory / TRAINER_FILE)
+    try:
+        state = TrainerState(
+            step=int(record["step"]),
+            best_val_loss=record["best_val_loss"],
+            tokens_seen=int(record["tokens_seen"]),
+            elapsed_s=float(record["elapsed_s"]),
+            settings=dict(record["settings"]),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorruptFileError(f"{directory / TRAINER_FILE} lacks a field ({err})") from err
+    return state, record
+
+
 def _file_digest(path: Path) -> dict:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

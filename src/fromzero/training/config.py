@@ -8,25 +8,32 @@ At this size many small steps beat few big ones: after the same 2M characters, 1
 at lr 3e-3 without dropout reached a validation loss of 1.68, 32-row batches at lr 2e-3 with
 dropout 0.1 only 2.00 (measured on the stories).
 
-A recipe file holds any subset of the fields, with the same names as the dataclass (the CLI flag
-``--batch-size`` is the field ``batch_size``)::
+A recipe file (read by :mod:`fromzero.training.recipe`) holds any subset of the fields, with the
+same names as the dataclass (the CLI flag ``--batch-size`` is the field ``batch_size``)::
 
     # shakespeare.toml
     data = "input.txt"
     block_size = 256
     max_steps = 3000
     lr = 2e-3
+
+The model fields (``n_layer`` ... ``dropout``) left as None take the preset's values; ``fromzero
+train`` writes those values back into the config (:meth:`TrainConfig.with_model`) before anything
+reads it, so the trainer, the checkpoints and ``train_config.json`` all see the model's real
+context length and shape.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from fromzero.errors import CorruptFileError, InputError, MissingFileError
+from fromzero.data.settings import DEFAULT_TEXT_FIELD
+from fromzero.errors import InputError
+
+# Fields that override the preset when set (None: the preset's value).
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 
 
 @dataclass
@@ -34,6 +41,7 @@ class TrainConfig:
     # data and tokenizer
     data: str = "stories"  # bundled corpus name, .txt file, folder of .txt files, or shard dir
     tokenizer: str = "char"  # "char", "gpt2", or "bpe:DIR" (a saved tokenizer directory)
+    text_field: str = DEFAULT_TEXT_FIELD  # the field of .jsonl records (column of hf: data) holding the text
     val_fraction: float = 0.1
     batch_mode: str = "random"  # "random" windows, or "sequential" epochs over shuffled windows
     # model: a preset, optionally overridden field by field
@@ -42,7 +50,7 @@ class TrainConfig:
     n_head: int | None = None
     n_embd: int | None = None
     block_size: int | None = None
-    dropout: float | None = 0.0  # None keeps the preset's; 0 suits pretraining (as in nanoGPT)
+    dropout: float | None = None
     # optimisation
     batch_size: int = 16  # rows per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -66,7 +74,7 @@ class TrainConfig:
     # system
     seed: int = 1337
     device: str = "auto"  # "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", "mps"
-    dtype: str = "auto"  # "auto" (see trainer.autocast_dtype), "float32", "bfloat16", "float16"
+    dtype: str = "auto"  # "auto" (see precision.autocast_dtype), "float32", "bfloat16", "float16"
     compile: bool = False
     threads: int | None = None  # CPU threads; default: PyTorch's choice (physical cores)
     tensorboard: bool = False
@@ -76,15 +84,15 @@ class TrainConfig:
         positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_batches", "log_interval")
         for name in positive:
             if getattr(self, name) < 1:
-                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise InputError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
-            raise InputError(f"lr must be positive, got {self.lr}")
+            raise InputError(f"--lr must be positive, got {self.lr}")
         if self.warmup_steps < 0:
-            raise InputError(f"warmup_steps must be 0 or more, got {self.warmup_steps}")
+            raise InputError(f"--warmup-steps must be 0 or more, got {self.warmup_steps}")
         if self.batch_mode not in ("random", "sequential"):
-            raise InputError(f"batch_mode must be 'random' or 'sequential', got {self.batch_mode!r}")
+            raise InputError(f"--batch-mode must be random or sequential, got {self.batch_mode!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise InputError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+            raise InputError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
     @property
     def floor_lr(self) -> float:
@@ -105,39 +113,15 @@ class TrainConfig:
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
+    def with_model(self, model_config: Any) -> TrainConfig:
+        """This config with the model fields as ``model_config`` (a GPTConfig) has them."""
+        return self.replace(**{name: getattr(model_config, name) for name in MODEL_FIELDS})
 
-def read_recipe(path: str | Path) -> dict[str, Any]:
-    """Read a TOML, YAML or JSON recipe into a dict of TrainConfig fields (unknown keys refused)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"recipe file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib
-            values = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
 
-            values = yaml.safe_load(text) or {}
-        elif path.suffix == ".json":
-            values = json.loads(text)
-        else:
-            raise InputError(f"recipe {path} must end in .toml, .yaml, .yml or .json")
-    except InputError:
-        raise
-    except Exception as err:  # each parser has its own error class
-        raise CorruptFileError(f"cannot parse recipe {path}: {err}") from err
-    if not isinstance(values, dict):
-        raise CorruptFileError(f"recipe {path} must be a table of settings, not {type(values).__name__}")
-    values = {key.replace("-", "_"): value for key, value in values.items()}
-    unknown = sorted(set(values) - set(TrainConfig.field_names()))
-    if unknown:
-        raise InputError(f"recipe {path} has unknown settings: {', '.join(unknown)}")
-    return values
+def flag(name: str) -> str:
+    """The CLI flag of a field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+

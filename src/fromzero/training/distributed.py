@@ -24,16 +24,33 @@ node 0 (any free port); ``--batch-size`` stays the per-process micro-batch, so t
 node 0 can write; the other nodes read the data, which must exist at the same path on each, and
 with ``--resume`` every node also reads the checkpoint: use shared storage, or copy the output
 directory to every node before resuming.
+
+Leaving: :func:`teardown` must really end the process group, so that gloo's threads stop while
+Python is still running. A gloo worker frees a finished barrier when it gets round to it; the
+barrier holds the collectives before it (such as the gather of a checkpoint's random states),
+whose tensors belong to Python objects, so freeing them takes the GIL. On a loaded machine that
+happened during the interpreter's shutdown, where Python ends any thread asking for the GIL; a
+thread ended inside a C++ destructor aborts the process ("terminate called without an active
+exception", as a core dump showed). Two things kept the group alive past
+``destroy_process_group()``: ``torch.distributed.nn.functional``, imported at DDP's first use,
+stores the group of that moment as the default argument of its functions (so it is imported
+here, before any group exists); and a DDP model holds the group in a reference cycle, which
+:func:`teardown` collects first.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+if dist.is_available():  # builds without distributed support have no torch.distributed.nn
+    import torch.distributed.nn  # noqa: F401  (before init_process_group: see above)
 
 
 @dataclass(frozen=True)
@@ -80,8 +97,6 @@ def wrap(model: torch.nn.Module, info: Distributed, device: str) -> torch.nn.Mod
     """Wrap in DDP when running on several processes; otherwise return the model unchanged."""
     if not info.enabled:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     device_ids = [info.local_rank] if device.startswith("cuda") else None
     return DistributedDataParallel(model, device_ids=device_ids)
 
@@ -110,5 +125,7 @@ def barrier(info: Distributed) -> None:
 
 
 def teardown(info: Distributed) -> None:
+    """End the process group and its threads; call it when the run's models are gone."""
     if info.enabled and dist.is_initialized():
+        gc.collect()  # a DDP model waiting in a reference cycle still holds the group
         dist.destroy_process_group()

@@ -5,8 +5,10 @@
 1. join the process group if ``torchrun`` started us; pick the device; seed everything;
 2. check the output directory (new, ``--resume`` or ``--overwrite``; writable);
 3. make token shards under ``OUT/data`` (or open prepared ones) with the chosen tokenizer;
-4. build the GPT from a preset plus overrides, its vocabulary sized to the tokenizer;
-5. run :class:`~fromzero.training.trainer.Trainer` (resuming from the last checkpoint if asked);
+4. build the GPT from a preset plus overrides, its vocabulary sized to the tokenizer, and write
+   the model's shape back into the config, the one every later step reads;
+5. run :class:`~fromzero.training.trainer.Trainer` (resuming from the last checkpoint if asked;
+   Ctrl-C stops it with a checkpoint that ``--resume`` continues);
 6. write the final model dir: ``model.safetensors`` + ``config.json`` + tokenizer files, so
    ``GPT.from_pretrained(OUT)``, ``load_tokenizer(OUT)`` and ``fromzero generate --model OUT``
    work on it. The best model by validation loss is kept in ``OUT/best`` the same way.
@@ -23,24 +25,29 @@ Output directory layout::
 from __future__ import annotations
 
 import random
+import shlex
 import shutil
 import tempfile
+import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 
-from fromzero.console import console
+from fromzero.console import console, stdout
 from fromzero.data.prepare import build_tokenizer, prepare
 from fromzero.data.shards import TokenShards, check_length, check_tokenizer, is_shard_dir, load_shards
 from fromzero.devices import resolve_device
 from fromzero.errors import FromzeroError, InputError, MissingFileError
 from fromzero.files import write_json
+from fromzero.generation import GenerationConfig, generate
+from fromzero.models import GPT, GPTConfig
+from fromzero.tokenizers import Tokenizer, load_tokenizer
 from fromzero.training import distributed
-from fromzero.training.checkpoint import latest_checkpoint, saved_settings
-from fromzero.training.config import TrainConfig
-from fromzero.training.trainer import Trainer, TrainResult
+from fromzero.training.checkpoint import latest_checkpoint, saved_state
+from fromzero.training.config import MODEL_FIELDS, TrainConfig, flag
+from fromzero.training.trainer import Trainer, TrainingInterrupted, TrainResult
 
 # Settings that may differ when resuming; the rest define the run and must stay as saved.
 RESUMABLE_CHANGES = {
@@ -65,55 +72,71 @@ def train(
     """Run ``config``; ``given`` names the settings the user chose explicitly (for ``resume``)."""
     dist, device = distributed.setup(resolve_device(config.device))
     try:
-        out = Path(config.out)
-        # a new run into a new (or empty) directory that fails before training starts removes it
-        # again, so fixing a typo and re-running does not trip over a half-made run
-        fresh = not resume and dist.is_main and not (out.is_dir() and any(out.iterdir()))
-        try:
-            if resume:
-                config = _resumed_config(config, out, given or set())
-            elif dist.is_main:
-                _prepare_new_out_dir(out, overwrite)
-            distributed.barrier(dist)
-            if config.threads:
-                torch.set_num_threads(config.threads)
-            _seed_everything(config.seed)
-
-            tokenizer, shards = _data(config, out, dist, resume, quiet)
-            model = _build_model(config, tokenizer.vocab_size)
-            if dist.rank:  # every rank built the same weights; each now draws its own dropout masks
-                torch.manual_seed(config.seed + dist.rank)
-            check_length(shards, model.config.block_size)
-            trainer = Trainer(
-                model, config, shards.train, shards.val, model.config.block_size, out,
-                dist=dist, device=device, quiet=quiet,
-                sampler=_sampler(tokenizer, config, model.config.block_size, shards.separator),
-                on_best=lambda m: _save_model_dir(m, tokenizer, out / "best"),
-                extra_state={"tokenizer": shards.tokenizer_id.__dict__},
-            )
-        except FromzeroError:
-            if fresh and out.is_dir():
-                shutil.rmtree(out, ignore_errors=True)
-            raise
-        if resume:
-            trainer.resume(latest_checkpoint(out / "checkpoints"))
-            if not quiet and dist.is_main:
-                console.print(f"resuming {out} at step {trainer.step} of {config.max_steps}")
-        elif not quiet and dist.is_main:
-            _announce(config, model, shards, device, dist)
-        if dist.is_main:
-            write_json(out / "train_config.json", config.to_dict())
-        result = trainer.fit()
-        if dist.is_main:
-            _save_model_dir(trainer.raw_model, tokenizer, out)
-            if not quiet:
-                _summary(result, out)
-        # leave the process group together: a rank that tore down while rank 0 was still writing
-        # was sometimes aborted by gloo at exit ("terminate called without an active exception")
-        distributed.barrier(dist)
-        return result
+        return _run(config, dist, device, given or set(), resume, overwrite, quiet)
+    except BaseException as err:
+        traceback.clear_frames(err.__traceback__)  # free the run's objects (its DDP model) before teardown
+        raise
     finally:
-        distributed.teardown(dist)
+        distributed.teardown(dist)  # the run's objects are gone by now, so the process group ends here
+
+
+def _run(
+    config: TrainConfig, dist: distributed.Distributed, device: str, given: set[str], resume: bool,
+    overwrite: bool, quiet: bool,
+) -> TrainResult:
+    out = Path(config.out)
+    # a new run into a new (or empty) directory that fails or is interrupted before training
+    # starts removes it again, so re-running does not trip over a half-made run
+    fresh = not resume and dist.is_main and not (out.is_dir() and any(out.iterdir()))
+    try:
+        if resume:
+            config = _resumed_config(config, out, given)
+        elif dist.is_main:
+            _prepare_new_out_dir(out, overwrite)
+        distributed.barrier(dist)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        _seed_everything(config.seed)
+
+        tokenizer, shards = _data(config, out, dist, resume, quiet)
+        shape = gpt_config(config, tokenizer.vocab_size)
+        config = config.with_model(shape)  # from here on the config holds the model's real shape
+        model = GPT(shape)
+        if dist.rank:  # every rank built the same weights; each now draws its own dropout masks
+            torch.manual_seed(config.seed + dist.rank)
+        check_length(shards, config.block_size)
+        trainer = Trainer(
+            model, config, shards.train, shards.val, out, dist=dist, device=device, quiet=quiet,
+            sampler=_sampler(tokenizer, config, shards.separator),
+            on_best=lambda m: _save_model_dir(m, tokenizer, out / "best"),
+        )
+    except (FromzeroError, KeyboardInterrupt):
+        if fresh and out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if resume:
+        trainer.resume(latest_checkpoint(out / "checkpoints"))
+        if not quiet and dist.is_main:
+            console.print(f"resuming {out} at step {trainer.step} of {config.max_steps}")
+    elif not quiet and dist.is_main:
+        _announce(config, model, shards, device, dist)
+    if dist.is_main:
+        write_json(out / "train_config.json", config.to_dict())
+    try:
+        result = trainer.fit()
+    except TrainingInterrupted as stop:
+        console.print(
+            f"stopped at step {stop.step} of {config.max_steps}; checkpoint saved in "
+            f"{escape(str(stop.checkpoint))}. Continue with: fromzero train --resume --out "
+            f"{escape(shlex.quote(str(out)))}", soft_wrap=True,
+        )
+        raise
+    if dist.is_main:
+        _save_model_dir(trainer.raw_model, tokenizer, out)
+        if not quiet:
+            _summary(result, out, _hint_prompt(tokenizer, shards, config))
+    distributed.barrier(dist)  # every rank waits for rank 0's files before any leaves
+    return result
 
 
 # ---------------------------------------------------------------- output directory
@@ -122,6 +145,11 @@ def _prepare_new_out_dir(out: Path, overwrite: bool) -> None:
         raise InputError(f"--out {out} is a file; give a directory")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
+            if latest_checkpoint(out / "checkpoints") is None:
+                raise InputError(
+                    f"{out} already holds files but no checkpoint, so there is no run to --resume; "
+                    f"pass --overwrite to replace the files a run writes, or choose another --out"
+                )
             raise InputError(
                 f"{out} already holds files; pass --resume to continue that run, --overwrite to "
                 f"replace it, or choose another --out"
@@ -145,12 +173,20 @@ def _check_writable(out: Path) -> None:
 
 
 def _resumed_config(config: TrainConfig, out: Path, given: set[str]) -> TrainConfig:
-    """The settings saved with the run, plus the explicitly given ones that may change."""
+    """The settings saved with the run, plus the explicitly given ones that may change.
+
+    Everything is checked before anything is written: resuming a finished run changes nothing.
+    """
     checkpoint = latest_checkpoint(out / "checkpoints")
     if checkpoint is None:
-        raise MissingFileError(f"{out} has no checkpoint to resume; start without --resume")
-    _check_writable(out)
-    saved = TrainConfig(**saved_settings(checkpoint))
+        if out.is_dir() and any(out.iterdir()):
+            raise MissingFileError(
+                f"{out} has no checkpoint to resume; start the run again with --overwrite (it "
+                f"replaces only the files a run writes) or choose another --out"
+            )
+        raise MissingFileError(f"{out} has no checkpoint to resume; start a new run without --resume")
+    state = saved_state(checkpoint)
+    saved = TrainConfig(**state.settings)
     changes = {}
     for name in sorted(given):
         value = getattr(config, name)
@@ -158,23 +194,28 @@ def _resumed_config(config: TrainConfig, out: Path, given: set[str]) -> TrainCon
             continue
         if name not in RESUMABLE_CHANGES:
             raise InputError(
-                f"--{name.replace('_', '-')} was {getattr(saved, name)!r} in the run being resumed; "
+                f"{flag(name)} was {getattr(saved, name)!r} in the run being resumed; "
                 f"it cannot change to {value!r} (start a new run with --overwrite or another --out)"
             )
         changes[name] = value
     if "max_steps" in changes and saved.decay_steps is None:
         changes["decay_steps"] = saved.max_steps  # the cosine already run keeps its shape
     changes["out"] = str(out)  # the directory may have been moved since
-    return saved.replace(**changes)
+    resumed = saved.replace(**changes)
+    if state.step >= resumed.max_steps:
+        raise InputError(
+            f"the run in {out} is finished ({state.step} steps of --max-steps {resumed.max_steps}); "
+            f"to train it longer pass --resume --max-steps N with N > {state.step}"
+        )
+    _check_writable(out)
+    return resumed
 
 
 # ---------------------------------------------------------------- data and tokenizer
 def _data(
     config: TrainConfig, out: Path, dist: distributed.Distributed, resume: bool, quiet: bool
-) -> tuple[Any, TokenShards]:
+) -> tuple[Tokenizer, TokenShards]:
     """Open shards (prepared ones, or made from --data under OUT/data) and their tokenizer."""
-    from fromzero.tokenizers import load_tokenizer
-
     if is_shard_dir(config.data):
         shards = load_shards(config.data)
         tokenizer = load_tokenizer(config.data)
@@ -183,30 +224,22 @@ def _data(
         return tokenizer, shards
     shard_dir = out / "data"
     if not (resume and is_shard_dir(shard_dir)) and dist.is_main:
-        prepare(config.data, config.tokenizer, shard_dir, config.val_fraction, config.seed, quiet=quiet)
+        prepare(
+            config.data, config.tokenizer, shard_dir, config.val_fraction, config.seed,
+            quiet=quiet, text_field=config.text_field,
+        )  # fmt: skip
     distributed.barrier(dist)
     return load_tokenizer(shard_dir), load_shards(shard_dir)
 
 
 # ---------------------------------------------------------------- model
-def model_config(config: TrainConfig, vocab_size: int) -> Any:
-    from fromzero.models import GPTConfig
-
-    overrides = {
-        name: getattr(config, name)
-        for name in ("n_layer", "n_head", "n_embd", "block_size", "dropout")
-        if getattr(config, name) is not None
-    }
+def gpt_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
+    """The preset, its vocabulary sized to the tokenizer, with the model fields the config sets."""
+    overrides = {name: getattr(config, name) for name in MODEL_FIELDS if getattr(config, name) is not None}
     return GPTConfig.preset(config.preset, vocab_size=vocab_size, **overrides)
 
 
-def _build_model(config: TrainConfig, vocab_size: int) -> torch.nn.Module:
-    from fromzero.models import GPT
-
-    return GPT(model_config(config, vocab_size))
-
-
-def _save_model_dir(model: torch.nn.Module, tokenizer: Any, directory: Path) -> None:
+def _save_model_dir(model: torch.nn.Module, tokenizer: Tokenizer, directory: Path) -> None:
     model.save_pretrained(directory)
     tokenizer.save(directory)
 
@@ -218,18 +251,16 @@ def _seed_everything(seed: int) -> None:
 
 
 # ---------------------------------------------------------------- samples and messages
-def _sampler(tokenizer: Any, config: TrainConfig, block_size: int, separator: list[int]):
+def _sampler(tokenizer: Tokenizer, config: TrainConfig, separator: list[int]):
     """A function that writes a short sample with the current model, or None if disabled.
 
     With no ``sample_prompt`` the model starts right after a document separator, i.e. it writes
     the beginning of a new story.
     """
     prompt = tokenizer.encode(config.sample_prompt) if config.sample_prompt else list(separator)
-    new_tokens = min(config.sample_tokens, block_size - len(prompt))
+    new_tokens = min(config.sample_tokens, config.block_size - len(prompt))
     if new_tokens < 1 or not prompt:
         return None
-    from fromzero.generation import GenerationConfig, generate
-
     settings = GenerationConfig(
         max_new_tokens=new_tokens, do_sample=True, temperature=SAMPLE_TEMPERATURE, top_k=None, seed=config.seed
     )
@@ -242,14 +273,13 @@ def _sampler(tokenizer: Any, config: TrainConfig, block_size: int, separator: li
     return sample
 
 
-def _announce(config: TrainConfig, model: Any, shards: TokenShards, device: str, dist) -> None:
-    c = model.config
+def _announce(config: TrainConfig, model: GPT, shards: TokenShards, device: str, dist) -> None:
     tokens = len(shards.train)
-    per_step = config.batch_size * config.grad_accum * dist.world_size * c.block_size
+    per_step = config.batch_size * config.grad_accum * dist.world_size * config.block_size
     console.print(
         f"[bold]{config.preset}[/] GPT: {model.num_params() / 1e6:.2f}M parameters "
-        f"(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, block_size={c.block_size}, "
-        f"vocab={c.vocab_size}) on {device}"
+        f"(n_layer={config.n_layer}, n_head={config.n_head}, n_embd={config.n_embd}, "
+        f"block_size={config.block_size}, vocab={model.config.vocab_size}) on {device}"
         + (f" x {dist.world_size} processes" if dist.enabled else "")
     )
     console.print(
@@ -259,12 +289,24 @@ def _announce(config: TrainConfig, model: Any, shards: TokenShards, device: str,
     )
 
 
-def _summary(result: TrainResult, out: Path) -> None:
+def _hint_prompt(tokenizer: Tokenizer, shards: TokenShards, config: TrainConfig) -> str:
+    """A prompt this run's tokenizer can encode: the sample prompt, or the corpus's first words."""
+    if config.sample_prompt:
+        return config.sample_prompt
+    words = tokenizer.decode(shards.train[:256].tolist()).split() or ["a"]
+    prompt = " ".join(words[:3])[:40]
+    try:
+        tokenizer.encode(prompt)
+    except FromzeroError:  # words joined by a space the corpus never has
+        prompt = words[0][:40]
+    return prompt
+
+
+def _summary(result: TrainResult, out: Path, prompt: str) -> None:
     console.print(
         f"[green]done[/]: {result.step} steps in {result.elapsed_s:.0f} s, val loss "
-        f"{result.val_loss:.4f} (best {result.best_val_loss:.4f}). Model: {out}\n"
-        f"try: fromzero generate --model {out}"
+        f"{result.val_loss:.4f} (best {result.best_val_loss:.4f}). Model: {escape(str(out))}"
     )
-    from fromzero.console import stdout
-
+    hint = f"fromzero generate --model {shlex.quote(str(out))} --prompt {shlex.quote(prompt)}"
+    console.print(f"try: {escape(hint)}", soft_wrap=True)
     stdout.print(str(out))

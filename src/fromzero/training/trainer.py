@@ -8,43 +8,45 @@ One optimizer step, as :meth:`Trainer.train_step` does it:
 3. clip the gradient norm to ``grad_clip`` (one bad batch cannot wreck the weights);
 4. AdamW update; zero the gradients.
 
-Around it, :meth:`Trainer.fit` evaluates the train/val loss every ``eval_interval`` steps on fixed
-batches, prints a sample, keeps the best and last checkpoints, logs metrics, draws the loss curve
-and stops with a clear message if the loss becomes NaN or infinite. The loop calls ``.item()``
-(which waits for the GPU) only every ``log_interval`` steps.
+Around it, :meth:`Trainer.fit` logs the loss every ``log_interval`` steps, evaluates the
+train/val loss every ``eval_interval`` steps on fixed batches, keeps the best model and writes
+checkpoints; it stops with a clear message if the loss becomes NaN or infinite, and with a
+checkpoint when you press Ctrl-C. The loop calls ``.item()`` (which waits for the GPU) only every
+``log_interval`` steps. What it reports goes through :class:`~fromzero.training.runlog.RunLog`,
+what a checkpoint holds is :mod:`~fromzero.training.checkpoint`'s business.
 
 The trainer works with any ``torch.nn.Module`` whose ``forward(x, targets=y)`` returns an object
 with a ``.loss``, such as :class:`fromzero.models.GPT`.
+
+What it trains on is open too: by default the windows of a token array (:mod:`~fromzero.training.batches`)
+and the next-token loss (:data:`NEXT_TOKEN`), but any *batch source* (an object whose
+``get(step, micro)`` returns a batch, a pure function of the step so that resuming stays exact)
+with an :class:`Objective` (the loss of a batch, and how many items it averages over) trains the
+same way: fine-tuning (:mod:`fromzero.finetune`) uses the loop with batches of examples.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import time
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from rich.markup import escape
 
-from fromzero.console import console, progress
 from fromzero.errors import InputError
 from fromzero.training import checkpoint as ckpt
 from fromzero.training import distributed
 from fromzero.training.batches import BatchPlan, Batches
 from fromzero.training.config import TrainConfig
-from fromzero.training.metrics import (
-    MetricsLog,
-    flops_per_token,
-    peak_flops,
-    plot_losses,
-    require_tensorboard,
-    tensorboard_writer,
-)
+from fromzero.training.metrics import Speedometer, flops_per_token, peak_flops
 from fromzero.training.optim import build_adamw
+from fromzero.training.precision import Precision
+from fromzero.training.runlog import RunLog, require_tensorboard
 from fromzero.training.schedule import CosineSchedule
 
 EVAL_SEED_OFFSET = 7919  # evaluation windows come from their own seed, fixed for the whole run
@@ -52,6 +54,30 @@ EVAL_SEED_OFFSET = 7919  # evaluation windows come from their own seed, fixed fo
 
 class LossNotFiniteError(InputError):
     """The loss became NaN or infinite: the run diverged."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run after ``step`` steps; ``checkpoint`` holds them (None if not saved)."""
+
+    def __init__(self, step: int, checkpoint: Path | None):
+        super().__init__(step, checkpoint)
+        self.step, self.checkpoint = step, checkpoint
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a step minimises: ``loss(model, batch)``, a mean over ``count(batch)`` items (tokens, pairs).
+
+    The count weights the micro-batches of a step and the batches of an evaluation, so that every
+    item counts the same however the items fall into batches.
+    """
+
+    loss: Callable[[torch.nn.Module, Any], torch.Tensor]
+    count: Callable[[Any], int]
+
+
+NEXT_TOKEN = Objective(loss=lambda model, batch: model(batch[0], targets=batch[1]).loss,
+                       count=lambda batch: batch[1].numel())
 
 
 @dataclass
@@ -64,80 +90,72 @@ class TrainResult:
     elapsed_s: float
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX instructions)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32.
-
-    ``auto`` picks bf16 on CUDA GPUs that have it (fp16 with loss scaling otherwise) and on CPUs
-    with native bf16 matrix instructions, where it measured about 1.3x faster per step than fp32
-    with the same loss curve (benchmarks/RESULTS.md); other CPUs stay in fp32.
-    """
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device == "cpu" and cpu_has_fast_bf16() else None
-    return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-
-
 class Trainer:
-    """Trains ``model`` on token arrays; writes checkpoints, metrics and plots under ``out_dir``."""
+    """Trains ``model`` on token arrays; writes checkpoints, metrics and plots under ``out_dir``.
+
+    ``config.block_size`` must be the model's context length (``fromzero train`` fills it in
+    from the preset before it builds the trainer).
+
+    Instead of token arrays, ``batches`` (a batch source) and ``eval_batches`` (one per split,
+    ``"train"`` and ``"val"``, each read at ``get(k)`` for ``k < config.eval_batches``) may be given,
+    with the ``objective`` they are scored by and ``tokens_per_step`` for the speed readings.
+    """
 
     def __init__(
         self,
         model: torch.nn.Module,
         config: TrainConfig,
-        train_tokens: np.ndarray,
-        val_tokens: np.ndarray,
-        block_size: int,
+        train_tokens: np.ndarray | None = None,
+        val_tokens: np.ndarray | None = None,
         out_dir: str | Path | None = None,
         *,
         dist: distributed.Distributed = distributed.Distributed(),
         device: str = "cpu",
         sampler: Callable[[torch.nn.Module], str] | None = None,
         on_best: Callable[[torch.nn.Module], None] | None = None,
-        extra_state: dict | None = None,
+        on_eval: Callable[[torch.nn.Module], dict[str, float]] | None = None,
         quiet: bool = False,
+        batches: Any = None,
+        eval_batches: dict[str, Any] | None = None,
+        objective: Objective = NEXT_TOKEN,
+        tokens_per_step: int | None = None,
     ):
+        if config.block_size is None:
+            raise ValueError("config.block_size is None: set it to the model's context length")
         self.config = config
         self.raw_model = model.to(device)
         self.dist = dist
         self.device = device
-        self.block_size = block_size
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.sampler = sampler
         self.on_best = on_best
-        self.extra_state = extra_state or {}
-        self.quiet = quiet or not dist.is_main
+        self.on_eval = on_eval  # more held-out metrics, logged with each evaluation (DPO: preference accuracy)
+        self.quiet = quiet
         if config.tensorboard:
             require_tensorboard()  # a missing package stops the run now, not at the first log
 
-        plan = BatchPlan(config.batch_size, config.grad_accum, dist.world_size)
-        self.train_batches = Batches(
-            train_tokens, block_size, plan, dist.rank, config.batch_mode, config.seed, device
-        )
-        eval_plan = BatchPlan(config.batch_size, 1, dist.world_size)
-        self.eval_batches = {
-            split: Batches(tokens, block_size, eval_plan, dist.rank, "random", config.seed + EVAL_SEED_OFFSET, device)
-            for split, tokens in (("train", train_tokens), ("val", val_tokens))
-        }
-        self.tokens_per_step = plan.global_rows * block_size
+        self.objective = objective
+        if batches is not None:
+            if eval_batches is None or tokens_per_step is None:
+                raise ValueError("with batches, give eval_batches and tokens_per_step too")
+            self.train_batches, self.eval_batches, self.tokens_per_step = batches, eval_batches, tokens_per_step
+        else:
+            block = config.block_size
+            plan = BatchPlan(config.batch_size, config.grad_accum, dist.world_size)
+            self.train_batches = Batches(train_tokens, block, plan, dist.rank, config.batch_mode, config.seed, device)
+            eval_plan = BatchPlan(config.batch_size, 1, dist.world_size)
+            eval_seed = config.seed + EVAL_SEED_OFFSET
+            self.eval_batches = {
+                split: Batches(tokens, block, eval_plan, dist.rank, "random", eval_seed, device)
+                for split, tokens in (("train", train_tokens), ("val", val_tokens))
+            }
+            self.tokens_per_step = plan.global_rows * block
 
         self.optimizer = build_adamw(
             self.raw_model, config.lr, config.weight_decay, (config.beta1, config.beta2), device=torch.device(device)
         )
         self.schedule = CosineSchedule(config.lr, config.warmup_steps, config.cosine_end, config.floor_lr)
-        amp = autocast_dtype(config.dtype, device)
-        device_type = torch.device(device).type
-        self.autocast = (
-            torch.autocast(device_type=device_type, dtype=amp) if amp is not None else contextlib.nullcontext()
-        )
-        self.scaler = torch.amp.GradScaler(device_type, enabled=amp is torch.float16)
-
+        self.precision = Precision(config.dtype, device)
         model = distributed.wrap(self.raw_model, dist, device)
         self.model = torch.compile(model) if config.compile else model  # compile after DDP wraps
 
@@ -145,167 +163,148 @@ class Trainer:
         self.best_val_loss: float | None = None
         self.tokens_seen = 0
         self.elapsed_s = 0.0
+        self._saved: tuple[int, Path | None] | None = None  # (step, directory) of the last checkpoint
 
     # ------------------------------------------------------------------ one step
     def train_step(self, step: int) -> torch.Tensor:
-        """One optimizer step; returns the mean micro-batch loss as a tensor (no GPU sync)."""
+        """One optimizer step; returns its loss, the count-weighted mean of the micro-batches' (no GPU sync).
+
+        Each micro-batch's mean loss is scaled by ``count / total`` (its share of the step's items)
+        before its backward, so the accumulated gradient is that of the whole step's mean loss, also
+        when the micro-batches hold different numbers of items (masked fine-tuning batches). With
+        equal counts (token windows) ``total / count`` is exactly ``grad_accum``.
+        """
         lr = self.schedule(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        accum = self.config.grad_accum
+        accum, scaler = self.config.grad_accum, self.precision.scaler
+        micro_batches = [self.train_batches.get(step, micro) for micro in range(accum)]
+        counts = [self.objective.count(batch) for batch in micro_batches]
+        items = sum(counts)
         total = torch.zeros((), device=self.device)
-        for micro in range(accum):
-            x, y = self.train_batches.get(step, micro)
+        for micro, (batch, count) in enumerate(zip(micro_batches, counts)):
             last = micro == accum - 1
             # DDP would average gradients after every backward; only the last one needs it.
             no_sync = self.model.no_sync() if self.dist.enabled and not last else contextlib.nullcontext()
             with no_sync:
-                with self.autocast:
-                    loss = self.model(x, targets=y).loss / accum
-                self.scaler.scale(loss).backward()
+                with self.precision.autocast:
+                    loss = self.objective.loss(self.model, batch) / (items / count)
+                scaler.scale(loss).backward()
             total += loss.detach()
         if self.config.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
+            scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        scaler.step(self.optimizer)
+        scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return total
 
     @torch.no_grad()
     def estimate_loss(self, split: str) -> float:
-        """Mean loss over ``eval_batches`` fixed batches of ``split`` (dropout off)."""
+        """Mean loss over ``eval_batches`` fixed batches of ``split`` (dropout off), batches weighted by count."""
         self.raw_model.eval()
-        losses = torch.zeros(self.config.eval_batches, device=self.device)
-        for k in range(self.config.eval_batches):
-            x, y = self.eval_batches[split].get(k)
-            with self.autocast:
-                losses[k] = self.raw_model(x, targets=y).loss.float()
+        n = self.config.eval_batches
+        losses = torch.zeros(n, device=self.device)
+        counts = torch.zeros(n, dtype=torch.float64)
+        for k in range(n):
+            batch = self.eval_batches[split].get(k)
+            counts[k] = self.objective.count(batch)
+            with self.precision.autocast:
+                losses[k] = self.objective.loss(self.raw_model, batch).float()
         self.raw_model.train()
-        return float(distributed.mean_across(losses.mean(), self.dist))
+        weights = (counts * n / counts.sum()).float().to(self.device)  # all 1.0 exactly when the counts are equal
+        return float(distributed.mean_across((losses * weights).mean(), self.dist))
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> ckpt.TrainerState:
-        return ckpt.TrainerState(
-            step=self.step,
-            best_val_loss=self.best_val_loss,
-            tokens_seen=self.tokens_seen,
-            elapsed_s=self.elapsed_s,
-            settings=self.config.to_dict(),
-            tokenizer=self.extra_state,
-        )
+        return ckpt.TrainerState(self.step, self.best_val_loss, self.tokens_seen, self.elapsed_s,
+                                 settings=self.config.to_dict())
 
     def save_checkpoint(self) -> Path | None:
-        """Rank 0 writes the checkpoint, with the random-generator states of every rank."""
+        """The checkpoint of the current step (written once: Ctrl-C right after a save reuses it)."""
         if self.out_dir is None:
             return None
-        rng = distributed.gather_to_main(ckpt.rng_states(), self.dist)
-        path = None
-        if self.dist.is_main:
-            path = ckpt.save_checkpoint(
-                self.out_dir / "checkpoints", self.raw_model, self.optimizer, self.state(),
-                keep=self.config.keep_checkpoints, rng=rng,
-            )
-        distributed.barrier(self.dist)
-        return path
+        if self._saved is None or self._saved[0] != self.step:
+            path = ckpt.save_distributed(self.out_dir / "checkpoints", self.raw_model, self.optimizer, self.state(),
+                                         self.dist, keep=self.config.keep_checkpoints)
+            self._saved = (self.step, path)
+        return self._saved[1]
 
     def resume(self, directory: str | Path) -> None:
-        """Restore weights, optimizer, counters and this rank's RNG states from a checkpoint.
-
-        With as many processes as the run that saved it, every rank continues its own random
-        streams and the run goes on exactly. With another number, ranks without a saved state get
-        a reproducible fresh seed and a warning says the run no longer continues exactly.
-        """
-        state, rng = ckpt.load_checkpoint(directory, self.raw_model, self.optimizer)
-        self.step = state.step
-        self.best_val_loss = state.best_val_loss
-        self.tokens_seen = state.tokens_seen
-        self.elapsed_s = state.elapsed_s
-        if len(rng) != self.dist.world_size and self.dist.is_main:
-            console.print(
-                f"[yellow]warning:[/] {escape(str(directory))} holds the random-generator states of "
-                f"{len(rng)} process(es), this run has {self.dist.world_size}: it will not continue "
-                f"exactly as the saved run would have (ranks without a saved state start fresh random "
-                f"streams; another number of processes also changes the global batch)"
-            )
-        if self.dist.rank < len(rng):
-            ckpt.set_rng_states(rng[self.dist.rank])
-        else:
-            torch.manual_seed(self.config.seed + self.dist.rank + 1000 * state.step)
+        """Continue from a checkpoint: weights, optimizer, counters and random streams."""
+        state = ckpt.resume_distributed(Path(directory), self.raw_model, self.optimizer, self.dist, self.config.seed)
+        self.step, self.best_val_loss = state.step, state.best_val_loss
+        self.tokens_seen, self.elapsed_s = state.tokens_seen, state.elapsed_s
+        self._saved = (self.step, Path(directory))
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
-        """Train up to ``max_steps``; the logs are flushed and closed however the loop ends."""
-        metrics = tboard = None
-        if self.dist.is_main and self.out_dir is not None:
-            metrics = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step)
-            if self.config.tensorboard:
-                tboard = tensorboard_writer(self.out_dir / "tensorboard", resume_step=self.step)
-        try:
-            return self._loop(metrics, tboard)
-        finally:
-            if metrics:
-                metrics.close()
-            if tboard:
-                tboard.close()
+        """Train up to ``max_steps``; Ctrl-C stops after the step under way, with a checkpoint.
 
-    def _loop(self, metrics: MetricsLog | None, tboard: Any) -> TrainResult:
+        That checkpoint (single-process runs with an ``out_dir``) resumes exactly like any other;
+        :class:`TrainingInterrupted` then says where it is. Under ``torchrun`` a Ctrl-C stops
+        every process at once (the launcher's doing): resume from the last regular checkpoint.
+        """
+        log = RunLog(self.config, self.out_dir, self.step, is_main=self.dist.is_main, quiet=self.quiet,
+                     sampler=self.sampler)
+        with log, StopBetweenSteps(enabled=not self.dist.enabled) as stop:
+            try:
+                return self._loop(log, stop)
+            except KeyboardInterrupt:
+                if self.dist.enabled or stop.forced:  # mid-step: the state is not one of a whole step
+                    raise
+                raise TrainingInterrupted(self.step, self.save_checkpoint()) from None
+
+    def _loop(self, log: RunLog, stop: StopBetweenSteps) -> TrainResult:
         config = self.config
-        flops = flops_per_token(
-            sum(p.numel() for p in self.raw_model.parameters()),
-            getattr(getattr(self.raw_model, "config", None), "n_layer", 0),
-            getattr(getattr(self.raw_model, "config", None), "n_embd", 0),
-            self.block_size,
-        )
-        # rank 0 logs MFU (also when quiet, for metrics.jsonl); the other ranks need no peak
-        peak = peak_flops(self.device) if self.dist.is_main else None
-        train_loss = val_loss = last_loss = None
+        model_shape = getattr(self.raw_model, "config", None)
+        flops = flops_per_token(sum(p.numel() for p in self.raw_model.parameters()),
+                                getattr(model_shape, "n_layer", 0), getattr(model_shape, "n_embd", 0),
+                                config.block_size)
+        peak = peak_flops(self.device, self.precision.dtype) if log.active else None
+        speed = Speedometer(self.tokens_per_step, flops, peak)
+        train_loss = val_loss = None
         self.raw_model.train()
 
-        with progress(disable=self.quiet) as bar:
-            task = bar.add_task("training", total=config.max_steps, completed=self.step)
-            window_start, window_steps = time.perf_counter(), 0
-            while self.step < config.max_steps:
-                loss = self.train_step(self.step)
-                self.step += 1
-                window_steps += 1
-                self.tokens_seen += self.tokens_per_step
-                bar.advance(task)
+        while self.step < config.max_steps:
+            stop.check()
+            loss = self.train_step(self.step)
+            self.step += 1
+            self.tokens_seen += self.tokens_per_step
+            speed.step()
+            log.advance()
+            last = self.step == config.max_steps
 
-                if self.step % config.log_interval == 0 or self.step == config.max_steps:
-                    last_loss = float(distributed.mean_across(loss, self.dist))
-                    self._check_finite(last_loss)
-                    now = time.perf_counter()
-                    seconds = now - window_start
-                    self.elapsed_s += seconds
-                    tokens_per_s = window_steps * self.tokens_per_step / seconds
-                    mfu = flops * tokens_per_s / peak if peak else None
-                    window_start, window_steps = now, 0
-                    record = {"step": self.step, "loss": last_loss, "lr": self.schedule(self.step - 1),
-                              "tokens_per_s": tokens_per_s, "tokens": self.tokens_seen,
-                              "elapsed_s": round(self.elapsed_s, 3)}
-                    if mfu is not None:
-                        record["mfu"] = mfu
-                    bar.update(task, description=_describe(record))
-                    if metrics:
-                        metrics.log(record)
-                    if tboard:
-                        for key in ("loss", "lr", "tokens_per_s"):
-                            tboard.add_scalar(f"train/{key}", record[key], self.step)
+            if self.step % config.log_interval == 0 or last:
+                loss_value = float(distributed.mean_across(loss, self.dist))
+                self._check_finite(loss_value)
+                seconds, tokens_per_s, mfu = speed.read()
+                self.elapsed_s += seconds
+                record = {"step": self.step, "loss": loss_value, "lr": self.schedule(self.step - 1),
+                          "tokens_per_s": tokens_per_s, "tokens": self.tokens_seen,
+                          "elapsed_s": round(self.elapsed_s, 3)}
+                if mfu is not None:
+                    record["mfu"] = mfu
+                log.train(record)
 
-                if self.step % config.eval_interval == 0 or self.step == config.max_steps:
-                    train_loss = self.estimate_loss("train")
-                    val_loss = self.estimate_loss("val")
-                    self._check_finite(val_loss)
-                    improved = self.best_val_loss is None or val_loss < self.best_val_loss
-                    if improved:
-                        self.best_val_loss = val_loss
-                    self._report_eval(bar, metrics, tboard, train_loss, val_loss, improved)
-                    window_start = time.perf_counter()  # evaluation time is not training speed
+            if self.step % config.eval_interval == 0 or last:
+                speed.pause()  # evaluation time is not training speed
+                train_loss, val_loss = self.estimate_loss("train"), self.estimate_loss("val")
+                self._check_finite(val_loss)
+                best = self.best_val_loss is None or val_loss < self.best_val_loss
+                if best:
+                    self.best_val_loss = val_loss
+                extra = self.on_eval(self.raw_model) if self.on_eval is not None else {}
+                log.evaluation(self.step, train_loss, val_loss, best, extra)
+                if best and self.on_best is not None and self.dist.is_main:
+                    self.on_best(self.raw_model)
+                log.sample(self.raw_model)
+                speed.resume()
 
-                if self.step % config.save_every == 0 or self.step == config.max_steps:
-                    self.save_checkpoint()
-                    window_start = time.perf_counter()
+            if self.step % config.save_every == 0 or last:
+                speed.pause()
+                self.save_checkpoint()
+                speed.resume()
 
         return TrainResult(self.step, train_loss, val_loss, self.best_val_loss, self.tokens_seen, self.elapsed_s)
 
@@ -317,33 +316,37 @@ class Trainer:
                 f"(now {self.config.lr:g}), raise --warmup-steps or keep --grad-clip on{where}"
             )
 
-    def _report_eval(self, bar, metrics, tboard, train_loss, val_loss, improved) -> None:
-        record = {"step": self.step, "train_loss": train_loss, "val_loss": val_loss}
-        if not self.dist.is_main:
-            return
-        if metrics:
-            metrics.log(record)
-            plot_losses(metrics.records, self.out_dir / "loss.png", title=f"training ({self.out_dir.name})")
-        if tboard:
-            tboard.add_scalar("eval/train_loss", train_loss, self.step)
-            tboard.add_scalar("eval/val_loss", val_loss, self.step)
-        if improved and self.on_best is not None:
-            self.on_best(self.raw_model)
-        if not self.quiet:
-            star = " [green](best)[/]" if improved else ""
-            bar.console.print(f"step {self.step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}{star}")
-            if self.sampler is not None:
-                cuda = torch.device(self.device)
-                devices = [cuda.index or 0] if cuda.type == "cuda" else []
-                with torch.random.fork_rng(devices=devices):  # sampling must not shift training's RNG
-                    self.raw_model.eval()
-                    text = self.sampler(self.raw_model)
-                    self.raw_model.train()
-                bar.console.print(f"[dim]{escape(text)}[/]", highlight=False)
 
+class StopBetweenSteps:
+    """Makes Ctrl-C (SIGINT) take effect between two steps, where the state is that of whole steps.
 
-def _describe(record: dict) -> str:
-    parts = [f"loss {record['loss']:.3f}", f"lr {record['lr']:.2e}", f"{record['tokens_per_s']:,.0f} tok/s"]
-    if "mfu" in record:
-        parts.append(f"MFU {100 * record['mfu']:.0f}%")
-    return " | ".join(parts)
+    A step cut in the middle has drawn random numbers and may have updated some of the weights
+    but not others; the checkpoint written after it would not resume exactly. So the first
+    Ctrl-C only asks to stop and :meth:`check` raises ``KeyboardInterrupt`` before the next step;
+    a second one stops at once (``forced``). Python lets only the main thread handle signals;
+    elsewhere, or with ``enabled`` False, Ctrl-C keeps its usual meaning.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = self.forced = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopBetweenSteps:
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
