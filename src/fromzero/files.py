@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -79,3 +80,22 @@ def read_json(path: str | os.PathLike, *, hint: str = "") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CorruptFileError(f"{path} is not valid JSON ({err}); it is truncated or corrupt") from None
+
+
+def prepare_output_dir(out: str | os.PathLike, remove: tuple[str, ...] = ()) -> Path:
+    """Create ``out`` if needed, delete the entries named in ``remove`` (what an earlier run of the
+    same command wrote: never anything else), and check that it can be written to, in one line."""
+    out = Path(out)
+    for name in remove:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise InputError(f"cannot write to output directory {out}: {err.strerror or err}") from None
+    return out

@@ -38,7 +38,7 @@ from rich.markup import escape
 
 from fromzero.console import console
 from fromzero.errors import InputError, MissingFileError
-from fromzero.files import read_json, write_json
+from fromzero.files import prepare_output_dir, read_json, write_json
 from fromzero.finetune.lora import LoRAConfig, add_adapter, merge_and_unload, trainable_summary
 from fromzero.finetune.peft_format import ADAPTER_CONFIG, load_adapter, save_adapter
 from fromzero.finetune.templates import Template, TextTemplate, get_template
@@ -47,7 +47,7 @@ from fromzero.models import GPT
 from fromzero.tokenizers import Tokenizer
 from fromzero.training.checkpoint import latest_checkpoint
 from fromzero.training.config import TrainConfig, flag
-from fromzero.training.trainer import Objective, Trainer, TrainingInterrupted, TrainResult
+from fromzero.training.trainer import Trainer, TrainingInterrupted, TrainResult
 
 FINETUNE_JSON = "finetune.json"
 # What --overwrite deletes: only files a fine-tuning run writes.
@@ -128,18 +128,7 @@ def open_out_dir(config: TuneConfig, given: set[str], resume: bool, overwrite: b
         if not overwrite:
             again = "--resume to continue that run, " if latest_checkpoint(out / "checkpoints") else ""
             raise InputError(f"{out} already holds files; pass {again}--overwrite to replace them, or choose another --out")
-        for name in RUN_OUTPUTS:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise InputError(f"cannot write to output directory {out}: {err.strerror or err}") from None
+    prepare_output_dir(out, RUN_OUTPUTS if overwrite and not resume else ())
     return config
 
 

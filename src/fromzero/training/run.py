@@ -27,7 +27,6 @@ from __future__ import annotations
 import random
 import shlex
 import shutil
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from fromzero.data.prepare import build_tokenizer, prepare
 from fromzero.data.shards import TokenShards, check_length, check_tokenizer, is_shard_dir, load_shards
 from fromzero.devices import resolve_device
 from fromzero.errors import FromzeroError, InputError, MissingFileError
-from fromzero.files import write_json
+from fromzero.files import prepare_output_dir, write_json
 from fromzero.generation import GenerationConfig, generate
 from fromzero.models import GPT, GPTConfig
 from fromzero.tokenizers import Tokenizer, load_tokenizer
@@ -154,22 +153,7 @@ def _prepare_new_out_dir(out: Path, overwrite: bool) -> None:
                 f"{out} already holds files; pass --resume to continue that run, --overwrite to "
                 f"replace it, or choose another --out"
             )
-        for name in RUN_OUTPUTS:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    _check_writable(out)
-
-
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise InputError(f"cannot write to output directory {out}: {err.strerror or err}") from None
+    prepare_output_dir(out, RUN_OUTPUTS if overwrite else ())
 
 
 def _resumed_config(config: TrainConfig, out: Path, given: set[str]) -> TrainConfig:
@@ -207,7 +191,7 @@ def _resumed_config(config: TrainConfig, out: Path, given: set[str]) -> TrainCon
             f"the run in {out} is finished ({state.step} steps of --max-steps {resumed.max_steps}); "
             f"to train it longer pass --resume --max-steps N with N > {state.step}"
         )
-    _check_writable(out)
+    prepare_output_dir(out)
     return resumed
 
 
