@@ -49,6 +49,7 @@ from fromzero.finetune.run import (
     TuneConfig,
     announce,
     describe,
+    finished_record,
     load_model,
     load_tokenizer_for,
     max_length_of,
@@ -214,7 +215,7 @@ def dpo(config: DPOConfig, *, given: set[str] | None = None, resume: bool = Fals
             model, loop, out_dir=out, device=device, quiet=quiet, batches=batches, eval_batches=evals,
             objective=objective, tokens_per_step=tokens,
             on_eval=lambda m: preference_metrics(m, evals["val"], config, reference_adapter),
-            on_best=lambda m: save_result(m, tokenizer, out / "best", _finished(record, trainer)),
+            on_best=lambda m: save_result(m, tokenizer, out / "best", finished_record(record, trainer)),
         )
         if not resume:
             write_json(out / FINETUNE_JSON, record)
@@ -224,7 +225,7 @@ def dpo(config: DPOConfig, *, given: set[str] | None = None, resume: bool = Fals
     if not quiet and not resume:
         announce(model, len(train), len(val), "pairs", loop)
     result = run(trainer, config, "dpo", resume, quiet)
-    final = _finished(record, trainer)
+    final = finished_record(record, trainer)
     final["result"].update(preference_metrics(trainer.raw_model, evals["val"], config, reference_adapter))
     save_result(trainer.raw_model, tokenizer, out, final)
     if not quiet:
@@ -233,7 +234,3 @@ def dpo(config: DPOConfig, *, given: set[str] | None = None, resume: bool = Fals
                       f"{final['result']['val_preference_accuracy']:.0%}")
         stdout.print(str(out))
     return result
-
-
-def _finished(record: dict, trainer: Trainer) -> dict:
-    return {**record, "result": {"step": trainer.step, "best_val_loss": trainer.best_val_loss}}

@@ -318,3 +318,8 @@ def merge_adapter(model_spec: str, adapter_dir: str | Path, out: str | Path) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def finished_record(record: dict, trainer: Trainer) -> dict:
+    """``finetune.json``'s record with the result so far: the step and the best validation loss."""
+    return {**record, "result": {"step": trainer.step, "best_val_loss": trainer.best_val_loss}}

@@ -40,6 +40,7 @@ from fromzero.finetune.run import (
     TuneConfig,
     announce,
     describe,
+    finished_record,
     load_model,
     load_tokenizer_for,
     max_length_of,
@@ -114,7 +115,7 @@ def sft(config: SFTConfig, *, given: set[str] | None = None, resume: bool = Fals
         trainer = Trainer(
             model, loop, out_dir=out, device=device, quiet=quiet, batches=batches, eval_batches=evals,
             objective=SFT_OBJECTIVE, tokens_per_step=tokens_per_step,
-            on_best=lambda m: save_result(m, tokenizer, out / "best", _finished(record, trainer)),
+            on_best=lambda m: save_result(m, tokenizer, out / "best", finished_record(record, trainer)),
         )
         if not resume:
             write_json(out / FINETUNE_JSON, record)
@@ -125,13 +126,9 @@ def sft(config: SFTConfig, *, given: set[str] | None = None, resume: bool = Fals
         announce(model, len(train.examples), len(val.examples), "examples", loop)
         console.print(f"validation loss before fine-tuning: {trainer.estimate_loss('val'):.4f}")
     result = run(trainer, config, "sft", resume, quiet)
-    save_result(trainer.raw_model, tokenizer, out, _finished(record, trainer))
+    save_result(trainer.raw_model, tokenizer, out, finished_record(record, trainer))
     if not quiet:
         console.print(f"[green]done[/]: {result.step} steps, val loss {result.val_loss:.4f} "
                       f"(best {result.best_val_loss:.4f}, kept in {out / 'best'})")
         stdout.print(str(out))
     return result
-
-
-def _finished(record: dict, trainer: Trainer) -> dict:
-    return {**record, "result": {"step": trainer.step, "best_val_loss": trainer.best_val_loss}}
