@@ -6,11 +6,10 @@ The generated text goes to stdout (so it can be piped); model loading and notes 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from argparse import Namespace
 
-from fromzero.commands.parsing import HelpFormatter
+from fromzero.commands.parsing import HelpFormatter, sampling_seed
 from fromzero.console import console
 
 DESCRIPTION = """\
@@ -110,9 +109,8 @@ def run(args: Namespace) -> int:
     context = model.config.block_size
     console.print(f"[dim]{args.model}: {model.num_params() / 1e6:.1f}M parameters, context {context} tokens[/]")
     quantize(model.to(device), args.weights)
-    if config.samples and config.seed is None:
-        config.seed = random.randrange(2**31)
-        console.print(f"[dim]sampling with seed {config.seed} (pass --seed {config.seed} to repeat)[/]")
+    if config.samples:
+        config.seed = sampling_seed(config.seed)
     eos = tokenizer.eot_id if tokenizer.eot_id is not None else model.config.eos_token_id
     config.eos_token_id = eos
     config.pad_token_id = eos

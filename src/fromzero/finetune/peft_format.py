@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
 from fromzero.files import atomic_path, read_json, write_json
@@ -43,6 +42,7 @@ from fromzero.finetune.lora import (
     match_targets,
     targetable_modules,
 )
+from fromzero.models.pretrained import read_safetensors
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -167,10 +167,7 @@ def _read_weights(directory: Path) -> dict[str, dict[str, torch.Tensor]]:
             raise InputError(f"{directory} holds adapter_model.bin, a pickle file fromzero does not open (it could "
                              f"run code); save the adapter with PEFT's safe_serialization=True")
         raise MissingFileError(f"{path} does not exist; an adapter folder holds {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}")
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError) as err:
-        raise CorruptFileError(f"{path} is not a readable safetensors file (truncated or damaged?): {err}") from None
+    tensors = read_safetensors(path)
     weights: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         match = _KEY.match(key.removeprefix(PEFT_PREFIX))

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from fromzero.errors import InputError, MissingFileError
+from fromzero.generation.prompts import model_tokenizer
 from fromzero.models import GPT, GPTConfig
 from fromzero.models.pretrained import CONFIG_FILE, HUB_MODELS, read_config
 from fromzero.tokenizers import BPETokenizer, Tokenizer, load_tokenizer
@@ -87,12 +88,7 @@ def _model_folder(spec: str) -> Path | None:
 def load_model_tokenizer(spec: str) -> Tokenizer:
     """The tokenizer of a model folder (GPT-2's if it has none, as for the hub's GPT-2 folders) or of a hub name."""
     folder = _model_folder(spec)
-    if folder is not None:
-        try:
-            return load_tokenizer(folder)
-        except MissingFileError:
-            pass
-    return load_tokenizer("gpt2")
+    return load_tokenizer("gpt2") if folder is None else model_tokenizer(folder)
 
 
 def model_context(spec: str) -> int | None:

@@ -7,6 +7,7 @@ fit a prompt into its context the same way, so that code lives here once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fromzero.data.shards import separator_ids
 from fromzero.errors import InputError, MissingFileError
@@ -30,14 +31,19 @@ class Prompt:
     """How many tokens were cut from its start to fit the context."""
 
 
+def model_tokenizer(directory: str | Path) -> Tokenizer:
+    """The tokenizer saved in a model folder, else GPT-2's (the hub's GPT-2 folders hold only its files)."""
+    try:
+        return load_tokenizer(directory)
+    except MissingFileError:
+        return load_tokenizer("gpt2")
+
+
 def load_model_and_tokenizer(spec: str) -> tuple[GPT, Tokenizer]:
     """The model of a folder or hub name and its tokenizer: the folder's own, else GPT-2's."""
     directory = model_directory(spec)
     model = GPT.from_pretrained(directory)
-    try:
-        tokenizer = load_tokenizer(directory)
-    except MissingFileError:
-        tokenizer = load_tokenizer("gpt2")
+    tokenizer = model_tokenizer(directory)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise InputError(f"the tokenizer in {spec} has {tokenizer.vocab_size} tokens but the model only "
                          f"{model.config.vocab_size}: they do not belong together")

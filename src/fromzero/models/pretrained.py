@@ -195,7 +195,7 @@ def _single_id(value: Any) -> int | None:
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     """All tensors of the checkpoint in ``directory``, with the file's own key names."""
     if (directory / SAFETENSORS_FILE).is_file():
-        return _read_safetensors(directory / SAFETENSORS_FILE)
+        return read_safetensors(directory / SAFETENSORS_FILE)
     if (directory / SAFETENSORS_INDEX).is_file():
         index_path = directory / SAFETENSORS_INDEX
         try:
@@ -206,7 +206,7 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
         for shard in shards:
             if not (directory / shard).is_file():
                 raise MissingFileError(f"{directory / shard} (listed in {index_path.name}) is missing")
-            state.update(_read_safetensors(directory / shard))
+            state.update(read_safetensors(directory / shard))
         return state
     if (directory / PYTORCH_FILE).is_file():
         return _read_pytorch_bin(directory / PYTORCH_FILE)
@@ -215,10 +215,14 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     )
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing or damaged one is a one-line error (checkpoints,
+    model folders and adapters all read their weights through here)."""
+    if not path.is_file():
+        raise MissingFileError(f"{path} is missing")
     try:
-        return load_file(path)
-    except (SafetensorError, OSError) as err:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
         raise CorruptFileError(f"{path} is not a readable safetensors file (truncated or damaged?): {err}") from None
 
 

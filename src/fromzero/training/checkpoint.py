@@ -41,13 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 from rich.markup import escape
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file, save_model
+from safetensors.torch import save_file, save_model
 
 from fromzero.console import console
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
 from fromzero.files import atomic_path, read_json, write_json
-from fromzero.models.pretrained import check_state, read_state
+from fromzero.models.pretrained import check_state, read_safetensors, read_state
 from fromzero.training import distributed
 
 POINTER = "latest.json"
@@ -113,7 +112,7 @@ def load_weights(model: torch.nn.Module, directory: Path) -> None:
     if hasattr(model, "save_pretrained"):
         state = read_state(directory, model.config)
     else:
-        state = _load_safetensors(directory / WEIGHTS)
+        state = read_safetensors(directory / WEIGHTS)
     check_state(state, model.state_dict(), f"the checkpoint in {directory}",
                 expected_by="the model of this run's settings", error=InputError)
     model.load_state_dict(state)
@@ -148,7 +147,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
         raise InputError(
             f"the optimizer state in {directory} belongs to a model with other parameter shapes"
         )
-    tensors = _load_safetensors(directory / OPTIMIZER_TENSORS)
+    tensors = read_safetensors(directory / OPTIMIZER_TENSORS)
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         _, index, key = name.split(".", 2)
@@ -316,15 +315,6 @@ def _file_digest(path: Path) -> dict:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise MissingFileError(f"checkpoint file {path} is missing")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CorruptFileError(f"{path} cannot be read as safetensors ({err})") from err
 
 
 def _prune(root: Path, keep_names: set[str], keep: int) -> None:
