@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -216,3 +221,73 @@ def test_the_help_defaults_are_the_settings_defaults():
             continue
         assert getattr(defaults, flag.removeprefix("--").replace("-", "_")) == default, flag
     assert math.isclose(defaults.lr, 2e-4)
+
+
+def test_packing_trains_fewer_rows_on_the_same_examples(base, tmp_path, capsys):
+    model_dir = tmp_path / "long-context"  # the fixture's model, with room for three examples a row
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(base[0])
+    GPT(GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, block_size=200)).save_pretrained(model_dir)
+    tokenizer.save(model_dir)
+    packed, plain = tmp_path / "packed", tmp_path / "plain"
+    sft(config((model_dir, base[1]), plain, epochs=2), quiet=True)
+    result = sft(config((model_dir, base[1]), packed, epochs=2, pack=True, lr=2e-2))
+    rows = int(re.search(r"packed 43 training examples into (\d+) rows", capsys.readouterr().err)[1])
+    assert rows <= 22  # two or three examples a row
+    last_step = {out: json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] for out in (packed, plain)}
+    assert last_step[packed] <= last_step[plain] / 2 + 1
+    assert result.val_loss < heldout_loss(GPT.from_pretrained(model_dir), base) - 0.1
+
+
+def test_generate_asks_a_tuned_model_in_its_template_and_stops(base, tmp_path, capsys):
+    from fromzero.finetune.batches import encode_prompt
+    from fromzero.finetune.instructions import Example, Message
+    from fromzero.generation import GenerationConfig, generate
+
+    out = tmp_path / "out"
+    sft(config(base, out, epochs=3), quiet=True)
+    question = "What do cats say? (3)"
+    argv = ["generate", "--model", str(out), "--prompt", question, "--greedy", "--max-new-tokens", "40", "--seed", "0"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "template qa" in captured.err
+
+    model = GPT.from_pretrained(base[0])
+    load_adapter(model, out)
+    tokenizer = load_tokenizer(out)
+    ids = encode_prompt(tokenizer, get_template("qa"), Example((Message("user", question),)))
+    settings = GenerationConfig(max_new_tokens=40, stop_strings=["\n\n\n", "\n### Question:"])
+    expected = generate(model.eval(), torch.tensor([ids]), settings, tokenizer=tokenizer)[0, len(ids):].tolist()
+    from fromzero.generation.stopping import finished_text
+
+    assert captured.out == finished_text(tokenizer, expected, settings) + "\n"
+    assert "### Question" not in captured.out  # only the answer is printed, and it stops before a new question
+
+    assert main(["generate", "--model", str(out), "--template", "none", "--prompt", "What", "--greedy",
+                 "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("What")  # plain continuation: the prompt, then its continuation
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_sft_resume_after_sigkill_is_exact(base, tmp_path):
+    model, data = base
+    args = ["--model", str(model), "--data", str(data), "--epochs", "6", "--batch-size", "4", "--lr", "1e-2",
+            "--warmup-steps", "2", "--lora-r", "4", "--lora-dropout", "0.1", "--eval-interval", "3",
+            "--device", "cpu", "--dtype", "float32", "--quiet"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    command = [sys.executable, "-m", "fromzero", "finetune", "sft"]
+    subprocess.run([*command, *args, "--out", str(whole)], check=True, timeout=120)
+
+    victim = subprocess.Popen([*command, *args, "--out", str(cut)])
+    pointer = cut / "checkpoints" / "latest.json"
+    deadline = time.monotonic() + 60
+    while not pointer.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (cut / "adapter_model.safetensors").exists(), "the run finished before it could be killed"
+
+    subprocess.run([*command, "--resume", "--out", str(cut), "--quiet"], check=True, timeout=120)
+    assert (whole / "adapter_model.safetensors").read_bytes() == (cut / "adapter_model.safetensors").read_bytes()
+    assert records(whole) == records(cut)

@@ -186,6 +186,9 @@ def _add_sft(actions: argparse._SubParsersAction) -> None:
     _add_tune_flags(sft, "education_qa (its train part; the default) or a .jsonl / .json file of records", 2e-4)
     sft.add_argument("--train-on-prompt", action="store_true", default=argparse.SUPPRESS,
                      help="compute the loss on the prompt too, not only on the answer")
+    sft.add_argument("--pack", action="store_true", default=argparse.SUPPRESS,
+                     help="join whole training examples into rows of --max-length tokens: less padding, faster "
+                     "epochs; each example then also sees the ones packed before it")
     sft.set_defaults(func=run_sft)
 
 

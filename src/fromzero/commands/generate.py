@@ -11,6 +11,7 @@ from argparse import Namespace
 
 from fromzero.commands.parsing import HelpFormatter, sampling_seed
 from fromzero.console import console
+from fromzero.errors import InputError
 
 DESCRIPTION = """\
 Continue --prompt with a model: a folder written by training or save_pretrained (it holds the
@@ -43,8 +44,16 @@ Examples:
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("generate", help="continue a prompt with a model (sampling, greedy, beam search)",
                               description=DESCRIPTION, formatter_class=HelpFormatter)
-    p.add_argument("--model", required=True, help="model folder, or gpt2 / distilgpt2 / another GPT-2 hub name")
-    p.add_argument("--prompt", default=None, help="text to continue (default, or \"\": start a new document)")
+    p.add_argument("--model", required=True, help="model folder, or gpt2 / distilgpt2 / another GPT-2 hub name; "
+                   "a folder written by `fromzero finetune` (an adapter too) brings its base model and template")
+    p.add_argument("--prompt", default=None, help="text to continue (default, or \"\": start a new document); for a "
+                   "fine-tuned model, the question, written into its template")
+    p.add_argument("--adapter", default=None, metavar="DIR",
+                   help="a LoRA adapter folder (`fromzero finetune sft`) to apply to --model")
+    p.add_argument("--template", default=None, metavar="NAME",
+                   help="qa, alpaca, chat or none (plain continuation); default: the template the model was "
+                   "fine-tuned with (finetune.json), none for other models")
+    p.add_argument("--template-file", default=None, metavar="FILE", help="your own template (see finetune sft)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate at most")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature: lower = safer, higher = more surprising, 0 = greedy")
@@ -80,7 +89,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def run(args: Namespace) -> int:
     from fromzero.devices import resolve_device
     from fromzero.generation.config import GenerationConfig
-    from fromzero.generation.prompts import fit_prompt, load_model_and_tokenizer
+    from fromzero.generation.prompts import fit_prompt
     from fromzero.generation.quantize import quantize
     from fromzero.generation.streaming import check_streamable
 
@@ -105,16 +114,21 @@ def run(args: Namespace) -> int:
         config.validate()
     device = resolve_device(args.device)
     with console.status(f"loading {args.model}"):
-        model, tokenizer = load_model_and_tokenizer(args.model)
+        tuned = _load(args)
+    model, tokenizer = tuned.model, tuned.tokenizer
     context = model.config.block_size
-    console.print(f"[dim]{args.model}: {model.num_params() / 1e6:.1f}M parameters, context {context} tokens[/]")
+    console.print(f"[dim]{args.model}: {model.num_params() / 1e6:.1f}M parameters, context {context} tokens"
+                  + (f", template {tuned.template.name}" if tuned.template else "") + "[/]")
     quantize(model.to(device), args.weights)
     if config.samples:
         config.seed = sampling_seed(config.seed)
     eos = tokenizer.eot_id if tokenizer.eot_id is not None else model.config.eos_token_id
-    config.eos_token_id = eos
-    config.pad_token_id = eos
-    prompt = fit_prompt(tokenizer, args.prompt or "", context, config)
+    config.eos_token_id = tuned.eos_ids if tuned.template else eos
+    config.pad_token_id = eos if eos is not None else (tuned.eos_ids or [None])[0]
+    if tuned.template:
+        prompt = _question(tuned, args.prompt, config)
+    else:
+        prompt = fit_prompt(tokenizer, args.prompt or "", context, config)
     if prompt.dropped:
         reserved = context - len(prompt.ids)  # room kept for the new tokens (beam search)
         console.print(f"[yellow]warning:[/] the prompt has {len(prompt.ids) + prompt.dropped} tokens; keeping its "
@@ -123,6 +137,32 @@ def run(args: Namespace) -> int:
     if args.stream:
         return _print_stream(model, tokenizer, prompt, config)
     return _print_all(model, tokenizer, prompt, config)
+
+
+def _load(args: Namespace):
+    """The model with its adapter merged in (one adapter: merged weights decode fastest) and its template."""
+    from fromzero.finetune.lora import merge_and_unload
+    from fromzero.finetune.tuned import load_tuned
+
+    adapters = [("adapter", args.adapter)] if args.adapter else []
+    tuned = load_tuned(args.model, adapters, args.template, args.template_file)
+    if tuned.adapters:
+        merge_and_unload(tuned.model)
+    return tuned
+
+
+def _question(tuned, question: str | None, config):
+    """The prompt of a fine-tuned model: the question in its template; the answer is printed alone."""
+    from fromzero.chat.conversation import conversation_prompt
+    from fromzero.finetune.instructions import Message
+    from fromzero.generation.prompts import Prompt
+
+    if not question:
+        raise InputError(f"give the question with --prompt: this model was fine-tuned to answer in the "
+                         f"{tuned.template.name} template (--template none continues text instead)")
+    config.stop_strings = [*config.stop_strings, *tuned.stop_strings]
+    ids = conversation_prompt(tuned, [Message("user", question)], config.max_new_tokens).ids
+    return Prompt(ids, text="", dropped=0)
 
 
 def _print_all(model, tokenizer, prompt, config) -> int:

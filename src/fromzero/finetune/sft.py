@@ -30,7 +30,7 @@ from fromzero.data.split import train_val_split
 from fromzero.devices import resolve_device
 from fromzero.errors import FromzeroError, InputError
 from fromzero.files import write_json
-from fromzero.finetune.batches import SFTData, TokenizedExample, build_sft_data, collate
+from fromzero.finetune.batches import SFTData, TokenizedExample, build_sft_data, collate, pack
 from fromzero.finetune.instructions import load_instructions
 from fromzero.finetune.losses import answer_lengths, sft_loss
 from fromzero.finetune.run import (
@@ -58,6 +58,7 @@ from fromzero.training.trainer import Objective, Trainer, TrainResult
 class SFTConfig(TuneConfig):
     data: str = "education_qa"
     train_on_prompt: bool = False
+    pack: bool = False  # join training examples into rows of max_length (validation stays one per row)
 
 
 def sft_batch(examples: list[TokenizedExample]) -> dict:
@@ -105,13 +106,17 @@ def sft(config: SFTConfig, *, given: set[str] | None = None, resume: bool = Fals
             _report("validation", val)
         if not val.examples:
             raise InputError("every validation example was dropped (--max-length): raise --max-length")
-        batches = EpochBatches(train.examples, config.batch_size, config.grad_accum, config.seed, sft_batch, device)
+        rows = pack(train.examples, max_length) if config.pack else train.examples
+        if config.pack and not quiet:
+            console.print(f"packed {len(train.examples):,} training examples into {len(rows):,} rows of at most "
+                          f"{max_length} tokens")
+        batches = EpochBatches(rows, config.batch_size, config.grad_accum, config.seed, sft_batch, device)
         evals = {"val": FixedBatches(val.examples, config.batch_size, sft_batch, device),
                  "train": FixedBatches(train.examples[:len(val.examples)], config.batch_size, sft_batch, device)}
         loop = train_config(config, batches.steps(config.epochs), batches.steps(1), evals["val"].count, max_length,
                             quiet)
         record = describe(config, template, "sft")
-        tokens_per_step = round(loop.batch_size * loop.grad_accum * mean(map(len, train.examples)))
+        tokens_per_step = round(loop.batch_size * loop.grad_accum * mean(map(len, rows)))
         trainer = Trainer(
             model, loop, out_dir=out, device=device, quiet=quiet, batches=batches, eval_batches=evals,
             objective=SFT_OBJECTIVE, tokens_per_step=tokens_per_step,
@@ -123,7 +128,7 @@ def sft(config: SFTConfig, *, given: set[str] | None = None, resume: bool = Fals
         cleanup()
         raise
     if not quiet and not resume:
-        announce(model, len(train.examples), len(val.examples), "examples", loop)
+        announce(model, len(rows), len(val.examples), "rows" if config.pack else "examples", loop)
         console.print(f"validation loss before fine-tuning: {trainer.estimate_loss('val'):.4f}")
     result = run(trainer, config, "sft", resume, quiet)
     save_result(trainer.raw_model, tokenizer, out, finished_record(record, trainer))
