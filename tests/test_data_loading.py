@@ -231,3 +231,38 @@ def test_jsonl_errors_name_the_command_line_not_the_python_api(tmp_path):
     message = str(info.value)
     assert "load_jsonl" not in message and "`fromzero data stats education_qa`" in message
     assert "education_qa/train, education_qa/test" in message
+
+
+def test_several_sources_give_their_documents_in_order(tmp_path):
+    answers = load_documents("education_qa/train", text_field="output")
+    stories = load_documents("stories")
+    assert load_documents(["stories", "education_qa/train"], text_field="output") == stories + answers
+    assert load_documents(("education_qa/train",), text_field="output") == answers
+
+
+def test_bpe_n_trains_a_tokenizer_on_the_data_and_prepare_joins_sources(tmp_path):
+    from fromzero.cli import main
+    from fromzero.data.prepare import build_tokenizer
+    from fromzero.tokenizers import BPETokenizer, load_tokenizer
+
+    documents = load_documents(["stories", "education_qa/train"], text_field="output")
+    tokenizer = build_tokenizer("bpe:400", documents)
+    assert tokenizer.vocab_size == 400 and tokenizer.eot_id is not None
+    assert tokenizer.ranks == BPETokenizer.train(documents, 400).ranks  # the library's trainer, on these documents
+    with pytest.raises(InputError, match="more than 257 tokens"):
+        build_tokenizer("bpe:257", documents)
+
+    out = tmp_path / "shards"
+    assert main(["data", "prepare", "stories", "education_qa/train", "--text-field", "output",
+                 "--tokenizer", "bpe:400", "--out", str(out)]) == 0
+    assert load_tokenizer(out).ranks == tokenizer.ranks
+    assert "### Answer" not in load_tokenizer(out).decode(list(range(256, 400)))  # answers only, no template text
+
+
+def test_train_config_takes_one_source_or_several():
+    from fromzero.training.config import TrainConfig
+
+    assert TrainConfig(data=["stories"]).data == "stories"
+    assert TrainConfig(data=("stories", "education_qa/train")).data == ["stories", "education_qa/train"]
+    with pytest.raises(InputError, match="at least one source"):
+        TrainConfig(data=[])

@@ -101,11 +101,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "  fromzero data prepare hf:HuggingFaceFW/fineweb-edu:rows=100000 --tokenizer gpt2 --out data/fineweb",
         formatter_class=HelpFormatter,
     )
-    prepare.add_argument("source", help="a bundled corpus name, a .txt, .html or .jsonl file, a folder of .txt/.html files, "
+    prepare.add_argument("source", nargs="+", help="a bundled corpus name, a .txt, .html or .jsonl file, a folder of .txt/.html files, "
                          "or hf:NAME[:SPLIT][:column=C][:config=C][:rows=N]: a Hugging Face dataset (hub name "
                          "or local folder/file; needs `datasets`, and a network for the hub), by default its "
-                         "train split's 'text' column; rows=N streams only the first N rows")
-    prepare.add_argument("--tokenizer", default="char", help="char, gpt2 or bpe:DIR")
+                         "train split's 'text' column; rows=N streams only the first N rows; several sources "
+                         "are joined, in order")
+    prepare.add_argument("--tokenizer", default="char",
+                         help="char, gpt2, bpe:DIR (a saved tokenizer) or bpe:N (a BPE of N tokens trained on the data)")
     prepare.add_argument("--out", required=True, help="directory for the shards")
     prepare.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
     prepare.add_argument("--seed", type=int, default=0, help="seed of the document split")
@@ -212,7 +214,7 @@ def run_prepare(args: argparse.Namespace) -> None:
     from fromzero.data.prepare import prepare
 
     shards = prepare(
-        args.source, args.tokenizer, args.out, args.val_fraction, args.seed,
+        args.source[0] if len(args.source) == 1 else args.source, args.tokenizer, args.out, args.val_fraction, args.seed,
         text_field=args.text_field, skip_bad=args.skip_bad,
     )  # fmt: skip
     console.print(

@@ -9,10 +9,11 @@ from fromzero.training.config import TrainConfig
 
 # One flag per TrainConfig field: (field, type, help). Defaults come from TrainConfig.
 TRAIN_FLAGS: list[tuple[str, type, str]] = [
-    ("data", str, "training text: a bundled corpus (stories), a .txt or .html file, a folder of "
-                  ".txt/.html files, hf:NAME (see `fromzero data prepare --help`), or shards made by "
-                  "`fromzero data prepare`"),
-    ("tokenizer", str, "char (the corpus's characters), gpt2 (GPT-2's BPE), or bpe:DIR (a saved tokenizer)"),
+    ("data", str, "training text: a bundled corpus (stories, education_qa/train), a .txt, .html or .jsonl "
+                  "file, a folder of .txt/.html files, hf:NAME (see `fromzero data prepare --help`), or shards "
+                  "made by `fromzero data prepare`; several sources (not shards) are joined"),
+    ("tokenizer", str, "char (the corpus's characters), gpt2 (GPT-2's BPE), bpe:DIR (a saved tokenizer) or "
+                       "bpe:N (a byte-level BPE of N tokens, trained on the data first)"),
     ("text_field", str, "the field of a .jsonl file's records (or column of an hf: dataset) that holds the text"),
     ("val_fraction", float, "share of the documents (or of the text, if few) held out for validation"),
     ("batch_mode", str, "random: fresh random windows every step (nanoGPT); sequential: shuffled "
@@ -75,7 +76,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default = getattr(defaults, name)
         shown = "" if default is None or "default:" in text else f" (default: {default!r})"
         train.add_argument(
-            "--" + name.replace("_", "-"), dest=name, type=kind, default=argparse.SUPPRESS, help=text + shown
+            "--" + name.replace("_", "-"), dest=name, type=kind, default=argparse.SUPPRESS, help=text + shown,
+            nargs="+" if name == "data" else None,
         )
     for name, text in SWITCHES:
         train.add_argument("--" + name, dest=name, action="store_true", default=argparse.SUPPRESS, help=text)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,12 +166,16 @@ def split_documents(text: str) -> list[str]:
     return [doc.strip() for doc in _DOCUMENT_BREAK.split(text) if doc.strip()]
 
 
-def load_documents(source: Source, text_field: str = DEFAULT_TEXT_FIELD, skip_bad: bool = False) -> list[str]:
-    """The documents of ``source`` (anything :func:`load_text` reads), in order.
+def load_documents(source: Source | Sequence[Source], text_field: str = DEFAULT_TEXT_FIELD,
+                   skip_bad: bool = False) -> list[str]:
+    """The documents of ``source`` (anything :func:`load_text` reads, or a list of such), in order.
 
     A record of a JSONL file and a row of an ``hf:`` dataset are one document each, even if
-    they hold blank lines.
+    they hold blank lines. A list of sources gives their documents one after the other
+    (``text_field`` applies to each JSONL or ``hf:`` source among them).
     """
+    if isinstance(source, (list, tuple)):
+        return [document for part in source for document in load_documents(part, text_field, skip_bad)]
     if is_hf_source(source):
         return load_hf_documents(str(source), text_field)
     if is_jsonl_source(source):

@@ -14,15 +14,23 @@ from fromzero.data.shards import TokenShards, write_shards
 from fromzero.errors import InputError
 from fromzero.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 
-TOKENIZER_CHOICES = "char, gpt2 or bpe:DIR (a saved tokenizer)"
+TOKENIZER_CHOICES = "char, gpt2, bpe:DIR (a saved tokenizer) or bpe:N (a BPE of N tokens trained on the data)"
 
 
 def build_tokenizer(spec: str, documents: list[str]) -> Tokenizer:
-    """``char`` (the alphabet of ``documents``), ``gpt2``, ``bpe:DIR`` or a saved tokenizer folder."""
+    """``char`` (the alphabet of ``documents``), ``gpt2``, ``bpe:DIR`` or a saved tokenizer folder, or
+    ``bpe:N``: a byte-level BPE of N tokens trained on ``documents`` (GPT-2's pattern, ``<|endoftext|>``),
+    so that one command makes a model whose vocabulary fits its text (a folder named only with
+    digits is given as ``bpe:./2048``)."""
     if spec == "char":
         return CharTokenizer.from_text([*documents, DOCUMENT_SEPARATOR])
     if spec == "gpt2":
         return BPETokenizer.gpt2()
+    if spec.startswith("bpe:") and spec[4:].isdigit():
+        size = int(spec[4:])
+        if size <= 257:
+            raise InputError(f"--tokenizer {spec}: a BPE needs more than 257 tokens (256 bytes and <|endoftext|>)")
+        return BPETokenizer.train(documents, size, name=f"bpe-{size}")
     if spec.startswith("bpe:"):
         return load_tokenizer(spec[4:])
     if Path(spec).is_dir():
@@ -31,7 +39,7 @@ def build_tokenizer(spec: str, documents: list[str]) -> Tokenizer:
 
 
 def prepare(
-    source: str,
+    source: str | list[str],
     tokenizer_spec: str,
     out: str | Path,
     val_fraction: float = 0.1,

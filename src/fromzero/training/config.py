@@ -39,8 +39,8 @@ MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 @dataclass
 class TrainConfig:
     # data and tokenizer
-    data: str = "stories"  # bundled corpus name, .txt file, folder of .txt files, or shard dir
-    tokenizer: str = "char"  # "char", "gpt2", or "bpe:DIR" (a saved tokenizer directory)
+    data: str | list[str] = "stories"  # bundled corpus name, file, folder, or shard dir; or a list of sources
+    tokenizer: str = "char"  # "char", "gpt2", "bpe:DIR" (a saved tokenizer directory) or "bpe:N" (train one)
     text_field: str = DEFAULT_TEXT_FIELD  # the field of .jsonl records (column of hf: data) holding the text
     val_fraction: float = 0.1
     batch_mode: str = "random"  # "random" windows, or "sequential" epochs over shuffled windows
@@ -81,6 +81,10 @@ class TrainConfig:
     out: str = "out/mini-stories"
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, (list, tuple)):
+            if not self.data:
+                raise InputError("--data needs at least one source")
+            self.data = self.data[0] if len(self.data) == 1 else list(self.data)
         positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_batches", "log_interval")
         for name in positive:
             if getattr(self, name) < 1:

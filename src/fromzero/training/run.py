@@ -200,7 +200,7 @@ def _data(
     config: TrainConfig, out: Path, dist: distributed.Distributed, resume: bool, quiet: bool
 ) -> tuple[Tokenizer, TokenShards]:
     """Open shards (prepared ones, or made from --data under OUT/data) and their tokenizer."""
-    if is_shard_dir(config.data):
+    if isinstance(config.data, str) and is_shard_dir(config.data):
         shards = load_shards(config.data)
         tokenizer = load_tokenizer(config.data)
         if config.tokenizer != "char":  # the default; any other choice must match the shards
