@@ -8,7 +8,7 @@ command, and is skipped.
 
 Offline, hub names (``gpt2``, ``distilgpt2``) resolve to a small random GPT-2 saved with
 ``transformers`` and GPT-2's vocabulary comes from ``../shared/data``. In the default suite the
-two long trainings get a few steps only (``FAST_FLAGS``); ``-m slow`` runs every command verbatim.
+long trainings get a few steps only (``FAST_FLAGS``); ``-m slow`` runs every command verbatim.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from fromzero.cli import main
 README = Path(__file__).resolve().parents[1] / "README.md"
 PLACEHOLDER = re.compile(r"\b[A-Z][A-Z_]{1,}\b|\.\.\.")
 HINT = re.compile(r"(?:next|try): `?(fromzero [^`\n]+?)`?(?:$|\n)", re.M)
-# Appended in the default suite only, so that the README's two long trainings take seconds.
+# Appended in the default suite only, so that the README's long trainings take seconds.
 FAST_FLAGS = {
     ("train",): ["--max-steps", "20", "--eval-interval", "10"],
     ("numpy-net", "train"): ["--epochs", "1", "--hidden", "64"],
+    ("quickstart",): ["--pretrain-steps", "20", "--sft-epochs", "1", "--dpo-epochs", "1"],
+    ("finetune", "sft"): ["--epochs", "1"],
+    ("finetune", "dpo"): ["--epochs", "1"],
 }
 
 

@@ -1,0 +1,187 @@
+"""``fromzero quickstart``: the whole course at small scale, from bundled data, on a laptop CPU.
+
+Four stages, each one the library's own engine with the settings of the course's level-5 recipe
+(the README's tour gives the same stages as separate commands, and a test checks they agree):
+
+1. **pretrain** a GPT with a byte-level BPE tokenizer on the ``stories`` and the answers of the
+   ``education_qa`` train split (so the base model has read the words the questions use; the test
+   split is never read by any stage);
+2. **sft**: teach it to answer in the ``qa`` template with a LoRA adapter;
+3. **dpo**: tune that adapter to prefer the chosen answers of the ``preferences`` pairs;
+4. **evaluate** base, SFT and DPO on held-out data (:mod:`fromzero.evaluate.heldout`).
+
+A stage that finished is skipped when the command runs again; one that was interrupted resumes
+from its last checkpoint, exactly. ``OUT/quickstart.json`` records each stage's wall time and the
+evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.markup import escape
+
+from fromzero.commands.parsing import HelpFormatter
+from fromzero.console import console, stdout
+
+DEFAULT_OUT = "out/quickstart"
+RECORD = "quickstart.json"
+# Ten education_qa test questions whose answers are shown for every stage (the first ten of the split).
+SHOWN_QUESTIONS = 10
+
+
+PRETRAIN_STEPS, SFT_EPOCHS, DPO_EPOCHS = 600, 3, 2
+
+
+def pretrain_settings(out: Path, steps: int = PRETRAIN_STEPS) -> dict[str, Any]:
+    """A 2.2M-parameter GPT (4 layers, 6 heads, 192 wide, 256 tokens) with a 2,048-token BPE."""
+    return dict(data=["stories", "education_qa/train"], text_field="output", tokenizer="bpe:2048",
+                preset="mini", block_size=256, n_embd=192, n_head=6, dropout=0.1, max_steps=steps,
+                eval_interval=100, out=str(out / "base"))
+
+
+def sft_settings(out: Path, epochs: int = SFT_EPOCHS) -> dict[str, Any]:
+    """LoRA on every linear layer (a model this small has little to spare), a learning rate to match."""
+    return dict(model=str(out / "base"), data="education_qa", epochs=epochs, lr=2e-3, warmup_steps=20,
+                lora_targets=("c_attn", "c_proj", "c_fc"), out=str(out / "sft"))
+
+
+def dpo_settings(out: Path, epochs: int = DPO_EPOCHS) -> dict[str, Any]:
+    return dict(model=str(out / "base"), adapter=str(out / "sft"), data="preferences", epochs=epochs, lr=5e-4,
+                out=str(out / "dpo"))
+
+
+@dataclass
+class Stage:
+    name: str
+    what: str
+    done: Callable[[Path], bool]
+    run: Callable[[Path, bool], Any]
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "quickstart",
+        help="the whole course at small scale: pretrain, fine-tune, prefer, evaluate (about 15 minutes on a CPU)",
+        description="Build a small chatbot from the bundled data alone: pretrain a BPE GPT on the stories and "
+        "the Q&A answers, teach it to answer with LoRA (SFT), tune it on preference pairs (DPO), and "
+        "score all three on held-out questions. Run it again to skip what is done; an interrupted stage "
+        "resumes exactly. Each stage is also a command of its own: `fromzero train`, `fromzero finetune "
+        "sft`, `fromzero finetune dpo` (the README's tour shows them with these settings).\n\n"
+        "examples:\n"
+        "  fromzero quickstart\n"
+        "  fromzero quickstart --out out/my-first-bot",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, help="folder for every stage's output (default: %(default)s)")
+    p.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS,
+                   help="optimizer steps of pretraining, the longest stage (default: %(default)s; fewer: quicker, weaker)")
+    p.add_argument("--sft-epochs", type=int, default=SFT_EPOCHS, help="passes over the Q&A examples (default: %(default)s)")
+    p.add_argument("--dpo-epochs", type=int, default=DPO_EPOCHS, help="passes over the preference pairs (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    p.epilog = "A finished stage is kept when the command runs again, whatever the flags: delete its folder to redo it."
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from rich.rule import Rule
+
+    out = Path(args.out)
+    stages = _stages(args)
+    record = _read_record(out)
+    started = time.perf_counter()
+    for number, stage in enumerate(stages, 1):
+        title = f"[{number}/{len(stages)}] {stage.name}: {stage.what}"
+        if stage.done(out):
+            console.print(f"[dim]{escape(title)} — done, skipped[/]", soft_wrap=True)
+            continue
+        console.print(Rule(escape(title), align="left"))
+        began = time.perf_counter()
+        result = stage.run(out, (out / stage.name).is_dir())
+        record.setdefault("seconds", {})[stage.name] = round(time.perf_counter() - began, 1)
+        if result is not None:
+            record[stage.name] = result
+        _write_record(out, record)
+    folder = shlex.quote(str(out / "dpo"))
+    console.print(f"[green]quickstart done[/] in {time.perf_counter() - started:.0f} s; everything is in "
+                  f"{escape(str(out))}", soft_wrap=True)
+    console.print(f"next: fromzero generate --model {escape(folder)} --prompt 'What is photosynthesis?' --greedy",
+                  soft_wrap=True)
+    stdout.print(str(out))
+
+
+def _stages(args: argparse.Namespace) -> list[Stage]:
+    device = args.device
+    return [
+        Stage("base", "pretrain a BPE GPT on the stories and the Q&A answers",
+              lambda out: (out / "base" / "model.safetensors").is_file(),
+              lambda out, again: _tune("train", pretrain_settings(out, args.pretrain_steps), again, device)),
+        Stage("sft", "teach it to answer (LoRA on education_qa)", lambda out: _finished(out / "sft"),
+              lambda out, again: _tune("sft", sft_settings(out, args.sft_epochs), again, device)),
+        Stage("dpo", "prefer the better answer (DPO on the preference pairs)", lambda out: _finished(out / "dpo"),
+              lambda out, again: _tune("dpo", dpo_settings(out, args.dpo_epochs), again, device)),
+        Stage("evaluate", "score base, SFT and DPO on held-out questions and pairs",
+              lambda out: "evaluate" in _read_record(out), lambda out, again: _evaluate(out)),
+    ]
+
+
+def _finished(folder: Path) -> bool:
+    """A fine-tuning run is finished when its finetune.json has a result: it is written after the last step."""
+    from fromzero.finetune.tuned import fine_tune_record
+
+    record = fine_tune_record(folder) if folder.is_dir() else None
+    return bool(record and "result" in record)
+
+
+def _tune(method: str, settings: dict[str, Any], again: bool, device: str) -> None:
+    """Run one training stage; a stage that was interrupted (it has a checkpoint) resumes exactly."""
+    from fromzero.training.checkpoint import latest_checkpoint
+
+    if method == "train":
+        from fromzero.training.config import TrainConfig as Config
+        from fromzero.training.run import train as fit
+    elif method == "sft":
+        from fromzero.finetune.sft import SFTConfig as Config
+        from fromzero.finetune.sft import sft as fit
+    else:
+        from fromzero.finetune.dpo import DPOConfig as Config
+        from fromzero.finetune.dpo import dpo as fit
+    resume = again and latest_checkpoint(Path(settings["out"]) / "checkpoints") is not None
+    fit(Config(**settings, device=device), given=set(settings), resume=resume, overwrite=again and not resume)
+
+
+def _evaluate(out: Path) -> dict[str, Any]:
+    from rich.table import Table
+
+    from fromzero.evaluate.heldout import compare_stages
+
+    scores = compare_stages(out / "base", {"SFT": out / "sft", "DPO": out / "dpo"}, SHOWN_QUESTIONS)
+    table = Table(title="held out: education_qa test answers, preference pairs no stage trained on")
+    for column in ("model", "answer loss", "prefers chosen (sum)", "prefers chosen (per token)"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, score in scores["models"].items():
+        table.add_row(name, f"{score['answer_loss']:.3f}", f"{score['preference_accuracy']:.0%}",
+                      f"{score['preference_accuracy_per_token']:.0%}")
+    stdout.print(table)
+    first = scores["questions"][0]
+    stdout.print(f"Q: {first['question']}")
+    for name, answer in first["answers"].items():
+        stdout.print(f"  {name}: {answer}")
+    return scores
+
+
+def _read_record(out: Path) -> dict[str, Any]:
+    from fromzero.files import read_json
+
+    return read_json(out / RECORD) if (out / RECORD).is_file() else {}
+
+
+def _write_record(out: Path, record: dict[str, Any]) -> None:
+    from fromzero.files import write_json
+
+    write_json(out / RECORD, record)
