@@ -1,0 +1,1 @@
+"""The course, as package data: levels of lessons that call the library (see course.py)."""

@@ -1,0 +1,1 @@
+"""Level 1, prediction: language modelling is counting what comes next."""
