@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -97,3 +98,24 @@ def test_corpora_ship_inside_the_wheel(tmp_path):
     for name, corpus in CORPORA.items():
         for relative in [*corpus.parts.values(), corpus.card]:
             assert f"fromzero/data/corpora/{relative}" in names, relative
+    for level in (REPO_ROOT / "src" / "fromzero" / "lessons").glob("level*"):
+        for text in ("lesson.md", "exercises.md"):
+            assert f"fromzero/lessons/{level.name}/{text}" in names, (level.name, text)
+    static = REPO_ROOT / "src" / "fromzero" / "serve" / "static"
+    for page in static.glob("*.*") if static.is_dir() else ():
+        assert f"fromzero/serve/static/{page.name}" in names, page.name
+
+    # installed from the wheel into a fresh venv, run outside the repository: the course is there
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--no-deps", "-q", str(wheel)], check=True, timeout=300)
+    home = {**os.environ, "FROMZERO_HOME": str(tmp_path / "home")}
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import fromzero; print(fromzero.__file__)"],
+                           cwd=tmp_path, env=home, capture_output=True, text=True, check=True)
+    assert str(venv) in where.stdout, where.stdout
+    listing = subprocess.run([str(venv / "bin" / "fromzero"), "learn"], cwd=tmp_path, env=home, capture_output=True,
+                             text=True, check=True, timeout=120)
+    assert "Counting bigrams" in listing.stdout
+    step = subprocess.run([str(venv / "bin" / "fromzero"), "learn", "1.1", "--quick"], cwd=tmp_path, env=home,
+                          capture_output=True, text=True, check=True, timeout=300)
+    assert "next step: fromzero learn" in step.stdout

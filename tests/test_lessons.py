@@ -32,7 +32,7 @@ def test_every_step_runs_quickly_reports_figures_and_records_progress(key, tmp_p
     step = run_step(key, quick=True, out=tmp_path)
     out = capsys.readouterr().out
     assert step.figures, f"step {key} reported no figures"
-    assert "next: fromzero learn" in out or "last step of the course" in out
+    assert "next step: fromzero learn" in out or "last step of the course" in out
     assert read_progress()[key]["quick"] is True
 
 
@@ -53,7 +53,7 @@ def test_lessons_define_no_models_tokenizers_or_trainers_of_their_own():
 def test_learn_lists_the_course_and_marks_what_is_done(tmp_path, capsys):
     assert main(["learn"]) == 0
     listing = capsys.readouterr().out
-    assert "not yet" in listing and f"next: fromzero learn {STEPS[0]}" in listing
+    assert "not yet" in listing and f"next step: fromzero learn {STEPS[0]}" in listing
     run_step(STEPS[0], quick=True, out=tmp_path)
     capsys.readouterr()
     assert main(["learn"]) == 0

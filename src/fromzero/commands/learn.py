@@ -82,7 +82,7 @@ def _list() -> None:
                 first_open = step.key
             table.add_row(f"  {step.key}", step.load().TITLE, done)
     stdout.print(table)
-    stdout.print(f"next: fromzero learn {first_open}" if first_open else "[green]You have done every step.[/]")
+    stdout.print(f"next step: fromzero learn {first_open}" if first_open else "[green]You have done every step.[/]")
 
 
 def _open(level_number: str) -> None:
@@ -93,7 +93,7 @@ def _open(level_number: str) -> None:
 
     level = find_level(level_number)
     stdout.print(Markdown(level.lesson.read_text(encoding="utf-8")))
-    stdout.print(f"next: fromzero learn {level.steps[0].key}" if level.steps else "")
+    stdout.print(f"next step: fromzero learn {level.steps[0].key}" if level.steps else "")
 
 
 def _check(key: str, path: str, solution: bool) -> int:

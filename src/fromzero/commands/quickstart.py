@@ -28,32 +28,12 @@ from rich.markup import escape
 
 from fromzero.commands.parsing import HelpFormatter
 from fromzero.console import console, stdout
+from fromzero.finetune.recipe import DPO_EPOCHS, PRETRAIN_STEPS, SFT_EPOCHS, dpo_settings, pretrain_settings, sft_settings
 
 DEFAULT_OUT = "out/quickstart"
 RECORD = "quickstart.json"
 # Ten education_qa test questions whose answers are shown for every stage (the first ten of the split).
 SHOWN_QUESTIONS = 10
-
-
-PRETRAIN_STEPS, SFT_EPOCHS, DPO_EPOCHS = 600, 3, 2
-
-
-def pretrain_settings(out: Path, steps: int = PRETRAIN_STEPS) -> dict[str, Any]:
-    """A 2.2M-parameter GPT (4 layers, 6 heads, 192 wide, 256 tokens) with a 2,048-token BPE."""
-    return dict(data=["stories", "education_qa/train"], text_field="output", tokenizer="bpe:2048",
-                preset="mini", block_size=256, n_embd=192, n_head=6, dropout=0.1, max_steps=steps,
-                eval_interval=100, out=str(out / "base"))
-
-
-def sft_settings(out: Path, epochs: int = SFT_EPOCHS) -> dict[str, Any]:
-    """LoRA on every linear layer (a model this small has little to spare), a learning rate to match."""
-    return dict(model=str(out / "base"), data="education_qa", epochs=epochs, lr=2e-3, warmup_steps=20,
-                lora_targets=("c_attn", "c_proj", "c_fc"), out=str(out / "sft"))
-
-
-def dpo_settings(out: Path, epochs: int = DPO_EPOCHS) -> dict[str, Any]:
-    return dict(model=str(out / "base"), adapter=str(out / "sft"), data="preferences", epochs=epochs, lr=5e-4,
-                out=str(out / "dpo"))
 
 
 @dataclass

@@ -13,10 +13,12 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.traceback import Traceback
 
@@ -104,7 +106,9 @@ def check(key: str, path: str | Path, solution: bool = False) -> bool:
 def print_learner_error(error: LearnerError, path: str | Path) -> None:
     """The learner's traceback, trimmed to the frames in their own file."""
     cause = error.__cause__ or error
-    stdout.print(f"[red]your code raised {type(cause).__name__}: {cause}[/]")
+    frames = [frame for frame in traceback.extract_tb(cause.__traceback__) if Path(frame.filename).resolve() == Path(path).resolve()]
+    where = f" (line {frames[-1].lineno} of {path})" if frames else ""
+    stdout.print(f"[red]your code raised {type(cause).__name__}: {escape(str(cause))}[/]{escape(where)}")
     trace = Traceback.from_exception(type(cause), cause, cause.__traceback__, show_locals=False,
                                      suppress=[sys.modules[__name__]])
     stdout.print(trace)

@@ -58,7 +58,7 @@ def run_step(key: str, quick: bool, out: str | Path, _chain: tuple[str, ...] = (
     _record(key, quick, seconds)
     stdout.print(f"[dim]step {key} took {seconds:.1f} s[/]")
     following = next_step(info)
-    stdout.print(f"next: fromzero learn {following.key}" if following else
+    stdout.print(f"next step: fromzero learn {following.key}" if following else
                  "[green]That was the last step of the course. Well done![/]")
     return step
 

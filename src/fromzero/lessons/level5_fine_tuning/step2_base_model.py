@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fromzero.commands.quickstart import pretrain_settings
+from fromzero.finetune.recipe import pretrain_settings
 from fromzero.lessons.course import Step
 from fromzero.training.config import TrainConfig
 from fromzero.training.run import train

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fromzero.commands.quickstart import sft_settings
+from fromzero.finetune.recipe import sft_settings
 from fromzero.finetune.batches import build_sft_data
 from fromzero.finetune.instructions import load_instructions
 from fromzero.finetune.losses import sft_loss

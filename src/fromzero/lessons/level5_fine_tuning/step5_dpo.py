@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fromzero.commands.quickstart import dpo_settings
+from fromzero.finetune.recipe import dpo_settings
 from fromzero.finetune.dpo import DPOConfig, dpo
 from fromzero.finetune.losses import dpo_loss
 from fromzero.finetune.tuned import fine_tune_record
