@@ -270,6 +270,23 @@ def disabled_adapters(model: nn.Module) -> Iterator[nn.Module]:
             layer.disabled = False
 
 
+@contextlib.contextmanager
+def using_adapter(model: nn.Module, name: str | None) -> Iterator[nn.Module]:
+    """Inside ``with using_adapter(model, name):`` adapter ``name`` runs (None: the base model alone);
+    the adapter that was active before is active again afterwards. A server that answers requests
+    for several adapters of one base switches between them this way, without copying the base."""
+    if name is None:
+        with disabled_adapters(model):
+            yield model
+        return
+    previous = active_adapter(model)
+    set_adapter(model, name)
+    try:
+        yield model
+    finally:
+        set_adapter(model, previous)
+
+
 def merge(model: nn.Module) -> None:
     """Add the active adapter into the base weights: same outputs, no extra cost per token."""
     layers = _layers(model).values()

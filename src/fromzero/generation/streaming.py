@@ -63,21 +63,47 @@ def check_streamable(config: GenerationConfig) -> GenerationConfig:
 @torch.inference_mode()
 def _pieces(model: torch.nn.Module, tokenizer: TextTokenizer, input_ids: torch.Tensor,
             config: GenerationConfig) -> Iterator[str]:
-    prompt_len = input_ids.size(1)
     with eval_mode(model):
         decoder, logits, prompt_ids, stop, generator = start(model, input_ids, None, config, tokenizer)
-        sent = 0
-        text = ""
+        text = TextStream(tokenizer, config)
         # the row's last step (eos, stop string or length) is the generator's last
         for sequences in sample_steps(decoder, logits, prompt_ids, config, build_processors(config), stop,
                                       generator):
-            text = finished_text(tokenizer, sequences[0, prompt_len:].tolist(), config)
-            safe = _safe_end(text, config.stop_strings)
-            if safe > sent:
-                yield text[sent:safe]
-                sent = safe
-        if len(text) > sent:
-            yield text[sent:]
+            piece = text.push(int(sequences[0, -1]))
+            if piece:
+                yield piece
+        rest = text.finish()
+        if rest:
+            yield rest
+
+
+class TextStream:
+    """Token ids in, safe text out: the streaming logic for any caller that gets tokens one by one.
+
+    :func:`stream` uses it, and so does the server, whose tokens come from the batching scheduler.
+    ``push`` returns the text that can be shown now ('' when everything new is held back), ``finish``
+    the rest; together they add up to :func:`~fromzero.generation.stopping.finished_text`.
+    """
+
+    def __init__(self, tokenizer: TextTokenizer, config: GenerationConfig):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.ids: list[int] = []
+        self.text = ""
+        self.sent = 0
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        self.text = finished_text(self.tokenizer, self.ids, self.config)
+        safe = _safe_end(self.text, self.config.stop_strings)
+        if safe <= self.sent:
+            return ""
+        piece, self.sent = self.text[self.sent:safe], safe
+        return piece
+
+    def finish(self) -> str:
+        piece, self.sent = self.text[self.sent:], len(self.text)
+        return piece
 
 
 def _safe_end(text: str, stop_strings: list[str]) -> int:
