@@ -43,7 +43,7 @@ def test_quickstart_runs_every_stage_then_skips_them(tiny, tmp_path, capsys):
     assert len(scores["questions"]) == 2 and set(scores["questions"][0]["answers"]) == {"base", "SFT", "DPO"}
     for name in ("sft", "dpo"):
         assert json.loads((out / name / "finetune.json").read_text())["result"]["step"] > 0
-    assert "answer loss" in captured.out and f"fromzero generate --model {out / 'dpo'}" in captured.err
+    assert "answer loss" in captured.out and f"fromzero chat --model {out / 'dpo'}" in captured.err
 
     weights = (out / "base" / "model.safetensors").stat().st_mtime_ns
     assert main(argv(out)) == 0

@@ -13,10 +13,12 @@ long trainings get a few steps only (``FAST_FLAGS``); ``-m slow`` runs every com
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -73,8 +75,9 @@ def _run_all(commands: list[str], fast: bool, capsys) -> list[str]:
         command = queue.pop(0)
         argv = shlex.split(command)[1:]
         extra = next((flags for prefix, flags in FAST_FLAGS.items() if tuple(argv[: len(prefix)]) == prefix), [])
-        try:
-            status = main(argv + (extra if fast else []))
+        try:  # `fromzero chat` reads its questions from stdin, as from a script
+            with mock.patch("sys.stdin", io.StringIO("What is photosynthesis?\nquit\n")):
+                status = main(argv + (extra if fast else []))
         except SystemExit as exit_:  # --help
             status = exit_.code
         out = capsys.readouterr()

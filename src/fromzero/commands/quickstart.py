@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> None:
     folder = shlex.quote(str(out / "dpo"))
     console.print(f"[green]quickstart done[/] in {time.perf_counter() - started:.0f} s; everything is in "
                   f"{escape(str(out))}", soft_wrap=True)
-    console.print(f"next: fromzero generate --model {escape(folder)} --prompt 'What is photosynthesis?' --greedy",
+    console.print(f"next: fromzero chat --model {escape(folder)}", soft_wrap=True)
+    console.print(f"or serve it to any OpenAI client and a web page: fromzero serve --model {escape(folder)}",
                   soft_wrap=True)
     stdout.print(str(out))
 

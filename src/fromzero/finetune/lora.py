@@ -276,6 +276,9 @@ def using_adapter(model: nn.Module, name: str | None) -> Iterator[nn.Module]:
     the adapter that was active before is active again afterwards. A server that answers requests
     for several adapters of one base switches between them this way, without copying the base."""
     if name is None:
+        if not lora_layers(model):  # a plain model is its own base
+            yield model
+            return
         with disabled_adapters(model):
             yield model
         return

@@ -113,7 +113,7 @@ def load_tuned(
     if loaded:
         set_adapter(model, next(iter(loaded)))
     model.requires_grad_(False).eval()
-    chosen = _template(template, template_file, next((r for r in records if r), None))
+    chosen = chosen_template(template, template_file, next((r for r in records if r), None))
     if chosen is not None:
         missing = [token for token in chosen.special_tokens if token not in tokenizer.special_tokens]
         if missing:
@@ -122,7 +122,9 @@ def load_tuned(
     return TunedModel(model, tokenizer, chosen, base, loaded, record)
 
 
-def _template(name: str | None, file: str | None, record: dict[str, Any] | None) -> Template | None:
+def chosen_template(name: str | None, file: str | None, record: dict[str, Any] | None) -> Template | None:
+    """The template to ask in: ``name`` or ``file`` when given (``"none"``: plain continuation), else the one
+    a fine-tune ``record`` was trained with, else none."""
     if name == NO_TEMPLATE:
         return None
     if name is not None or file is not None:
