@@ -129,12 +129,15 @@ def create_app(
     """
     from fromzero.devices import resolve_device
     from fromzero.generation.batching import QueueFull, Scheduler
+    from fromzero.generation.quantize import quantize
 
     if any(name == BASE for name, _ in adapters):
         raise InputError(f"--adapter: {BASE!r} is the base model's id; give the adapter another NAME=DIR")
     tuned = load_tuned(model, adapters, template, template_file, device=resolve_device(device or "auto"))
+    quantize(tuned.model, "fp32")  # packed for the fast CPU kernel, as `generate` does (a no-op on a GPU)
     served = _served(tuned, model, template, template_file)
-    scheduler = Scheduler(tuned.model, max_batch=max_batch, max_queue=max_queue, activate=lambda adapter: using_adapter(tuned.model, adapter))
+    scheduler = Scheduler(tuned.model, max_batch=max_batch, max_queue=max_queue,
+                          activate=lambda adapter: using_adapter(tuned.model, adapter))
     created = int(time.time())
     closing = False
 
