@@ -76,13 +76,15 @@ def start_server(side: str, model: Path, port: int) -> subprocess.Popen:
     else:
         command = [sys.executable, "-m", "fromzero", "serve", "--model", str(model), "--port", str(port),
                    "--max-batch", "64" if side == "batched" else "1", "--max-queue", "256"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # the server's log goes to a file: a pipe nobody reads fills up and blocks the server
+    log = tempfile.NamedTemporaryFile("w+", prefix=f"serve_load_{side}_", suffix=".log", delete=False)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
     deadline = time.monotonic() + 120
     import httpx
 
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{side} server exited: {process.stderr.read()[-2000:]}")
+            raise RuntimeError(f"{side} server exited: {Path(log.name).read_text()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return process
@@ -122,13 +124,13 @@ async def one_request(client, url: str, side: str, question: str, new_tokens: in
 async def load(url: str, side: str, streams: int, seconds: float, new_tokens: int) -> dict:
     import httpx
 
-    ttfts, tokens, errors = [], 0, 0
+    ttfts, tokens, errors, first_error = [], 0, 0, None
     start = time.perf_counter()
     end = start + seconds
     finished = start
 
     async def client_loop(index: int, client) -> None:
-        nonlocal tokens, errors, finished
+        nonlocal tokens, errors, finished, first_error
         turn = 0
         while time.perf_counter() < end:
             try:
@@ -136,8 +138,9 @@ async def load(url: str, side: str, streams: int, seconds: float, new_tokens: in
                                                 new_tokens)
                 ttfts.append(ttft)
                 tokens += count
-            except Exception:  # noqa: BLE001 - counted, the table shows it
+            except Exception as error:  # noqa: BLE001 - counted, the table shows it
                 errors += 1
+                first_error = first_error or f"{type(error).__name__}: {error}"
             finished = max(finished, time.perf_counter())
             turn += 1
 
@@ -145,7 +148,7 @@ async def load(url: str, side: str, streams: int, seconds: float, new_tokens: in
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
         await asyncio.gather(*(client_loop(i, client) for i in range(streams)))
     elapsed = finished - start
-    return {"streams": streams, "requests": len(ttfts), "errors": errors, "tokens": tokens,
+    return {"streams": streams, "requests": len(ttfts), "errors": errors, "first_error": first_error, "tokens": tokens,
             "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
             "ttft_p50_s": statistics.median(ttfts) if ttfts else None,
             "ttft_p95_s": statistics.quantiles(ttfts, n=20)[-1] if len(ttfts) >= 2 else (ttfts or [None])[0]}
@@ -161,7 +164,7 @@ def run_side(side: str, model: Path, levels: list[int], seconds: float, new_toke
         for streams in levels:
             rows.append(asyncio.run(load(url, side, streams, seconds, new_tokens)))
             stdout.print(f"  {side:<12} {streams:>3} streams: {rows[-1]['tokens_per_s']:8.1f} tok/s, "
-                         f"{rows[-1]['errors']} errors")
+                         f"{rows[-1]['errors']} errors {rows[-1]['first_error'] or ''}")
         return rows
     finally:
         process.terminate()
@@ -207,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=64, help="max_tokens of every request")
     parser.add_argument("--course-model", type=Path, help="the course model (default out/quickstart/dpo if there)")
     parser.add_argument("--sides", nargs="+", default=["batched", "unbatched", "transformers"])
+    parser.add_argument("--models", nargs="+", default=["gpt2", "course"], choices=["gpt2", "course"],
+                        help="which models to load (course: only when its folder exists)")
     parser.add_argument("--out", type=Path, help=f"JSON results (default {RESULTS})")
     parser.add_argument("--transformers-server", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -220,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"cpu": cpu_name(), "quick": args.quick, "seconds": seconds, "new_tokens": args.new_tokens,
                      "levels": levels, "models": {}}
     with tempfile.TemporaryDirectory() as work:
-        models = {"gpt2-124M-random" if not args.quick else "gpt2-tiny-random": build_gpt2_folder(Path(work), args.quick)}
-        if course is not None and not args.quick:
+        models = {}
+        if "gpt2" in args.models:
+            models["gpt2-124M-random" if not args.quick else "gpt2-tiny-random"] = build_gpt2_folder(Path(work), args.quick)
+        if course is not None and not args.quick and "course" in args.models:
             models["course"] = course
         for name, folder in models.items():
             stdout.print(f"[bold]{name}[/] ({folder})")

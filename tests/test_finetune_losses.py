@@ -164,3 +164,32 @@ def test_dpo_loss_bad_settings_are_one_line():
         dpo_loss(*logps, loss_type="ipo")
     with pytest.raises(InputError, match="do not match"):
         sft_loss(torch.zeros(2, 5, 10), torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_the_loss_on_answer_positions_only_equals_the_full_loss_and_its_gradients():
+    """SFT computes logits only where a label is scored (the output layer skips the prompt): same loss, same grads."""
+    from fromzero.finetune.losses import sft_model_loss
+    from fromzero.finetune.lora import LoRAConfig, add_adapter, lora_layers
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    add_adapter(model, "a", LoRAConfig(r=4, dropout=0.0, target_modules=("c_attn", "c_fc")))
+    for layer in lora_layers(model).values():  # B starts at zero: make it matter
+        torch.nn.init.normal_(layer.lora_B["a"].weight, std=0.1)
+    ids = torch.randint(0, 50, (3, 20))
+    labels = ids.clone()
+    labels[0, :12] = IGNORE_INDEX  # a prompt
+    labels[1, :5] = IGNORE_INDEX
+    labels[2, 15:] = IGNORE_INDEX  # padding at the end
+    full = sft_loss(model(ids).logits, labels)
+    full.backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    scored = sft_model_loss(model, ids, labels)
+    scored.backward()
+    torch.testing.assert_close(scored, full)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, expected[name], msg=name)
+    with pytest.raises(InputError, match="bool with the shape"):
+        model(ids, logits_to_keep=torch.ones(3, 5, dtype=torch.bool))

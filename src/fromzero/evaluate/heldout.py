@@ -27,7 +27,7 @@ from fromzero.finetune.batches import build_sft_data, collate, encode_prompt
 from fromzero.finetune.dpo import encode_pairs, pair_batch
 from fromzero.data.split import train_val_split
 from fromzero.finetune.instructions import Example, Message, PreferencePair, load_instructions, load_preferences
-from fromzero.finetune.losses import answer_lengths, sequence_logprobs, sft_loss
+from fromzero.finetune.losses import answer_lengths, sequence_logprobs, sft_model_loss
 from fromzero.finetune.templates import Template
 from fromzero.finetune.tuned import eos_ids, fine_tune_record, load_tuned, stop_strings
 from fromzero.generation import GenerationConfig, generate
@@ -46,7 +46,7 @@ def answer_loss(model: GPT, tokenizer: Tokenizer, template: Template, examples: 
     for start in range(0, len(data.examples), batch_size):
         batch = collate(data.examples[start:start + batch_size])
         tokens = int(answer_lengths(batch["labels"]).sum())
-        total += float(sft_loss(model(batch["input_ids"]).logits, batch["labels"])) * tokens
+        total += float(sft_model_loss(model, batch["input_ids"], batch["labels"])) * tokens
         count += tokens
     return total / count
 

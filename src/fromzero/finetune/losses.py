@@ -57,6 +57,20 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
 
 
+def sft_model_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``sft_loss`` of ``model`` on a batch, with logits computed only where a label is scored.
+
+    The output layer (V x n_embd per position) is the largest matmul of a small GPT, and in
+    instruction data the prompt is often half of every row: skipping its positions saves that work
+    in the forward and the backward pass. Equal to ``sft_loss(model(input_ids).logits, labels)``.
+    """
+    targets = labels[:, 1:]
+    scored = targets != IGNORE_INDEX
+    keep = F.pad(scored, (0, 1))  # position t predicts the label at t + 1
+    logits = model(input_ids, logits_to_keep=keep).logits
+    return F.cross_entropy(logits, targets[scored])
+
+
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``log p(labels[t + 1] | ...)`` at each position (B, T - 1), 0 where the label is -100."""
     logits, targets = _shifted(logits, labels)

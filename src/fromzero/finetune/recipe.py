@@ -15,7 +15,7 @@ PRETRAIN_STEPS, SFT_EPOCHS, DPO_EPOCHS = 600, 3, 2
 
 
 def pretrain_settings(out: Path, steps: int = PRETRAIN_STEPS) -> dict[str, Any]:
-    """A 2.2M-parameter GPT (4 layers, 6 heads, 192 wide, 256 tokens) with a 2,048-token BPE."""
+    """A 2.3M-parameter GPT (4 layers, 6 heads, 192 wide, 256 tokens) with a 2,048-token BPE."""
     return dict(data=["stories", "education_qa/train"], text_field="output", tokenizer="bpe:2048",
                 preset="mini", block_size=256, n_embd=192, n_head=6, dropout=0.1, max_steps=steps,
                 eval_interval=100, out=str(out / "base"))

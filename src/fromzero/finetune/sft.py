@@ -32,7 +32,7 @@ from fromzero.errors import FromzeroError, InputError
 from fromzero.files import write_json
 from fromzero.finetune.batches import SFTData, TokenizedExample, build_sft_data, collate, pack
 from fromzero.finetune.instructions import load_instructions
-from fromzero.finetune.losses import answer_lengths, sft_loss
+from fromzero.finetune.losses import answer_lengths, sft_model_loss
 from fromzero.finetune.run import (
     FINETUNE_JSON,
     EpochBatches,
@@ -69,7 +69,7 @@ def sft_batch(examples: list[TokenizedExample]) -> dict:
 
 
 def _sft_batch_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    return sft_loss(model(batch["input_ids"]).logits, batch["labels"])
+    return sft_model_loss(model, batch["input_ids"], batch["labels"])
 
 
 SFT_OBJECTIVE = Objective(loss=_sft_batch_loss, count=lambda batch: batch["count"])

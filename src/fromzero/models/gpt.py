@@ -38,7 +38,9 @@ Forward contract (relied on by generation and training)::
   weight tensor per layer (the explicit attention path; slower).
 * ``logits_to_keep=k`` (optional extra, default 0 = all): compute logits for the last ``k``
   positions only, so ``out.logits`` is (B, k, V). Generation's prefill needs just the last one,
-  and the output layer is the largest matmul (V x n_embd per position). Not with ``targets``.
+  and the output layer is the largest matmul (V x n_embd per position). A bool tensor (B, T)
+  instead keeps the positions where it is True, and ``out.logits`` is (N, V), N of them in row
+  order: fine-tuning scores only the answer tokens and skips the prompt's. Not with ``targets``.
 * Context: ``T_past + T`` must be at most ``block_size``; otherwise :class:`InputError` (crop to
   the last ``block_size`` tokens yourself). The whole policy is in :mod:`fromzero.models.context`.
 * Every rule above is checked in one place, :meth:`GPT._check_inputs`, before any work is done.
@@ -151,7 +153,7 @@ class GPT(nn.Module):
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
         output_attentions: bool = False,
-        logits_to_keep: int = 0,
+        logits_to_keep: int | torch.Tensor = 0,
     ) -> GPTOutput:
         """Next-token logits for ``input_ids`` (B, T); see the module docstring for the contract."""
         self._check_inputs(input_ids, targets, attention_mask, position_ids, past_key_values, logits_to_keep)
@@ -178,7 +180,9 @@ class GPT(nn.Module):
                 attentions.append(weights)
         if cache is not None:
             cache.advance(steps)
-        if logits_to_keep:
+        if isinstance(logits_to_keep, torch.Tensor):
+            x = x[logits_to_keep]
+        elif logits_to_keep:
             x = x[:, -logits_to_keep:]
         logits = self.lm_head(self.transformer.ln_f(x))
 
@@ -194,7 +198,7 @@ class GPT(nn.Module):
         attention_mask: torch.Tensor | None,
         position_ids: torch.Tensor | None,
         cache: KVCache | None,
-        logits_to_keep: int,
+        logits_to_keep: int | torch.Tensor,
     ) -> None:
         """Raise :class:`InputError` for any input that breaks the forward contract (module docstring).
 
@@ -219,8 +223,13 @@ class GPT(nn.Module):
                 bool((position_ids < 0).any()) or bool((position_ids >= self.config.block_size).any())
             ):
                 raise InputError(f"position_ids must lie in 0..{self.config.block_size - 1} (block_size)")
+        if isinstance(logits_to_keep, torch.Tensor) and (
+            logits_to_keep.dtype != torch.bool or logits_to_keep.shape != input_ids.shape
+        ):
+            raise InputError(f"logits_to_keep as a tensor must be bool with the shape of input_ids "
+                             f"{tuple(input_ids.shape)}, got {logits_to_keep.dtype} {tuple(logits_to_keep.shape)}")
         if targets is not None:
-            if logits_to_keep:
+            if isinstance(logits_to_keep, torch.Tensor) or logits_to_keep:
                 raise InputError("logits_to_keep cannot be combined with targets: the loss needs every position")
             if targets.shape != input_ids.shape:
                 raise InputError(f"targets must have the shape of input_ids {tuple(input_ids.shape)}, "
