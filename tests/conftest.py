@@ -60,3 +60,58 @@ def word_corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "docs.txt"
     path.write_text("\n\n\n".join(docs), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def make_qa_models(tmp_path_factory):
+    """``make_qa_models(name, facts, alphabet=None) -> (base folder, adapter folder)``: a random tiny GPT
+    with a character tokenizer and a LoRA adapter tuned on it for one epoch with the qa template, in
+    seconds: what the chat, server and web-page tests talk to. ``alphabet`` is the text the tokenizer
+    is trained on (default: the facts and the template's characters)."""
+    import json
+
+    import torch
+
+    from fromzero.finetune.sft import SFTConfig, sft
+    from fromzero.models import GPT, GPTConfig
+    from fromzero.tokenizers import CharTokenizer
+
+    def make(name: str, facts: list[tuple[str, str]], alphabet: str | None = None) -> tuple[Path, Path]:
+        root = tmp_path_factory.mktemp(name)
+        data = root / "qa.jsonl"
+        data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in facts * 3),
+                        encoding="utf-8")
+        tokenizer = CharTokenizer.train(alphabet or "".join(q + a for q, a in facts) + "### Question:\nAnswer\n<>/=()'\"!")
+        torch.manual_seed(0)
+        GPT(GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, block_size=96)).save_pretrained(root / "base")
+        tokenizer.save(root / "base")
+        sft(SFTConfig(model=str(root / "base"), data=str(data), out=str(root / "tuned"), epochs=1, batch_size=4,
+                      lora_r=4, device="cpu", dtype="float32"), quiet=True)
+        return root / "base", root / "tuned"
+
+    return make
+
+
+@pytest.fixture
+def run_level(monkeypatch):
+    """``run_level(level, out) -> {step key: its figures}``: every step of a course level, in quick mode,
+    through ``fromzero learn``."""
+    from fromzero.cli import main
+    from fromzero.lessons import runner
+    from fromzero.lessons.course import find_level
+
+    def run(level: int, out) -> dict[str, dict]:
+        figures: dict[str, dict] = {}
+        real = runner.run_step
+
+        def spy(key, quick, out, _chain=()):
+            step = real(key, quick, out, _chain)
+            figures[key] = step.figures
+            return step
+
+        monkeypatch.setattr(runner, "run_step", spy)
+        for step in find_level(level).steps:
+            assert main(["learn", step.key, "--quick", "--out", str(out)]) == 0
+        return figures
+
+    return run

@@ -37,7 +37,7 @@ from fromzero.finetune.vocab import add_special_tokens
 from fromzero.generation import GenerationConfig, generate
 from fromzero.generation.stopping import finished_text
 from fromzero.models import GPT, GPTConfig
-from fromzero.tokenizers import BPETokenizer, CharTokenizer
+from fromzero.tokenizers import BPETokenizer
 
 FACTS = [("What colour is the sky?", "The sky is blue."), ("What do cats say?", "Cats say meow."),
          ("What do dogs say?", "Dogs say woof."), ("Where do fish live?", "Fish live in water.")]
@@ -47,18 +47,9 @@ COMMAND_WORDS = ("help", "quit", "clear", "temp", "topk", "topp", "tokens", "sys
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    from fromzero.finetune.sft import SFTConfig, sft
-
-    root = tmp_path_factory.mktemp("chat")
-    data = root / "qa.jsonl"
-    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in FACTS * 3), encoding="utf-8")
-    tokenizer = CharTokenizer.train("".join(q + a for q, a in FACTS) + "### Question:\nAnswer\n<>/=()'\"!")
-    torch.manual_seed(0)
-    GPT(GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, block_size=96)).save_pretrained(root / "base")
-    tokenizer.save(root / "base")
-    sft(SFTConfig(model=str(root / "base"), data=str(data), out=str(root / "tuned"), epochs=1, batch_size=4,
-                  lora_r=4, device="cpu", dtype="float32"), quiet=True)
+def models(make_qa_models) -> dict[str, Path]:
+    base, _ = make_qa_models("chat", FACTS)
+    root = base.parent
     model = GPT.from_pretrained(root / "base")
     load_adapter(model, root / "tuned", "loud")
     torch.manual_seed(1)

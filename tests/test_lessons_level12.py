@@ -16,23 +16,6 @@ from PIL import Image
 
 from fromzero.classic.corpus import char_vocab, train_val_text
 from fromzero.cli import main
-from fromzero.lessons import runner
-from fromzero.lessons.course import find_level
-
-
-def _run_level(level: int, tmp_path, monkeypatch) -> dict[str, dict]:
-    figures: dict[str, dict] = {}
-    real = runner.run_step
-
-    def spy(key, quick, out, _chain=()):
-        step = real(key, quick, out, _chain)
-        figures[key] = step.figures
-        return step
-
-    monkeypatch.setattr(runner, "run_step", spy)
-    for step in find_level(level).steps:
-        assert main(["learn", step.key, "--quick", "--out", str(tmp_path)]) == 0
-    return figures
 
 
 def _quick_text() -> tuple[str, str]:
@@ -40,8 +23,8 @@ def _quick_text() -> tuple[str, str]:
     return train[:20_000], val[:4_000]
 
 
-def test_level1_quick(tmp_path, monkeypatch, capsys):
-    steps = _run_level(1, tmp_path, monkeypatch)
+def test_level1_quick(tmp_path, monkeypatch, capsys, run_level):
+    steps = run_level(1, tmp_path)
     assert list(steps) == ["1.1", "1.2", "1.3", "1.4", "1.5"]
     folder = tmp_path / "quick" / "level1"
     for picture in ("1_2_sampling_after_t.png", "1_3_temperature.png", "1_4_perplexity_by_order.png", "1_5_kneser_ney.png"):
@@ -90,8 +73,8 @@ def test_level1_quick(tmp_path, monkeypatch, capsys):
     assert kneser_ney[f"{character!r}: different characters it follows"] == len(before)
 
 
-def test_level2_quick(tmp_path, monkeypatch, capsys):
-    steps = _run_level(2, tmp_path, monkeypatch)
+def test_level2_quick(tmp_path, monkeypatch, capsys, run_level):
+    steps = run_level(2, tmp_path)
     assert list(steps) == ["2.1", "2.2", "2.3", "2.4"]
     folder = tmp_path / "quick" / "level2"
 

@@ -15,31 +15,15 @@ import torch
 from PIL import Image
 
 from fromzero.cli import main
-from fromzero.lessons import runner
 from fromzero.lessons.course import find_level
-
-
-def _run_level(level: int, out, monkeypatch) -> dict[str, dict]:
-    figures: dict[str, dict] = {}
-    real = runner.run_step
-
-    def spy(key, quick, out, _chain=()):
-        step = real(key, quick, out, _chain)
-        figures[key] = step.figures
-        return step
-
-    monkeypatch.setattr(runner, "run_step", spy)
-    for step in find_level(level).steps:
-        assert main(["learn", step.key, "--quick", "--out", str(out)]) == 0
-    return figures
 
 
 def _picture(path) -> None:
     assert Image.open(path).size[0] > 300, path
 
 
-def test_level3_quick(tmp_path, monkeypatch, capsys):
-    steps = _run_level(3, tmp_path, monkeypatch)
+def test_level3_quick(tmp_path, monkeypatch, capsys, run_level):
+    steps = run_level(3, tmp_path)
     assert list(steps) == ["3.1", "3.2", "3.3", "3.4", "3.5", "3.6"]
     folder = tmp_path / "quick" / "level3"
     _picture(folder / "3_1_positions.png")
@@ -90,13 +74,13 @@ def test_level3_quick(tmp_path, monkeypatch, capsys):
     assert f"{info['parameters']['total']:,}" in lesson and f"{4 * (12 * e * e + 13 * e):,}" in lesson
 
 
-def test_level4_quick(tmp_path, monkeypatch, capsys):
+def test_level4_quick(tmp_path, monkeypatch, capsys, run_level):
     from fromzero.classic.corpus import train_val_text
     from fromzero.models import GPT, GPTConfig
     from fromzero.models.summary import summarize
     from fromzero.tokenizers import naive
 
-    steps = _run_level(4, tmp_path, monkeypatch)
+    steps = run_level(4, tmp_path)
     assert list(steps) == ["4.1", "4.2", "4.3", "4.4"]
     folder = tmp_path / "quick" / "level4"
     for picture in ("4_1_tokenizers.png", "step4_2/loss.png", "4_3_sampling_presets.png", "4_4_perplexity.png"):

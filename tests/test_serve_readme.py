@@ -22,11 +22,8 @@ if shutil.which("curl") is None:
 
 import string  # noqa: E402
 
-import torch  # noqa: E402
 from test_serve_api import running  # noqa: E402
 
-from fromzero.models import GPT, GPTConfig  # noqa: E402
-from fromzero.tokenizers import CharTokenizer  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -39,21 +36,10 @@ def readme_serve_block() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> tuple[Path, Path]:
+def models(make_qa_models) -> tuple[Path, Path]:
     """A tiny random GPT whose characters cover the README's questions, and a LoRA adapter tuned on it."""
-    from fromzero.finetune.sft import SFTConfig, sft
-
-    root = tmp_path_factory.mktemp("readme")
-    data = root / "qa.jsonl"
     facts = [("What is photosynthesis?", "Plants make food from light."), ("Why is the sky blue?", "Air scatters blue.")]
-    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in facts * 2), encoding="utf-8")
-    tokenizer = CharTokenizer.train(string.printable)
-    torch.manual_seed(0)
-    GPT(GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, block_size=96)).save_pretrained(root / "base")
-    tokenizer.save(root / "base")
-    sft(SFTConfig(model=str(root / "base"), data=str(data), out=str(root / "tuned"), epochs=1, batch_size=1,
-                  lora_r=4, device="cpu", dtype="float32"), quiet=True)
-    return root / "base", root / "tuned"
+    return make_qa_models("readme", facts, alphabet=string.printable)
 
 
 def test_the_readme_curl_examples_work(models):

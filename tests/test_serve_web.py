@@ -28,10 +28,8 @@ if CHROMIUM is None:
     pytest.skip("no Chromium binary (/usr/bin/chromium, or chromium on PATH; apt install chromium)",
                 allow_module_level=True)
 
-import torch  # noqa: E402
 
-from fromzero.models import GPT, GPTConfig  # noqa: E402
-from fromzero.tokenizers import CharTokenizer  # noqa: E402
+from fromzero.models import GPT  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -42,20 +40,9 @@ STEP_DELAY_S = 0.004  # per forward pass: a 40-token answer takes > 0.16 s, long
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> tuple[Path, Path]:
+def models(make_qa_models) -> tuple[Path, Path]:
     """``(base folder, adapter folder)``: a random tiny GPT and a LoRA adapter tuned on it with the qa template."""
-    from fromzero.finetune.sft import SFTConfig, sft
-
-    root = tmp_path_factory.mktemp("web")
-    data = root / "qa.jsonl"
-    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in FACTS * 3), encoding="utf-8")
-    tokenizer = CharTokenizer.train("".join(q + a for q, a in FACTS) + "### Question:\nAnswer\n<>/=()'\"!")
-    torch.manual_seed(0)
-    GPT(GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, block_size=96)).save_pretrained(root / "base")
-    tokenizer.save(root / "base")
-    sft(SFTConfig(model=str(root / "base"), data=str(data), out=str(root / "tuned"), epochs=1, batch_size=4,
-                  lora_r=4, device="cpu", dtype="float32"), quiet=True)
-    return root / "base", root / "tuned"
+    return make_qa_models("web", FACTS)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from argparse import Namespace
 
-from fromzero.commands.parsing import HelpFormatter, sampling_seed
+from fromzero.commands.parsing import HelpFormatter, add_device_flag, add_nucleus_flags, sampling_seed
 from fromzero.console import console
 from fromzero.errors import InputError
 
@@ -58,14 +58,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="tokens per answer at most (default: 200, or half the model's context if that is less)")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature, 0-2: lower = safer, higher = more surprising, 0 = greedy")
-    p.add_argument("--top-k", type=int, default=50, help="sample only among the k most likely tokens (0 = all)")
-    p.add_argument("--top-p", type=float, default=1.0,
-                   help="nucleus sampling: smallest set of tokens with this total probability (1 = off)")
+    add_nucleus_flags(p)
     p.add_argument("--seed", type=int, default=None,
                    help="random seed (default: a fresh one, printed); answer n uses seed + n, so the same "
                    "questions with the same seed give the same answers")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), "
-                   "cpu, cuda, cuda:N or mps")
+    add_device_flag(p)
     p.add_argument("--guard", action="store_true",
                    help="refuse off-topic or inappropriate questions, note unsure answers, log refusals "
                    "(simple word lists: not a safety guarantee)")

@@ -9,7 +9,7 @@ import argparse
 import sys
 from argparse import Namespace
 
-from fromzero.commands.parsing import HelpFormatter, sampling_seed
+from fromzero.commands.parsing import HelpFormatter, add_device_flag, add_nucleus_flags, sampling_seed
 from fromzero.console import console
 from fromzero.errors import InputError
 
@@ -57,9 +57,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate at most")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature: lower = safer, higher = more surprising, 0 = greedy")
-    p.add_argument("--top-k", type=int, default=50, help="sample only among the k most likely tokens (0 = all)")
-    p.add_argument("--top-p", type=float, default=1.0,
-                   help="nucleus sampling: smallest set of tokens with this total probability (1 = off)")
+    add_nucleus_flags(p)
     p.add_argument("--min-p", type=float, default=None,
                    help="drop tokens less likely than MIN_P x the most likely one's probability")
     p.add_argument("--repetition-penalty", type=float, default=1.0,
@@ -80,8 +78,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="weights for inference: fp32 (full precision, packed for oneDNN, the fastest CPU kernel "
                         "in torch), or bf16 / int8, which decode faster on CPU and slightly less exactly "
                         "(int8 is the smallest and fastest for one sequence, bf16 for beams; CPU only for int8)")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), "
-                   "cpu, cuda, cuda:N or mps")
+    add_device_flag(p)
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     p.set_defaults(func=run)
 

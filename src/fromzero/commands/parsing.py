@@ -31,6 +31,18 @@ def add_split_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed: the split, the initial weights, sampling")
 
 
+def add_nucleus_flags(parser: argparse.ArgumentParser) -> None:
+    """--top-k and --top-p, with the same defaults and meaning wherever text is sampled."""
+    parser.add_argument("--top-k", type=int, default=50, help="sample only among the k most likely tokens (0 = all)")
+    parser.add_argument("--top-p", type=float, default=1.0,
+                        help="nucleus sampling: smallest set of tokens with this total probability (1 = off)")
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), "
+                        "cpu, cuda, cuda:N or mps")
+
+
 def sampling_seed(seed: int | None) -> int:
     """The rule of every sampling command: ``--seed`` if given, else a fresh seed, printed (dim,
     on stderr) so that the sample can be repeated. Training commands default to a fixed seed instead."""

@@ -10,7 +10,7 @@ import argparse
 import os
 from argparse import Namespace
 
-from fromzero.commands.parsing import HelpFormatter
+from fromzero.commands.parsing import HelpFormatter, add_device_flag
 from fromzero.console import console
 from fromzero.errors import InputError
 
@@ -52,8 +52,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' on /v1 (default: ${API_KEY_ENV})")
     p.add_argument("--max-batch", type=int, default=8, help="answers decoded together at most (1: no batching)")
     p.add_argument("--max-queue", type=int, default=64, help="answers that may wait for a place in the batch")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), "
-                   "cpu, cuda, cuda:N or mps")
+    add_device_flag(p)
     p.set_defaults(func=run)
 
 
