@@ -128,6 +128,9 @@ def test_defaults_match_transformers(transformers):
     (dict(top_k=-1), "top_k"),
     (dict(min_p=1.2), "min_p"),
     (dict(repetition_penalty=0.0), "repetition_penalty"),
+    # so small that float32 scores divided by them overflow to inf (found by the server's fuzz test)
+    (dict(repetition_penalty=1e-273), "repetition_penalty"),
+    (dict(temperature=1e-300, do_sample=True), "temperature"),
     (dict(no_repeat_ngram_size=-2), "no_repeat_ngram_size"),
     (dict(num_beams=0), "num_beams"),
     (dict(max_new_tokens=0), "max_new_tokens"),

@@ -15,6 +15,12 @@ from typing import Literal
 from fromzero.errors import InputError
 
 
+# Scores are divided by the temperature and by the repetition penalty. transformers accepts any value
+# above 0, but below about 1e-36 a float32 score overflows to infinity and sampling breaks (NaN
+# probabilities); 1e-6 keeps every practical setting and turns the absurd ones into a clear error.
+MIN_DIVISOR = 1e-6
+
+
 @dataclass
 class GenerationConfig:
     """Decoding settings; call :meth:`validate` (``generate`` does) to get clear errors early."""
@@ -81,16 +87,17 @@ class GenerationConfig:
         """
         _check(_is_int(self.max_new_tokens) and self.max_new_tokens >= 1,
                f"{with_flag('max_new_tokens')} must be an integer >= 1, got {self.max_new_tokens!r}")
-        _check(_is_number(self.temperature) and self.temperature >= 0,
-               f"{with_flag('temperature')} must be >= 0 (0 = greedy), got {self.temperature!r}")
+        _check(_is_number(self.temperature) and (self.temperature == 0 or self.temperature >= MIN_DIVISOR),
+               f"{with_flag('temperature')} must be 0 (greedy) or >= {MIN_DIVISOR:g}, got {self.temperature!r}")
         _check(self.top_k is None or (_is_int(self.top_k) and self.top_k >= 0),
                f"{with_flag('top_k')} must be a non-negative integer or None, got {self.top_k!r}")
         _check(_is_number(self.top_p) and 0 < self.top_p <= 1,
                f"{with_flag('top_p')} must be in (0, 1], got {self.top_p!r}")
         _check(self.min_p is None or (_is_number(self.min_p) and 0 <= self.min_p <= 1),
                f"{with_flag('min_p')} must be in [0, 1] or None, got {self.min_p!r}")
-        _check(_is_number(self.repetition_penalty) and self.repetition_penalty > 0,
-               f"{with_flag('repetition_penalty')} must be > 0 (1 = off), got {self.repetition_penalty!r}")
+        _check(_is_number(self.repetition_penalty) and self.repetition_penalty >= MIN_DIVISOR,
+               f"{with_flag('repetition_penalty')} must be >= {MIN_DIVISOR:g} (1 = off), got "
+               f"{self.repetition_penalty!r}")
         _check(_is_int(self.no_repeat_ngram_size) and self.no_repeat_ngram_size >= 0,
                f"{with_flag('no_repeat_ngram_size')} must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
         _check(_is_int(self.num_beams) and self.num_beams >= 1,
