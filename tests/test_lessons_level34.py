@@ -128,10 +128,15 @@ def test_text_loss_is_the_models_own_loss_window_by_window():
     torch.manual_seed(0)
     model = GPT(GPTConfig.preset("tiny", block_size=8, n_layer=1)).eval()
     ids = torch.randint(0, 256, (30,))
-    with torch.no_grad():  # windows 0-7, 8-15, 16-23 score 8 targets each, the last window 24-28 scores 5
-        losses = [model(ids[s:e][None], targets=ids[s + 1:e + 1][None]).loss * (e - s)
-                  for s, e in ((0, 8), (8, 16), (16, 24), (24, 29))]
-    assert text_loss(model, ids.tolist(), batch_size=2) == pytest.approx(float(sum(losses) / 29), rel=1e-5)
+    # windows of 8 every 4 tokens (half the context): 0-7 scores tokens 1-7, 4-11 scores 8-11, ...,
+    # and the last, 24-29, scores 28-29: each token once, with at least 4 tokens of context after the first window
+    nll = 0.0
+    with torch.no_grad():
+        for begin, first in ((0, 1), (4, 8), (8, 12), (12, 16), (16, 20), (20, 24), (24, 28)):
+            end = min(begin + 8, 30)
+            logp = torch.log_softmax(model(ids[begin:end][None]).logits[0], -1)
+            nll -= sum(float(logp[t - begin - 1, ids[t]]) for t in range(first, end))
+    assert text_loss(model, ids.tolist(), batch_size=2) == pytest.approx(nll / 29, rel=1e-5)
 
 
 def test_heads_exercise(tmp_path):

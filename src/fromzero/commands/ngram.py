@@ -8,7 +8,6 @@ tokenizer's files.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -17,14 +16,14 @@ from rich.table import Table
 from rich.text import Text
 
 from fromzero.classic.ngram import NGramModel
+from fromzero.classic.runs import NGRAM_FILE, RUN_FILE, TokenCodec, load_ngram_run
 from fromzero.classic.render import bar, heat, show_token
 from fromzero.commands.parsing import HelpFormatter, add_split_flags, sampling_seed
 from fromzero.console import console, stdout
 from fromzero.data.settings import DEFAULT_TEXT_FIELD
-from fromzero.errors import InputError, MissingFileError
+from fromzero.errors import InputError
 from fromzero.files import write_json
 
-MODEL_FILE, RUN_FILE = "ngram.json", "run.json"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -79,45 +78,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=show)
 
 
-class _Codec:
-    """Text <-> tokens: characters by default, or a fromzero tokenizer's ids."""
-
-    def __init__(self, tokenizer=None):
-        self.tokenizer = tokenizer
-
-    def encode(self, text: str) -> list:
-        return list(text) if self.tokenizer is None else self.tokenizer.encode(text)
-
-    def decode(self, tokens: list) -> str:
-        return "".join(tokens) if self.tokenizer is None else self.tokenizer.decode(list(tokens))
-
-    @property
-    def unit(self) -> str:
-        return "characters" if self.tokenizer is None else "tokens"
-
-
-def _load(directory: Path) -> tuple[NGramModel, dict, _Codec]:
-    run_path = directory / RUN_FILE
-    if not run_path.is_file():
-        raise MissingFileError(f"no n-gram run in {directory}; train one with `fromzero ngram train --out {directory}`")
-    run = json.loads(run_path.read_text(encoding="utf-8"))
-    model = NGramModel.load(directory / MODEL_FILE)
-    tokenizer = None
-    if run.get("tokenizer"):
-        from fromzero.tokenizers import load_tokenizer
-
-        tokenizer = load_tokenizer(str(directory))
-    return model, run, _Codec(tokenizer)
-
-
 def train(args: Namespace) -> int:
     from fromzero.classic.corpus import char_vocab, train_val_text
 
-    codec = _Codec()
+    codec = TokenCodec()
     if args.tokenizer:
         from fromzero.tokenizers import load_tokenizer
 
-        codec = _Codec(load_tokenizer(args.tokenizer))
+        codec = TokenCodec(load_tokenizer(args.tokenizer))
     train_text, val_text = train_val_text(args.data, args.val_fraction, args.seed, args.text_field)
     train_tokens, val_tokens = codec.encode(train_text), codec.encode(val_text)
     vocab = char_vocab(train_text, val_text) if codec.tokenizer is None else range(codec.tokenizer.vocab_size)
@@ -126,7 +94,7 @@ def train(args: Namespace) -> int:
         model = NGramModel(args.order, args.smoothing, k=args.k).fit(train_tokens, vocab=vocab)
     seconds = time.perf_counter() - start
     out = Path(args.out)
-    model.save(out / MODEL_FILE)
+    model.save(out / NGRAM_FILE)
     if codec.tokenizer is not None:
         codec.tokenizer.save(str(out))
     run = {
@@ -156,7 +124,7 @@ def train(args: Namespace) -> int:
         console.print(f"[yellow]{evaluation.explain()}[/]")
     sample = codec.decode(model.sample(codec.encode(args.prompt), 200, 1.0, args.seed))
     stdout.print(Text("sample: ", style="bold") + Text(args.prompt, style="bold cyan") + Text(sample))
-    console.print(f"[green]saved[/] {out / MODEL_FILE}; next: `fromzero ngram generate --model {out}`")
+    console.print(f"[green]saved[/] {out / NGRAM_FILE}; next: `fromzero ngram generate --model {out}`")
     return 0
 
 
@@ -165,7 +133,7 @@ def _ppl(value: float) -> str:
 
 
 def generate(args: Namespace) -> int:
-    model, _, codec = _load(Path(args.model))
+    model, _, codec = load_ngram_run(Path(args.model))
     seed = sampling_seed(args.seed) if args.temperature > 0 else None  # temperature 0 draws nothing
     tokens = model.sample(codec.encode(args.prompt), args.length, args.temperature, seed)
     stdout.print(Text(args.prompt, style="bold cyan") + Text(codec.decode(tokens)))
@@ -176,7 +144,7 @@ def perplexity(args: Namespace) -> int:
     from fromzero.classic.corpus import train_val_text
     from fromzero.data.loading import load_text
 
-    model, run, codec = _load(Path(args.model))
+    model, run, codec = load_ngram_run(Path(args.model))
     text_field = args.text_field or run.get("text_field", DEFAULT_TEXT_FIELD)
     if args.text is not None:
         label, text = "--text", args.text
@@ -201,7 +169,7 @@ def perplexity(args: Namespace) -> int:
 
 
 def show(args: Namespace) -> int:
-    model, _, codec = _load(Path(args.model))
+    model, _, codec = load_ngram_run(Path(args.model))
     decode = None if codec.tokenizer is None else codec.decode
     if model.order >= 2:
         top = model.top_bigrams(args.top)

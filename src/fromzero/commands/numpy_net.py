@@ -7,24 +7,20 @@ vocabulary (``vocab.json``), the data split (``run.json``), ``history.json`` and
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from argparse import Namespace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
+from fromzero.classic.runs import RUN_FILE, VOCAB_FILE, encode_chars, load_char_mlp_run
 from fromzero.commands.parsing import HelpFormatter, add_split_flags, sampling_seed
 from fromzero.console import console, progress, stdout
-from fromzero.errors import InputError, MissingFileError
+from fromzero.errors import InputError
 from fromzero.files import write_json
 
-if TYPE_CHECKING:
-    from fromzero.classic.char_mlp import CharMLP
-
-VOCAB_FILE, RUN_FILE, HISTORY_FILE, PLOT_FILE = "vocab.json", "run.json", "history.json", "history.png"
+HISTORY_FILE, PLOT_FILE = "history.json", "history.png"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -85,14 +81,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=gradcheck)
 
 
-def _encode(text: str, vocab: list[str]) -> list[int]:
-    index = {ch: i for i, ch in enumerate(vocab)}
-    unknown = sorted(set(text) - index.keys())
-    if unknown:
-        raise InputError(f"the model's vocabulary lacks {len(unknown)} characters of the text, e.g. {unknown[0]!r}")
-    return [index[ch] for ch in text]
-
-
 def _check_train_flags(args: Namespace) -> None:
     """Refuse impossible numbers by their flag, before the corpus is read or anything is written."""
     from fromzero.classic.layers import activation
@@ -117,7 +105,7 @@ def train(args: Namespace) -> int:
     _check_train_flags(args)
     train_text, val_text = train_val_text(args.data, args.val_fraction, args.seed, args.text_field)
     vocab = char_vocab(train_text, val_text)
-    prompt = _encode(args.prompt, vocab)
+    prompt = encode_chars(args.prompt, vocab)
     config = CharMLPConfig(len(vocab), args.context, args.embed, args.hidden, args.activation)
     model = CharMLP(config, seed=args.seed, dtype=np.dtype(args.dtype))
     console.print(
@@ -125,8 +113,8 @@ def train(args: Namespace) -> int:
         f"units -> {len(vocab)} outputs ({model.num_params():,} parameters); "
         f"{len(train_text):,} training characters"
     )
-    train_ids = _encode(train_text, vocab)
-    val_ids = _encode(val_text, vocab) if val_text else None
+    train_ids = encode_chars(train_text, vocab)
+    val_ids = encode_chars(val_text, vocab) if val_text else None
     start = time.perf_counter()
     with progress() as bars:
         task = bars.add_task("training", total=None)
@@ -164,17 +152,9 @@ def train(args: Namespace) -> int:
     return 0
 
 
-def _load(directory: Path) -> tuple[CharMLP, list[str]]:
-    from fromzero.classic.char_mlp import CharMLP
-
-    if not (directory / VOCAB_FILE).is_file():
-        raise MissingFileError(f"no char-MLP run in {directory}; train one with `fromzero numpy-net train --out {directory}`")
-    return CharMLP.load(directory), json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
-
-
 def generate(args: Namespace) -> int:
-    model, vocab = _load(Path(args.model))
-    prompt = _encode(args.prompt, vocab)
+    model, vocab = load_char_mlp_run(Path(args.model))
+    prompt = encode_chars(args.prompt, vocab)
     seed = sampling_seed(args.seed) if args.temperature > 0 else None  # temperature 0 draws nothing
     ids = model.sample(prompt, args.length, args.temperature, seed)
     stdout.print(Text(args.prompt, style="bold cyan") + Text("".join(vocab[i] for i in ids)))

@@ -1,18 +1,12 @@
-"""Held-out scores of a tuned model: answer loss, preference accuracy, and its answers to fixed questions.
+"""Held-out preference accuracy, and the course's level-5 table: base, SFT and DPO side by side.
 
-These are the numbers the course's level 5 claims progress with, on data no stage trained on:
-
-* **answer loss**: the mean next-token loss on the reference answers of held-out questions (the
-  ``education_qa`` test split), teacher-forced, with the prompt written in the model's template.
-  It is meaningful even for a tiny model whose generated answers are still poor, and it is the
-  loss SFT minimises, measured on questions it never saw. Every answer token counts the same,
-  however the examples fall into batches.
 * **preference accuracy**: the share of held-out pairs whose chosen answer the model finds more
   likely than the rejected one, by the summed log-probability and by the mean per token (the summed
-  one favours short answers; the mean one does not). DPO should raise both.
-* **answers**: greedy answers to fixed questions, to read side by side.
-
-:func:`compare_stages` puts the three side by side for a base model and what was tuned from it.
+  one favours short answers; the mean one does not). DPO should raise both. The model is its own
+  judge here: no reference model, a plain likelihood test.
+* :func:`compare_stages` scores a base model and what was tuned from it on the same held-out data:
+  the answer loss on the ``education_qa`` test split (:mod:`fromzero.evaluate.qa`), preference
+  accuracy, and greedy answers to fixed questions, to read side by side.
 """
 
 from __future__ import annotations
@@ -23,32 +17,15 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from fromzero.finetune.batches import build_sft_data, collate, encode_prompt
-from fromzero.finetune.dpo import encode_pairs, pair_batch
 from fromzero.data.split import train_val_split
-from fromzero.finetune.instructions import Example, Message, PreferencePair, load_instructions, load_preferences
-from fromzero.finetune.losses import answer_lengths, sequence_logprobs, sft_model_loss
+from fromzero.evaluate.qa import answer_loss, answers
+from fromzero.finetune.dpo import encode_pairs, pair_batch
+from fromzero.finetune.instructions import PreferencePair, load_instructions, load_preferences
+from fromzero.finetune.losses import answer_lengths, sequence_logprobs
 from fromzero.finetune.templates import Template
-from fromzero.finetune.tuned import eos_ids, fine_tune_record, load_tuned, stop_strings
-from fromzero.generation import GenerationConfig, generate
-from fromzero.generation.stopping import finished_text
+from fromzero.finetune.tuned import fine_tune_record, load_tuned
 from fromzero.models import GPT
 from fromzero.tokenizers import Tokenizer
-
-
-@torch.no_grad()
-def answer_loss(model: GPT, tokenizer: Tokenizer, template: Template, examples: Sequence[Example],
-                batch_size: int = 16) -> float:
-    """Mean loss per answer token of ``examples`` (cut to the model's context, as SFT cuts them)."""
-    data = build_sft_data(examples, template, tokenizer, model.config.block_size)
-    model.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(data.examples), batch_size):
-        batch = collate(data.examples[start:start + batch_size])
-        tokens = int(answer_lengths(batch["labels"]).sum())
-        total += float(sft_model_loss(model, batch["input_ids"], batch["labels"])) * tokens
-        count += tokens
-    return total / count
 
 
 @dataclass
@@ -76,18 +53,18 @@ def preference_score(model: GPT, tokenizer: Tokenizer, template: Template, pairs
                            len(encoded))
 
 
-def answers(model: GPT, tokenizer: Tokenizer, template: Template, questions: Sequence[str],
-            max_new_tokens: int = 80) -> list[str]:
-    """Greedy answers to ``questions``, each asked on its own in ``template``, ending where the model stops."""
-    settings = GenerationConfig(max_new_tokens=max_new_tokens, eos_token_id=eos_ids(template, tokenizer) or None,
-                                stop_strings=stop_strings(template, tokenizer))
-    replies = []
-    for question in questions:
-        ids = encode_prompt(tokenizer, template, Example((Message("user", question),)))
-        ids = ids[-(model.config.block_size - max_new_tokens):]
-        output = generate(model.eval(), torch.tensor([ids]), settings, tokenizer=tokenizer)
-        replies.append(finished_text(tokenizer, output[0, len(ids):].tolist(), settings).strip())
-    return replies
+def heldout_pairs(records: Sequence[Mapping[str, Any] | None], source: str | None = None) -> list[PreferencePair]:
+    """The preference pairs no DPO run among ``records`` (fine-tune records) trained on.
+
+    That is the validation part of the first DPO run's data, split by its fraction and seed; with no
+    DPO run, the default split of ``source`` (the bundled ``preferences`` when not given). A
+    ``source`` other than the run's own data is held out as a whole file would be: it is split the
+    same way, so its validation part is what gets scored.
+    """
+    dpo = next((r["settings"] for r in records if r and r.get("method") == "dpo"), {})
+    _, pairs = train_val_split(load_preferences(source or dpo.get("data", "preferences")),
+                               dpo.get("val_fraction", 0.1), dpo.get("seed", 42))
+    return pairs
 
 
 def compare_stages(base: str | Path, tuned: Mapping[str, str | Path], questions: int = 10,
@@ -99,9 +76,7 @@ def compare_stages(base: str | Path, tuned: Mapping[str, str | Path], questions:
     """
     records = {name: fine_tune_record(folder) or {} for name, folder in tuned.items()}
     template_name = next((r.get("template") for r in records.values() if r.get("template")), "qa")
-    dpo_settings = next((r["settings"] for r in records.values() if r.get("method") == "dpo"), {})
-    _, pairs = train_val_split(load_preferences(dpo_settings.get("data", "preferences")),
-                               dpo_settings.get("val_fraction", 0.1), dpo_settings.get("seed", 42))
+    pairs = heldout_pairs(list(records.values()))
     examples = load_instructions(test_data)
     shown = [example.turns[0].content for example in examples[:questions]]
     models = {"base": load_tuned(str(base), template=template_name)}

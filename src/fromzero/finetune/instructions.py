@@ -230,6 +230,12 @@ def load_instructions(source: Source, skip_bad: bool = False) -> list[Example]:
     return _load(source, skip_bad, parse_example, (*PROMPT_FIELDS, "messages"), "instruction examples")
 
 
+def instruction_records(source: Source) -> list[dict]:
+    """The raw records of ``source`` in file order, for fields the examples do not keep (such as
+    the ``keywords`` of the ``education_qa`` test split); :func:`load_instructions` checks them."""
+    return [record for _, record in _read_records(source)[1]]
+
+
 def load_preferences(source: Source = "preferences", skip_bad: bool = False) -> list[PreferencePair]:
     """The preference pairs of a JSONL or JSON file, by default the bundled ``preferences`` corpus."""
     return _load(source, skip_bad, parse_preference, ("prompt",), "preference pairs")

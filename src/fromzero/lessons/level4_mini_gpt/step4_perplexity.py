@@ -7,7 +7,7 @@ import math
 from fromzero.classic.ngram import NGramModel
 from fromzero.classic.plots import plot_bars
 from fromzero.data.shards import load_shards
-from fromzero.evaluate.perplexity import perplexity, text_loss
+from fromzero.evaluate.perplexity import perplexity, sliding_windows, text_loss
 from fromzero.lessons.course import Step
 from fromzero.models import GPT
 from fromzero.tokenizers import load_tokenizer
@@ -23,7 +23,12 @@ def run(step: Step) -> None:
         characters each time. A model that knows nothing chooses among the whole vocabulary; a perfect
         one would reach 1. We measure it on the held-out stories of step 4.2, which it never trained on,
         and compare it with the counting models of level 1 on exactly the same text.
+
+        The stories are longer than the model's context, so the text is read through a **sliding window**:
+        windows of the context length, half a context apart, each scoring only the characters the
+        windows before it did not, so every character is predicted once and with plenty of context.
     """)
+    step.show(sliding_windows)
     step.show(text_loss)
     out = step.output("4.2")
     model = GPT.from_pretrained(out).eval()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fromzero.evaluate.heldout import answer_loss, answers
+from fromzero.evaluate.qa import answer_loss, answers
 from fromzero.finetune.instructions import load_instructions
 from fromzero.finetune.lora import disabled_adapters
 from fromzero.finetune.tuned import load_tuned
