@@ -258,6 +258,26 @@ def test_shards_round_trip_with_separators_and_split(tmp_path):
     assert token_dtype(50257) == np.uint16 and token_dtype(100277) == np.uint32
 
 
+def test_several_sources_each_hold_out_what_they_would_hold_out_alone(tmp_path):
+    from fromzero.data.loading import DOCUMENT_SEPARATOR
+    from fromzero.data.prepare import prepare
+    from fromzero.data.split import train_val_documents
+
+    stories = [f"story {i}: the cat sat." for i in range(30)]
+    answers = [f"answer {i}: water is wet." for i in range(12)]
+    for name, docs in (("stories", stories), ("answers", answers)):
+        (tmp_path / f"{name}.txt").write_text(DOCUMENT_SEPARATOR.join(docs), encoding="utf-8")
+    shards = prepare([str(tmp_path / "stories.txt"), str(tmp_path / "answers.txt")], "char", tmp_path / "shards",
+                     val_fraction=0.1, seed=3, quiet=True)
+    from fromzero.tokenizers import load_tokenizer
+
+    val_text = load_tokenizer(tmp_path / "shards").decode(shards.val.tolist())
+    for docs in (stories, answers):
+        _, alone = train_val_documents(docs, 0.1, 3)
+        assert all(doc in val_text for doc in alone)
+        assert sum(doc in val_text for doc in docs) == len(alone)
+
+
 def test_shards_made_again_keep_the_old_ones_when_tokenizing_fails(tmp_path):
     from fromzero.tokenizers import CharTokenizer
     from fromzero.data.shards import is_shard_dir, load_shards, write_shards

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fromzero.data.loading import DOCUMENT_SEPARATOR, load_documents
+from fromzero.data.split import train_val_by_source
 from fromzero.data.settings import DEFAULT_TEXT_FIELD
 from fromzero.data.shards import TokenShards, write_shards
 from fromzero.errors import InputError
@@ -51,7 +52,12 @@ def prepare(
     """Tokenize a text source into shards in ``out``.
 
     ``source``, ``text_field`` and ``skip_bad`` are read by :func:`~fromzero.data.loading.load_documents`.
+    Several sources are split each on its own (:func:`~fromzero.data.split.train_val_by_source`), so
+    each holds out the documents it would hold out alone.
     """
-    documents = load_documents(source, text_field, skip_bad)
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
+    groups = [load_documents(one, text_field, skip_bad) for one in sources]
+    documents = [doc for group in groups for doc in group]
     tokenizer = build_tokenizer(tokenizer_spec, documents)
-    return write_shards(tokenizer, documents, out, val_fraction, seed, quiet=quiet)
+    split = train_val_by_source(groups, val_fraction, seed) if len(groups) > 1 else None
+    return write_shards(tokenizer, documents, out, val_fraction, seed, quiet=quiet, split=split)

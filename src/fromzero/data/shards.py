@@ -121,15 +121,19 @@ def write_shards(
     val_fraction: float = 0.1,
     seed: int = 0,
     quiet: bool = False,
+    split: tuple[list[str], list[str]] | None = None,
 ) -> TokenShards:
     """Tokenize ``documents`` once and write train/val shards plus the tokenizer to ``directory``.
+
+    The validation documents are drawn by :func:`train_val_documents`, unless ``split`` gives the
+    ``(train, val)`` documents already drawn (per source, by :func:`train_val_by_source`).
 
     Everything is tokenized before anything is written, and the header that makes ``directory``
     a shard folder is removed first and written last: a failure or an interruption never leaves
     a header describing files it did not write.
     """
     directory = Path(directory)
-    train_docs, val_docs = train_val_documents(documents, val_fraction, seed)
+    train_docs, val_docs = split or train_val_documents(documents, val_fraction, seed)
     tok_id = TokenizerId.of(tokenizer)
     dtype = token_dtype(tok_id.vocab_size)
     with progress(transient=True, disable=quiet) as bar:

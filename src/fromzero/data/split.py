@@ -14,7 +14,8 @@ back to cutting the text, and each is kept as it is because saved results depend
   ``benchmarks/RESULTS.md`` were measured on this split.
 * :func:`train_val_documents` is the split of the token shards that ``fromzero train`` and
   ``fromzero data prepare`` write (:mod:`fromzero.data.shards`); the GPT results in
-  ``benchmarks/RESULTS.md`` and the defaults of ``fromzero train`` were measured on it.
+  ``benchmarks/RESULTS.md`` and the defaults of ``fromzero train`` were measured on it. Several
+  sources trained together are split each on its own by it (:func:`train_val_by_source`).
 
 Both refuse the same fractions (:func:`check_val_fraction`).
 """
@@ -78,3 +79,24 @@ def train_val_documents(
     text = DOCUMENT_SEPARATOR.join(documents)
     cut = int(len(text) * (1.0 - val_fraction))
     return [text[:cut]], [text[cut:]]
+
+
+def train_val_by_source(
+    groups: Sequence[Sequence[str]], val_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """:func:`train_val_documents` applied to each source's documents on its own, then joined.
+
+    A corpus then holds out the same documents whatever it is trained with: the stories a model
+    pretrained on stories and Q&A answers never saw are the stories one pretrained on stories
+    alone never saw, so both are scored on the same held-out text (``fromzero evaluate``).
+    """
+    train: list[str] = []
+    val: list[str] = []
+    for documents in groups:
+        if any(doc.strip() for doc in documents):
+            part_train, part_val = train_val_documents(documents, val_fraction, seed)
+            train += part_train
+            val += part_val
+    if not train:
+        raise InputError("the corpus is empty: there is no text to train on")
+    return train, val

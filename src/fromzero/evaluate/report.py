@@ -28,7 +28,6 @@ from fromzero.errors import InputError
 
 SUITES = ("lm", "qa", "prefs")
 REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
-LM_SPLIT_SEED, LM_VAL_FRACTION = 1337, 0.1  # the split `fromzero train` holds out by default
 
 # (key, label, higher is better) of each suite, in table order
 METRICS = {
@@ -100,12 +99,13 @@ def lm_text(source: str, split: str) -> str:
     """The text the ``lm`` suite scores: ``source``'s held-out documents, or all of them."""
     from fromzero.data.loading import DOCUMENT_SEPARATOR, load_documents
     from fromzero.data.split import train_val_documents
+    from fromzero.training.config import TrainConfig
 
     documents = load_documents(source)
     if not any(doc.strip() for doc in documents):
         raise InputError(f"{source} holds no text to score")
     if split == "val":
-        _, documents = train_val_documents(documents, LM_VAL_FRACTION, LM_SPLIT_SEED)
+        _, documents = train_val_documents(documents, TrainConfig.val_fraction, TrainConfig.seed)
     return DOCUMENT_SEPARATOR.join(documents)
 
 
