@@ -34,6 +34,7 @@ FAST_FLAGS = {
     ("quickstart",): ["--pretrain-steps", "20", "--sft-epochs", "1", "--dpo-epochs", "1"],
     ("finetune", "sft"): ["--epochs", "1"],
     ("finetune", "dpo"): ["--epochs", "1"],
+    ("evaluate",): ["--questions", "4", "--max-tokens", "2000"],
 }
 
 

@@ -87,10 +87,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
-    from rich.table import Table
 
     from fromzero.devices import resolve_device
-    from fromzero.evaluate.report import SUITES, ModelSpec, Settings, evaluate_models, rows, write_report
+    from fromzero.evaluate.report import SUITES, ModelSpec, Settings, evaluate_models, rich_table, write_report
     from fromzero.finetune.tuned import parse_adapter_specs
 
     chosen = args.suites or ["all"]
@@ -110,15 +109,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(task, description=escape(what), completed=done, total=total)
 
         result = evaluate_models(models, settings, report)
-    names = list(result["models"])
-    table = Table(title="evaluation (* best of the row)", title_justify="left")
-    table.add_column("suite", style="dim")
-    table.add_column("metric")
-    for name in names:
-        table.add_column(escape(name), justify="right", style="bold")
-    for suite, label, values in rows(result):
-        table.add_row(suite, label, *[escape(v) for v in values])
-    stdout.print(table)
+    stdout.print(rich_table(result))
     written = write_report(result, args.out)
     console.print(f"[green]saved[/] {', '.join(str(path) for path in written)}")
     return 0

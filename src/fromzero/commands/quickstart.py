@@ -8,7 +8,8 @@ Four stages, each one the library's own engine with the settings of the course's
    split is never read by any stage);
 2. **sft**: teach it to answer in the ``qa`` template with a LoRA adapter;
 3. **dpo**: tune that adapter to prefer the chosen answers of the ``preferences`` pairs;
-4. **evaluate** base, SFT and DPO on held-out data (:mod:`fromzero.evaluate.heldout`).
+4. **evaluate** base, SFT and DPO on held-out data (:mod:`fromzero.evaluate.report`, the report in
+   ``OUT/report``).
 
 A stage that finished is skipped when the command runs again; one that was interrupted resumes
 from its last checkpoint, exactly. ``OUT/quickstart.json`` records each stage's wall time and the
@@ -137,23 +138,19 @@ def _tune(method: str, settings: dict[str, Any], again: bool, device: str) -> No
 
 
 def _evaluate(out: Path) -> dict[str, Any]:
-    from rich.table import Table
+    """``fromzero evaluate`` on the three stages: every suite, the report in ``OUT/report``."""
+    from fromzero.evaluate.report import ModelSpec, Settings, evaluate_models, rich_table, write_report
 
-    from fromzero.evaluate.heldout import compare_stages
-
-    scores = compare_stages(out / "base", {"SFT": out / "sft", "DPO": out / "dpo"}, SHOWN_QUESTIONS)
-    table = Table(title="held out: education_qa test answers, preference pairs no stage trained on")
-    for column in ("model", "answer loss", "prefers chosen (sum)", "prefers chosen (per token)"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for name, score in scores["models"].items():
-        table.add_row(name, f"{score['answer_loss']:.3f}", f"{score['preference_accuracy']:.0%}",
-                      f"{score['preference_accuracy_per_token']:.0%}")
-    stdout.print(table)
-    first = scores["questions"][0]
+    models = [ModelSpec("base", str(out / "base")), ModelSpec("SFT", str(out / "sft")), ModelSpec("DPO", str(out / "dpo"))]
+    with console.status("scoring base, SFT and DPO on held-out text, questions and preference pairs"):
+        report = evaluate_models(models, Settings(shown_answers=SHOWN_QUESTIONS))
+    stdout.print(rich_table(report, "held out: stories, education_qa test questions, preference pairs (* best)"))
+    first = report["answers"][0]
     stdout.print(f"Q: {first['question']}")
     for name, answer in first["answers"].items():
         stdout.print(f"  {name}: {answer}")
-    return scores
+    write_report(report, out / "report")
+    return report
 
 
 def _read_record(out: Path) -> dict[str, Any]:

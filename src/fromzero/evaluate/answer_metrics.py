@@ -1,6 +1,6 @@
 """Scores for a generated answer against a reference answer: exact match, F1, ROUGE-L, keyword recall.
 
-Answer loss (:mod:`fromzero.evaluate.heldout`) says how likely the model finds the reference; these
+Answer loss (:func:`fromzero.evaluate.qa.answer_loss`) says how likely the model finds the reference; these
 say how close what it actually *writes* comes to it. Each rewards something different:
 
 * **exact match**: the same answer, word for word, after :func:`normalize`. Strict: right for short

@@ -19,7 +19,7 @@ kinds of question (its ``LM`` interface):
 ``pretrained`` is anything ``fromzero generate --model`` takes (a ``fromzero train`` or ``finetune``
 folder, a transformers GPT-2 folder, ``gpt2``); ``adapter=NAME=DIR`` (or ``DIR``) adds a LoRA adapter.
 From the shell, ``python -m fromzero.evaluate.harness run --model fromzero ...`` is lm_eval's own
-command line with this backend registered (``--include_path`` with :data:`TASKS_DIR` adds our tasks).
+command line with this backend registered and our tasks included (:data:`TASKS_DIR`).
 
 Its numbers are those of lm_eval's Hugging Face backend (``--model hf``) on the same checkpoint,
 because every step is done the way that backend does it:
@@ -295,7 +295,11 @@ def positive_int(name: str, value: int | str) -> int:
                      + (" (the fromzero model does not search for a batch size)" if name == "batch_size" else ""))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # lm_eval's command line, with this backend registered and our tasks included
+    import sys
+
     from lm_eval.__main__ import cli_evaluate
 
+    if "--include_path" not in sys.argv:
+        sys.argv += ["--include_path", str(TASKS_DIR)]
     cli_evaluate()

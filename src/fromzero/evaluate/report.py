@@ -8,7 +8,7 @@ Three suites, each answering one question about every model given:
 * ``qa``: does it answer held-out questions? Generated answers scored against the references, the
   stop rate and the answer loss (:mod:`fromzero.evaluate.qa`). GPTs only.
 * ``prefs``: does it prefer the better answer? Preference accuracy on pairs no DPO run trained on
-  (:mod:`fromzero.evaluate.heldout`). GPTs only.
+  (:mod:`fromzero.evaluate.preferences`). GPTs only.
 
 Everything is loaded and checked before anything is scored, and nothing is written until every
 score is in, so a bad model or data file costs seconds and leaves no half-written report.
@@ -111,7 +111,7 @@ def lm_text(source: str, split: str) -> str:
 
 def evaluate_models(models: Sequence[ModelSpec], settings: Settings, on_progress: Progress | None = None) -> dict[str, Any]:
     """Score every model on every suite; returns the report (what ``report.json`` holds)."""
-    from fromzero.evaluate.heldout import heldout_pairs, preference_score
+    from fromzero.evaluate.preferences import heldout_pairs, preference_score
     from fromzero.evaluate.qa import load_qa, qa_scores
     from fromzero.evaluate.scorers import GPTScorer
 
@@ -221,6 +221,21 @@ def _cell(value: float | None, best: float | None) -> str:
         return "–"
     text = f"{value:,}" if isinstance(value, int) else (f"{value:.4g}" if abs(value) >= 1 else f"{value:.3f}")
     return f"{text} *" if best is not None and value == best else text
+
+
+def rich_table(report: dict[str, Any], title: str = "evaluation (* best of the row)"):
+    """The report as a terminal table: a row per metric, a column per model."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("suite", style="dim")
+    table.add_column("metric")
+    for name in report["models"]:
+        table.add_column(escape(name), justify="right", style="bold")
+    for suite, label, values in rows(report):
+        table.add_row(suite, label, *[escape(v) for v in values])
+    return table
 
 
 def markdown(report: dict[str, Any]) -> str:

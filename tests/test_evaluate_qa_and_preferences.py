@@ -1,11 +1,13 @@
-"""fromzero.evaluate.heldout: answer loss, preference accuracy and greedy answers, checked by hand."""
+"""fromzero.evaluate.qa and .preferences: answer loss, greedy answers (batched as one by one) and preference
+accuracy, checked by hand."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fromzero.evaluate.heldout import answer_loss, answers, preference_score
+from fromzero.evaluate.preferences import preference_score
+from fromzero.evaluate.qa import answer_loss, answers, generate_answers
 from fromzero.finetune.batches import build_sft_data, collate, encode_prompt
 from fromzero.finetune.instructions import Example, Message, PreferencePair
 from fromzero.finetune.losses import sft_loss, sequence_logprobs
@@ -69,3 +71,17 @@ def test_answers_are_greedy_and_asked_in_the_template(model_and_tokenizer):
     new = generate(model, torch.tensor([ids]), settings, tokenizer=tokenizer)[0, len(ids):].tolist()
     until_end = new[:new.index(tokenizer.eot_id)] if tokenizer.eot_id in new else new
     assert reply == tokenizer.decode(until_end).split("\n### Question:")[0].strip()
+
+
+def test_batched_answers_equal_answers_one_by_one_and_say_whether_they_stopped(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    questions = ["What is the sun?", "Why is the sky blue? Tell me why.", "Is it?", "What is a star? The sun is."]
+    batched = generate_answers(model, tokenizer, QA, questions, max_new_tokens=10, batch_size=3)
+    alone = [generate_answers(model, tokenizer, QA, [q], max_new_tokens=10, batch_size=1)[0] for q in questions]
+    assert batched == alone
+    for question, answer in zip(questions, alone):
+        ids = encode_prompt(tokenizer, QA, Example((Message("user", question),)))
+        settings = GenerationConfig(max_new_tokens=10, eos_token_id=tokenizer.eot_id, stop_strings=["\n### Question:"])
+        new = generate(model, torch.tensor([ids]), settings, tokenizer=tokenizer)[0, len(ids):].tolist()
+        ended = tokenizer.eot_id in new or "\n### Question:" in tokenizer.decode(new)
+        assert answer.stopped == ended
