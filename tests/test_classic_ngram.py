@@ -237,3 +237,12 @@ def test_unknown_tokens_are_explained_in_words_a_command_line_user_can_act_on():
     evaluation = NGramModel(2, "add-k").fit(TOY).evaluate("abz")
     assert evaluation.n_unknown == 1
     assert "train it on text that includes them" in evaluation.explain() and "fit" not in evaluation.explain()
+
+
+def test_kneser_ney_keeps_a_floor_for_a_token_no_training_context_continued():
+    # every character here follows several distinct characters, so no continuation count is 1 and
+    # the estimated discount n1 / (n1 + 2 n2) of the lowest order would be 0
+    text = "abcabcacbbacbca" * 4
+    model = NGramModel(2, "kneser-ney").fit(text, vocab=list("abcz"))
+    assert model.prob("a", "z") > 0 and math.isfinite(model.perplexity("abz"))
+    assert sum(model.distribution("a").values()) == pytest.approx(1.0)

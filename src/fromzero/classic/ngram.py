@@ -33,7 +33,7 @@ Smoothing (how probability is given to continuations never seen after a context)
     The recursion ends at the uniform distribution ``1 / V``. When the context was never
     seen (zero denominator) all the mass goes to the lower order. Each order ``m`` and each
     kind of count has its own discount ``D = n1 / (n1 + 2 n2)``, where ``n1`` and ``n2`` are the
-    numbers of ``m``-grams whose count is exactly 1 and exactly 2 (0.5 when both are 0), unless a
+    numbers of ``m``-grams whose count is exactly 1 and exactly 2 (0.5 when n1 is 0), unless a
     fixed ``discount`` is given. Every distribution sums to 1 over the vocabulary.
 """
 
@@ -125,7 +125,10 @@ class _Level:
     def discount(self) -> float:
         freq = Counter(c for nexts in self.table.values() for c in nexts.values())
         n1, n2 = freq[1], freq[2]
-        return n1 / (n1 + 2 * n2) if n1 + 2 * n2 > 0 else 0.5
+        # With no count of exactly 1 the estimate would be 0, which leaves nothing for the lower
+        # order: a token seen in no context of this order (a character met only in new text) would get
+        # probability 0 under a smoothed model. 0.5 keeps the uniform floor.
+        return n1 / (n1 + 2 * n2) if n1 > 0 else 0.5
 
 
 class NGramModel:
