@@ -4,11 +4,15 @@
 * :mod:`~fromzero.models.gpt`: :class:`GPT` and the forward contract;
 * :mod:`~fromzero.models.context`: the context-length policy (what fits, what slides);
 * :mod:`~fromzero.models.kv_cache`: :class:`KVCache` for fast incremental decoding;
-* :mod:`~fromzero.models.pretrained`: reading and writing Hugging Face GPT-2 checkpoints.
+* :mod:`~fromzero.models.pretrained`: reading and writing Hugging Face GPT-2 checkpoints;
+* :mod:`~fromzero.models.encoder`: a BERT-family encoder (post-LN, bidirectional) that loads BERT
+  and sentence-transformers folders, for sentence embeddings.
 """
 
 from fromzero.models.config import PRESETS, GPTConfig
+from fromzero.models.encoder import Encoder, EncoderConfig, EncoderOutput, load_encoder_weights
 from fromzero.models.gpt import GPT, GPTOutput
 from fromzero.models.kv_cache import KVCache
 
-__all__ = ["GPT", "GPTConfig", "GPTOutput", "KVCache", "PRESETS"]
+__all__ = ["GPT", "Encoder", "EncoderConfig", "EncoderOutput", "GPTConfig", "GPTOutput", "KVCache", "PRESETS",
+           "load_encoder_weights"]

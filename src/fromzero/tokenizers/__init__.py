@@ -7,6 +7,8 @@
   Start reading BPE in ``naive.py`` (the textbook algorithm in about 60 lines), then
   ``train.py`` (the same merges, learned fast) and ``bpe.py`` (the same ids; ``fast=False`` runs
   its readable encoder instead of tiktoken's Rust core).
+* ``WordPieceTokenizer``: BERT's sub-word tokenizer (``##`` continuations), read from a BERT or
+  sentence-transformers folder; the sentence encoders of :mod:`fromzero.embeddings` use it.
 
 ``load_tokenizer("gpt2" | directory)`` loads any of them.
 """
@@ -17,7 +19,9 @@ from fromzero.tokenizers.char import CharTokenizer
 from fromzero.tokenizers.load import load_tokenizer
 from fromzero.tokenizers.patterns import GPT2_PATTERN, GPT4_PATTERN
 from fromzero.tokenizers.word import WordTokenizer
+from fromzero.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = [
-    "BPETokenizer", "CharTokenizer", "GPT2_PATTERN", "GPT4_PATTERN", "Tokenizer", "WordTokenizer", "load_tokenizer",
+    "BPETokenizer", "CharTokenizer", "GPT2_PATTERN", "GPT4_PATTERN", "Tokenizer", "WordPieceTokenizer", "WordTokenizer",
+    "load_tokenizer",
 ]
