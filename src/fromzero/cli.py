@@ -11,14 +11,14 @@ import sys
 
 from fromzero import __version__
 from fromzero.commands import (
-    chat, data, evaluate, finetune, generate, learn, model, ngram, numpy_net, quickstart, serve, tokenizer, train,
+    chat, data, evaluate, finetune, generate, index, learn, model, ngram, numpy_net, quickstart, serve, tokenizer, train,
 )
 from fromzero.commands.parsing import HelpFormatter
 from fromzero.errors import FromzeroError
 
 # In the order they appear in `fromzero --help`.
-COMMANDS = (learn, quickstart, data, tokenizer, ngram, numpy_net, model, generate, train, finetune, evaluate, chat,
-            serve)
+COMMANDS = (learn, quickstart, data, tokenizer, ngram, numpy_net, model, generate, train, finetune, evaluate, index,
+            chat, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,4 +5,28 @@ up close together: the cosine between two vectors measures how alike two words a
 and differences of vectors answer analogies ("man is to king as woman is to ?"). ``word2vec``
 learns one vector per word from which words appear near which, with nothing but counting,
 random sampling and a dot product.
+
+- :mod:`~fromzero.embeddings.word2vec`  word vectors from scratch (skip-gram and CBOW)
+- :mod:`~fromzero.embeddings.encoders`  sentence vectors: a real pretrained encoder (all-MiniLM-L6-v2),
+  or a fromzero GPT's mean-pooled states
+- :mod:`~fromzero.embeddings.index`     semantic search over your own documents
 """
+
+from fromzero.lazy import lazy_exports
+
+# Imported on first use (see fromzero.lazy), so `fromzero --help` does not pay for torch.
+_EXPORTS = {
+    "GPTMeanPoolEncoder": "encoders",
+    "SentenceEncoder": "encoders",
+    "load_encoder": "encoders",
+    "WordVectors": "word2vec",
+    "Word2VecConfig": "word2vec",
+    "train_word2vec": "word2vec",
+    "build_index": "index",
+    "load_index": "index",
+    "search_index": "index",
+}
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
