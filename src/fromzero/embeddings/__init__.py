@@ -10,6 +10,7 @@ random sampling and a dot product.
 - :mod:`~fromzero.embeddings.encoders`  sentence vectors: a real pretrained encoder (all-MiniLM-L6-v2),
   or a fromzero GPT's mean-pooled states
 - :mod:`~fromzero.embeddings.index`     semantic search over your own documents
+- :mod:`~fromzero.embeddings.plots`     PCA / t-SNE pictures of vectors, a similarity heatmap
 """
 
 from fromzero.lazy import lazy_exports
@@ -25,6 +26,10 @@ _EXPORTS = {
     "build_index": "index",
     "load_index": "index",
     "search_index": "index",
+    "pca": "plots",
+    "tsne": "plots",
+    "plot_points": "plots",
+    "plot_similarity": "plots",
 }
 __all__ = sorted(_EXPORTS)
 
