@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from rich.markup import escape
 from rich.panel import Panel
@@ -79,8 +79,9 @@ class Session:
     """One conversation with ``tuned``; :meth:`run` reads lines until quit or end of input."""
 
     def __init__(self, tuned: TunedModel, settings: Settings, guard: Guard | None = None, name: str = "model",
-                 interactive: bool = False) -> None:
+                 interactive: bool = False, retriever: Any = None) -> None:
         self.tuned, self.settings, self.guard, self.interactive = tuned, settings, guard, interactive
+        self.retriever = retriever  # fromzero.embeddings.rag.Retriever: answers from your documents
         self.history: list[Message] = []  # the turns the model sees (system prompt apart)
         self.last_question: str | None = None
         self.answers = 0
@@ -141,12 +142,15 @@ class Session:
         if self._refused(question):
             return
         config = self.generation_config()
-        prompt = conversation_prompt(self.tuned, [*self.history, Message("user", question)],
+        asked, sources = self._with_context(question, config)
+        prompt = conversation_prompt(self.tuned, [*self.history, Message("user", asked)],
                                      config.max_new_tokens, self.settings.system)
         if prompt.dropped_turns:
             self._forget(prompt.dropped_turns)
         speaker = self._speaker()
         answer, stopped = self._stream_answer(prompt.ids, config, speaker)
+        for line in sources:
+            stdout.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
         self.answers += 1
         self.history += [Message("user", question), Message("assistant", answer)]
         note = "stopped" if stopped else ""
@@ -157,6 +161,22 @@ class Session:
             if note:
                 stdout.print(f"[yellow]{escape(note)}[/]")
         self.transcript.add("assistant", answer, speaker=speaker, settings=self._record(config), note=note)
+        if sources:
+            self.transcript.add("sources", "\n".join(sources))
+
+    def _with_context(self, question: str, config: GenerationConfig) -> tuple[str, list[str]]:
+        """With ``--rag``: the question with the retrieved chunks that fit, and their source lines."""
+        if self.retriever is None:
+            return question, []
+        from fromzero.embeddings.rag import rag_question, source_line
+
+        plain = conversation_prompt(self.tuned, [*self.history, Message("user", question)], config.max_new_tokens,
+                                    self.settings.system)
+        budget = self.tuned.model.config.block_size - config.max_new_tokens - len(plain.ids)
+        asked, used = rag_question(question, self.retriever.retrieve(question), self.tuned.tokenizer, budget)
+        if not used:
+            return question, ["sources: none (no retrieved text fits in the model's context beside the question)"]
+        return asked, [source_line(rank, hit) for rank, hit in enumerate(used, start=1)]
 
     def _refused(self, question: str) -> bool:
         refusal = self.guard.check(question) if self.guard is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from argparse import Namespace
+from pathlib import Path
 
 from fromzero.commands.parsing import HelpFormatter, add_device_flag, add_nucleus_flags, sampling_seed
 from fromzero.console import console
@@ -69,6 +70,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--guard-log", default=None, metavar="FILE",
                    help="JSONL file the guard appends refusals to (turns the guard on; default with --guard: "
                    "$FROMZERO_HOME/chat/refusals.jsonl)")
+    p.add_argument("--rag", default=None, metavar="IDX",
+                   help="answer from your documents: put the chunks of this index (`fromzero index build`) closest "
+                   "to each question in front of it, and list their sources after the answer")
+    p.add_argument("--rag-k", type=int, default=3, help="how many chunks --rag retrieves per question")
     p.set_defaults(func=run)
 
 
@@ -97,10 +102,20 @@ def run(args: Namespace) -> int:
     guard = None
     if args.guard or args.guard_log:
         guard = Guard(log_path=args.guard_log or fromzero_home() / "chat" / "refusals.jsonl")
+    retriever = None
+    if args.rag:
+        from fromzero.embeddings.rag import Retriever
+
+        if args.rag_k < 1:
+            raise InputError(f"--rag-k must be at least 1, got {args.rag_k}")
+        with console.status(f"loading the index {args.rag}"):
+            retriever = Retriever(Path(args.rag), args.rag_k)
     interactive = sys.stdin.isatty()
     what = f"template {tuned.template.name}" if tuned.template else "plain continuation"
     if tuned.adapters:
         what += f", adapters {', '.join(tuned.adapters)}"
+    if retriever is not None:
+        what += f"; answers from {args.rag} ({len(retriever.index.chunks):,} chunks)"
     console.print(f"[dim]{args.model}: {tuned.model.num_params() / 1e6:.1f}M parameters, context {context} tokens, "
                   f"{what}" + (f"; guard on, refusals logged to {guard.log_path}" if guard else "") + "[/]")
     if interactive:
@@ -109,7 +124,7 @@ def run(args: Namespace) -> int:
         except ImportError:
             pass
         console.print("[dim]type help for the commands, quit (or Ctrl-D) to leave[/]")
-    return Session(tuned, settings, guard, name=args.model, interactive=interactive).run()
+    return Session(tuned, settings, guard, name=args.model, interactive=interactive, retriever=retriever).run()
 
 
 def _check_flags(args: Namespace) -> None:

@@ -10,6 +10,7 @@ random sampling and a dot product.
 - :mod:`~fromzero.embeddings.encoders`  sentence vectors: a real pretrained encoder (all-MiniLM-L6-v2),
   or a fromzero GPT's mean-pooled states
 - :mod:`~fromzero.embeddings.index`     semantic search over your own documents
+- :mod:`~fromzero.embeddings.rag`       retrieved chunks in front of a question (``fromzero chat --rag``)
 - :mod:`~fromzero.embeddings.plots`     PCA / t-SNE pictures of vectors, a similarity heatmap
 """
 
