@@ -109,7 +109,7 @@ def run(args: Namespace) -> int:
         if args.rag_k < 1:
             raise InputError(f"--rag-k must be at least 1, got {args.rag_k}")
         with console.status(f"loading the index {args.rag}"):
-            retriever = Retriever(Path(args.rag), args.rag_k)
+            retriever = Retriever(Path(args.rag), args.rag_k, device)
     interactive = sys.stdin.isatty()
     what = f"template {tuned.template.name}" if tuned.template else "plain continuation"
     if tuned.adapters:

@@ -65,8 +65,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=int, default=None,
                    help="lm suite: sliding-window step for text longer than the context (default: half the context)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="lm suite: precision of the matmuls; float32 is exact, bfloat16 about 2x faster on CPUs with bf16 "
-                   "instructions (a perplexity 1e-4 apart in benchmarks/RESULTS.md)")
+                   help="lm suite: precision of the matmuls; float32 is exact; bfloat16 measured 2.06x faster on an AMD "
+                   "EPYC (Zen 5) with a perplexity 1e-4 apart (benchmarks/RESULTS.md)")
     p.add_argument("--qa-data", default="education_qa/test",
                    help="qa suite: questions with reference answers (an instruction file; never a train split)")
     p.add_argument("--questions", type=int, default=None, help="qa suite: only the first N questions (default: all)")

@@ -175,14 +175,27 @@ def load_index(folder: str | Path) -> Index:
     return Index(header["encoder"], header["dim"], header["chunk_size"], header["overlap"], vectors, chunks)
 
 
+class Retriever:
+    """An index and its encoder, loaded once, answering many queries (a search, or a chat with ``--rag``)."""
+
+    def __init__(self, folder: str | Path, k: int = 3, device: str = "cpu") -> None:
+        self.index = load_index(folder)
+        self.encoder = load_encoder_spec(self.index.encoder, device)
+        self.k = k
+
+    def retrieve(self, query: str) -> list[Hit]:
+        """The ``k`` chunks most similar to ``query``, best first."""
+        if not query.strip():
+            raise InputError("give a query to search for")
+        vector = np.atleast_2d(self.encoder.encode([query], normalize=True))[0]
+        if vector.shape[0] != self.index.dim:
+            raise InputError(f"the encoder {self.index.encoder!r} gives vectors of {vector.shape[0]} numbers, the "
+                             f"index holds {self.index.dim}: it was built with another model; build it again")
+        return self.index.search(vector, self.k)
+
+
 def search_index(folder: str | Path, query: str, k: int = 3, device: str = "cpu") -> list[Hit]:
     """Load the index in ``folder`` and its encoder, and return the ``k`` best chunks for ``query``."""
     if not query.strip():
-        raise InputError("give a query to search for")
-    index = load_index(folder)
-    encoder = load_encoder_spec(index.encoder, device)
-    vector = np.atleast_2d(encoder.encode([query], normalize=True))[0]
-    if vector.shape[0] != index.dim:
-        raise InputError(f"the encoder {index.encoder!r} gives vectors of {vector.shape[0]} numbers, the index "
-                         f"holds {index.dim}: it was built with another model; build it again")
-    return index.search(vector, k)
+        raise InputError("give a query to search for")  # before loading anything
+    return Retriever(folder, k, device).retrieve(query)

@@ -16,31 +16,11 @@ listed after the answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from fromzero.embeddings.index import Hit, Retriever
 
-from fromzero.embeddings.index import Hit, load_encoder_spec, load_index
+__all__ = ["RAG_TEMPLATE", "Retriever", "rag_question", "source_line"]
 
 RAG_TEMPLATE = "Based on this textbook content:\n{context}\n\nAnswer: {question}"
-
-
-@dataclass
-class Retriever:
-    """An index and its encoder, loaded once for a whole conversation."""
-
-    folder: Path
-    k: int = 3
-
-    def __post_init__(self) -> None:
-        import numpy as np
-
-        self.index = load_index(self.folder)
-        self.encoder = load_encoder_spec(self.index.encoder)
-        self._np = np
-
-    def retrieve(self, question: str) -> list[Hit]:
-        vector = self._np.atleast_2d(self.encoder.encode([question], normalize=True))[0]
-        return self.index.search(vector, self.k)
 
 
 def rag_question(question: str, hits: list[Hit], tokenizer, budget: int) -> tuple[str, list[Hit]]:

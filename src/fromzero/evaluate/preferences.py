@@ -50,10 +50,8 @@ def preference_score(model: GPT, tokenizer: Tokenizer, template: Template, pairs
 def heldout_pairs(records: Sequence[Mapping[str, Any] | None], source: str | None = None) -> list[PreferencePair]:
     """The preference pairs no DPO run among ``records`` (fine-tune records) trained on.
 
-    That is the validation part of the first DPO run's data, split by its fraction and seed; with no
-    DPO run, the default split of ``source`` (the bundled ``preferences`` when not given). A
-    ``source`` other than the run's own data is held out as a whole file would be: it is split the
-    same way, so its validation part is what gets scored.
+    The validation part of ``source`` (default: the first DPO run's data, else the bundled
+    ``preferences``), split with that run's fraction and seed (else DPO's defaults, 0.1 and 42).
     """
     dpo = next((r["settings"] for r in records if r and r.get("method") == "dpo"), {})
     _, pairs = train_val_split(load_preferences(source or dpo.get("data", "preferences")),

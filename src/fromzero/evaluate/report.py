@@ -129,9 +129,10 @@ def evaluate_models(models: Sequence[ModelSpec], settings: Settings, on_progress
 
     results: dict[str, dict[str, Any]] = {}
     answers: dict[str, list[str]] = {}
-    for name, scorer in scorers.items():
+    for model in models:
+        name, scorer = model.name, scorers[model.name]
         torch.manual_seed(settings.seed)
-        result: dict[str, Any] = {"kind": scorer.kind, "spec": next(m.spec for m in models if m.name == name)}
+        result: dict[str, Any] = {"kind": scorer.kind, "spec": model.spec}
         if text is not None:
             report = None if on_progress is None else (lambda done, total, n=name: on_progress(f"{n}: text", done, total))
             result["lm"] = scorer.score(text, settings.max_tokens, settings.stride, settings.batch_size, report).as_dict()

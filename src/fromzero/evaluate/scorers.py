@@ -14,7 +14,6 @@ token is only context, and its characters are left out of the byte and character
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -87,8 +86,7 @@ class NGramScorer:
         evaluation = self.model.evaluate(tokens)
         if on_progress is not None:
             on_progress(1, 1)
-        nll = math.inf if math.isinf(evaluation.cross_entropy) else evaluation.cross_entropy * evaluation.n_tokens
-        return text_score(nll, evaluation.n_tokens, text)
+        return text_score(evaluation.cross_entropy * evaluation.n_tokens, evaluation.n_tokens, text)  # inf stays inf
 
 
 @dataclass
