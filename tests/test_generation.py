@@ -376,3 +376,16 @@ def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models, tmp_pat
     packed.requires_grad_(True)
     with pytest.raises(InputError, match="inference only"):
         packed(ids).logits.sum().backward()
+
+
+def test_settings_that_forbid_every_token_fall_back_to_the_model_scores():
+    from fromzero.generation import GenerationConfig, generate
+    from fromzero.models import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("tiny", vocab_size=6, block_size=32)).eval()
+    prompt = torch.tensor([[0, 1, 2, 3, 4, 5]])  # every token used: no_repeat_ngram_size=1 forbids them all
+    for sample in (True, False):
+        config = GenerationConfig(max_new_tokens=5, do_sample=sample, min_p=0.05, no_repeat_ngram_size=1, seed=0)
+        out = generate(model, prompt, config)
+        assert out.shape == (1, 11) and int(out.max()) < 6

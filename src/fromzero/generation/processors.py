@@ -114,7 +114,15 @@ def build_processors(config: GenerationConfig) -> list[Processor]:
 
 def apply_processors(processors: list[Processor], input_ids: torch.Tensor,
                      scores: torch.Tensor) -> torch.Tensor:
-    """Run the processors one after the other."""
+    """Run the processors one after the other.
+
+    Settings can forbid every token (``no_repeat_ngram_size=1`` once each token has been used): then
+    that row keeps its unprocessed scores for this step, where sampling from nothing would fail.
+    """
+    original = scores
     for processor in processors:
         scores = processor(input_ids, scores)
+    blocked = torch.isneginf(scores).all(dim=-1)
+    if blocked.any():
+        scores = torch.where(blocked[:, None], original, scores)
     return scores
