@@ -1,13 +1,18 @@
-"""Semantic search: chunks that keep their offsets, exact top-k equal to brute force, adding documents,
-and an index that refuses the wrong encoder or a damaged file."""
+"""Semantic search: chunks that keep their offsets, exact top-k equal to brute force, the faiss backend
+equal to NumPy (ties included), adding documents, and an index that refuses the wrong encoder or a
+damaged file."""
 
 from __future__ import annotations
+
+import importlib.util
+import sys
 
 import numpy as np
 import pytest
 
 from fromzero.cli import main
-from fromzero.embeddings.index import Index, build_index, chunk_document, load_index, search_index
+from fromzero.embeddings import index as index_module
+from fromzero.embeddings.index import Chunk, Index, Retriever, build_index, chunk_document, load_index, search_index
 from fromzero.errors import CorruptFileError, InputError
 
 DOCS = ["Plants make food from sunlight, water and carbon dioxide in their green leaves.",
@@ -41,6 +46,55 @@ def test_search_is_the_exact_top_k_of_brute_force():
     assert len(index.search(query, 900)) == 500
     with pytest.raises(InputError, match="index is empty"):
         Index("test", 16, 5, 0, vectors[:0], []).search(query)
+
+
+def random_index(rows: int, dim: int, seed: int = 0, copies: int = 1) -> Index:
+    """Random unit vectors, each row ``copies`` times (exact ties), chunk i from document i."""
+    vectors = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
+    vectors = np.tile(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), (copies, 1))
+    return Index("test", dim, 5, 0, vectors, [Chunk(f"chunk {i}", "s", i, 0, 7) for i in range(len(vectors))])
+
+
+def test_faiss_gives_exactly_the_numpy_hits_ties_included():
+    pytest.importorskip("faiss", reason="the faiss backend is the optional faiss-cpu package")
+    rng = np.random.default_rng(1)
+    for index in (random_index(700, 24), random_index(40, 24, copies=30)):  # 30 equal copies of each row
+        for query in rng.normal(size=(15, 24)).astype(np.float32):
+            query /= np.linalg.norm(query)
+            scores = (index.vectors * query).sum(axis=1)  # row by row: equal rows, equal scores
+            for k in (1, 3, 10, 45):
+                hits = index.search(query, k, backend="faiss")
+                assert hits == index.search(query, k, backend="numpy")  # chunks and scores, bit for bit
+                assert [hit.chunk.document for hit in hits] == np.argsort(-scores, kind="stable")[:k].tolist()
+    hits = index.search(index.vectors[5], 35, backend="faiss")  # row 5 itself: its 30 copies tie at the top
+    assert [hit.chunk.document for hit in hits[:30]] == list(range(5, 1200, 40))  # in index order
+    assert len({hit.score for hit in hits[:30]}) == 1 and hits[30].score < hits[29].score
+    assert "faiss" in index._cache  # built once, kept for the next query
+
+
+def test_auto_picks_numpy_below_the_threshold(monkeypatch):
+    small = random_index(50, 8)
+    assert small.backend_for("auto") == "numpy"
+    small.search(small.vectors[0], 3)
+    assert "faiss" not in small._cache
+    monkeypatch.setattr(index_module, "FAISS_MIN_VECTORS", 50)
+    expected = "faiss" if importlib.util.find_spec("faiss") else "numpy"
+    assert small.backend_for("auto") == expected
+    with pytest.raises(InputError, match="must be one of auto, numpy, faiss"):
+        small.search(small.vectors[0], 3, backend="annoy")
+
+
+def test_missing_faiss_is_one_clear_error(monkeypatch, tiny_gpt, tmp_path):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
+    monkeypatch.setattr(index_module, "FAISS_MIN_VECTORS", 10)
+    index = random_index(50, 8)
+    with pytest.raises(InputError, match="pip install faiss-cpu"):
+        index.search(index.vectors[0], 3, backend="faiss")
+    assert index.backend_for("auto") == "numpy"  # auto quietly uses NumPy
+    assert index.search(index.vectors[0], 1)[0].chunk.document == 0
+    build_index([corpus(tmp_path / "docs", DOCS)], tmp_path / "idx", f"gpt:{tiny_gpt}", quiet=True)
+    with pytest.raises(InputError, match="pip install faiss-cpu"):
+        Retriever(tmp_path / "idx", backend="faiss")
 
 
 @pytest.fixture(scope="module")

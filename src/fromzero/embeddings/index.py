@@ -3,8 +3,12 @@
 Search by meaning rather than by words: every chunk of the documents is encoded once into a unit
 vector (:mod:`fromzero.embeddings.encoders`), and a query is encoded the same way; the chunks
 whose vectors have the largest cosine with the query's (a dot product, as all are unit length)
-are the answer. The search here is exact: every chunk is scored, which takes milliseconds for
-tens of thousands of chunks.
+are the answer. The search is exact: every chunk is scored. NumPy does it in milliseconds for
+tens of thousands of chunks; from ``FAISS_MIN_VECTORS`` chunks on, ``backend="auto"`` uses faiss's
+exact inner-product index (``IndexFlatIP``, when ``faiss-cpu`` is installed), which scores the same
+vectors faster. Both backends return exactly the same hits, scores included: each only proposes
+candidates, and the candidates' final scores and order come from one NumPy computation (see
+:meth:`Index.search`).
 
 Chunks are runs of ``chunk_size`` words, each starting ``chunk_size - overlap`` words after the
 last, so a sentence cut by one chunk's end is whole in the next. An index folder holds
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,6 +37,12 @@ from fromzero.errors import CorruptFileError, InputError, MissingFileError
 INDEX_JSON, VECTORS, CHUNKS = "index.json", "vectors.safetensors", "chunks.jsonl"
 FORMAT = "fromzero-index/1"
 WORD = re.compile(r"\S+")
+BACKENDS = ("auto", "numpy", "faiss")
+# From this many vectors on, backend="auto" searches with faiss. Measured (dim 384, k 3 and 10,
+# one thread each, 2-core AMD EPYC): both take 0.05-0.3 ms a query up to 3k vectors; at 10k faiss
+# takes 0.6-0.8 ms and NumPy 1.5-3, at 100k 8-11 ms and 23-29. benchmarks/embeddings_bench.py
+# (--only search) measures it again.
+FAISS_MIN_VECTORS = 5_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,15 @@ def load_encoder_spec(spec: str, device: str = "cpu"):
     return load_encoder(spec, device=device)
 
 
+def import_faiss():
+    """The ``faiss`` module, or a clear error saying how to install it."""
+    try:
+        import faiss
+    except ImportError:
+        raise InputError("the faiss search backend needs the faiss-cpu package: pip install faiss-cpu") from None
+    return faiss
+
+
 @dataclass
 class Index:
     encoder: str  # the spec the index was built with
@@ -83,18 +102,84 @@ class Index:
     overlap: int
     vectors: np.ndarray
     chunks: list[Chunk]
+    # Built on first use for the current ``vectors``: their largest norm, and the faiss index.
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def search(self, query_vector: np.ndarray, k: int = 3) -> list[Hit]:
-        """The ``k`` chunks most similar to a unit ``query_vector``, best first (exact)."""
+    def search(self, query_vector: np.ndarray, k: int = 3, backend: str = "auto") -> list[Hit]:
+        """The ``k`` chunks most similar to a unit ``query_vector``, best first, equal scores in index order (exact).
+
+        ``backend``: ``numpy``, ``faiss`` (needs ``faiss-cpu``) or ``auto`` (faiss from
+        ``FAISS_MIN_VECTORS`` chunks on, when it is installed). Both give exactly the same hits and
+        scores. Two float32 dot products of the same vectors may differ in their last bits (BLAS and
+        faiss add the products in different orders), so neither backend's scores decide: each
+        proposes every chunk whose score is within ``margin`` of its k-th best, which provably
+        includes the true top k, and :meth:`_rank` scores those few candidates one way for both.
+        """
         if not self.chunks:
             raise InputError("the index is empty: add documents with `fromzero index build`")
         if k < 1:
             raise InputError(f"-k must be at least 1, got {k}")
-        scores = self.vectors @ np.asarray(query_vector, dtype=np.float32)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]  # best first; equal scores in index order
-        return [Hit(float(scores[i]), self.chunks[i]) for i in top]
+        query = np.asarray(query_vector, dtype=np.float32)
+        k = min(k, len(self.chunks))
+        cache = self._prepared()
+        # A float32 dot product of d terms is within about d * eps/2 * |x| |q| of the true value,
+        # whatever the order of the additions, so two ways of computing it differ by at most
+        # d * eps * |x| |q|, and a chunk one way puts twice that below the k-th best may still be
+        # in the top k. The margin doubles that again: a few more candidates, never a wrong answer.
+        margin = 4 * self.dim * float(np.finfo(np.float32).eps) * float(np.linalg.norm(query)) * cache["norm"]
+        if self.backend_for(backend) == "faiss":
+            hits = self._search_faiss(query, k, margin)
+            if hits is not None:
+                return hits
+        scores = self.vectors @ query
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        return self._rank(np.flatnonzero(scores >= kth - margin), query, k)
+
+    def backend_for(self, backend: str = "auto") -> str:
+        """The backend ``search`` uses for ``backend`` ("auto": faiss for large indexes, if installed)."""
+        if backend not in BACKENDS:
+            raise InputError(f"the search backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if backend == "faiss":
+            import_faiss()
+        elif backend == "auto":
+            try:
+                backend = "faiss" if len(self.chunks) >= FAISS_MIN_VECTORS and import_faiss() else "numpy"
+            except InputError:
+                backend = "numpy"
+        return backend
+
+    def _prepared(self) -> dict[str, Any]:
+        """The cache, emptied whenever ``vectors`` was replaced (as adding documents does)."""
+        if self._cache.get("vectors") is not self.vectors:
+            self._cache.clear()
+            self._cache["vectors"] = self.vectors
+            self._cache["norm"] = float(np.linalg.norm(self.vectors, axis=1).max(initial=0.0))
+        return self._cache
+
+    def _search_faiss(self, query: np.ndarray, k: int, margin: float) -> list[Hit] | None:
+        """faiss's best candidates ranked by :meth:`_rank`; None when they may miss one (many near-ties)."""
+        cache = self._prepared()
+        if "faiss" not in cache:  # built once per index, not per query: it copies the vectors
+            faiss = import_faiss()
+            cache["faiss"] = faiss.IndexFlatIP(self.dim)
+            cache["faiss"].add(np.ascontiguousarray(self.vectors, dtype=np.float32))
+        n = len(self.chunks)
+        for fetch in (min(n, 2 * k + 16), min(n, 16 * k + 256)):
+            scores, ids = cache["faiss"].search(query[None], fetch)
+            scores, ids = scores[0], ids[0]
+            threshold = scores[k - 1] - margin
+            # Every chunk faiss did not return scores at most its last one: below the threshold,
+            # none of them can be in the top k.
+            if fetch == n or scores[-1] < threshold:
+                return self._rank(ids[scores >= threshold], query, k)
+        return None
+
+    def _rank(self, candidates: np.ndarray, query: np.ndarray, k: int) -> list[Hit]:
+        """The best ``k`` of ``candidates``, by scores computed row by row (multiply, then NumPy's
+        sum along the row): a row's score never depends on which other rows are candidates."""
+        scores = (self.vectors[candidates] * query).sum(axis=1)
+        best = np.lexsort((candidates, -scores))[:k]  # best first; equal scores in index order
+        return [Hit(float(scores[i]), self.chunks[candidates[i]]) for i in best]
 
 
 def build_index(sources: Sequence[str], out: str | Path, encoder: str = "minilm", chunk_size: int = 200,
@@ -178,8 +263,9 @@ def load_index(folder: str | Path) -> Index:
 class Retriever:
     """An index and its encoder, loaded once, answering many queries (a search, or a chat with ``--rag``)."""
 
-    def __init__(self, folder: str | Path, k: int = 3, device: str = "cpu") -> None:
+    def __init__(self, folder: str | Path, k: int = 3, device: str = "cpu", backend: str = "auto") -> None:
         self.index = load_index(folder)
+        self.backend = self.index.backend_for(backend)  # a bad name or a missing faiss fails here, once
         self.encoder = load_encoder_spec(self.index.encoder, device)
         self.k = k
 
@@ -191,11 +277,11 @@ class Retriever:
         if vector.shape[0] != self.index.dim:
             raise InputError(f"the encoder {self.index.encoder!r} gives vectors of {vector.shape[0]} numbers, the "
                              f"index holds {self.index.dim}: it was built with another model; build it again")
-        return self.index.search(vector, self.k)
+        return self.index.search(vector, self.k, self.backend)
 
 
-def search_index(folder: str | Path, query: str, k: int = 3, device: str = "cpu") -> list[Hit]:
+def search_index(folder: str | Path, query: str, k: int = 3, device: str = "cpu", backend: str = "auto") -> list[Hit]:
     """Load the index in ``folder`` and its encoder, and return the ``k`` best chunks for ``query``."""
     if not query.strip():
         raise InputError("give a query to search for")  # before loading anything
-    return Retriever(folder, k, device).retrieve(query)
+    return Retriever(folder, k, device, backend).retrieve(query)
