@@ -13,6 +13,10 @@ A model reads at most ``block_size`` tokens, and the answer needs room too. When
 too long, whole turns are dropped from the oldest on (a user turn with its answer), never the system
 prompt or the last question; what was dropped is reported so the caller can say so. A last message
 that alone does not fit is an error, not a silently cut question.
+
+With retrieval (``--rag``), :func:`question_with_context` puts the retrieved chunks in front of the
+last question, given what is left of the context once the conversation without them and the answer
+have their room: the REPL and the server cut the same text the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from fromzero.embeddings.index import Hit
+from fromzero.embeddings.rag import rag_question
 from fromzero.errors import InputError
 from fromzero.finetune.batches import encode_prompt, encode_text
 from fromzero.finetune.instructions import Example, Message
@@ -65,6 +71,31 @@ def conversation_prompt(
     if len(ids) > room:
         raise InputError(_too_long(len(ids), room))
     return ConversationPrompt(ids, dropped_turns=0)
+
+
+def default_answer_tokens(context: int) -> int:
+    """Room for an answer when nobody said how long: 200 tokens, or half the context if less,
+    so that the question (and any retrieved text) keeps the other half."""
+    return min(200, context // 2)
+
+
+def question_with_context(
+    tuned: TunedModel,
+    messages: Sequence[Message],
+    hits: Sequence[Hit],
+    max_new_tokens: int,
+    system: str | None = None,
+) -> tuple[str, list[Hit]]:
+    """The last user message of ``messages`` with the retrieved ``hits`` that fit in front of it, and those hits.
+
+    The budget of the context is what the model's context leaves after the conversation as it is
+    (:func:`conversation_prompt`) and ``max_new_tokens`` for the answer; the hits are cut best
+    first to fit it (:func:`fromzero.embeddings.rag.rag_question`). When none fits, the question
+    comes back unchanged with no hits.
+    """
+    plain = conversation_prompt(tuned, messages, max_new_tokens, system)
+    budget = tuned.model.config.block_size - max_new_tokens - len(plain.ids)
+    return rag_question(messages[-1].content, list(hits), tuned.tokenizer, budget)
 
 
 def _chat_prompt(tuned: TunedModel, messages: list[Message], system: str | None, room: int) -> ConversationPrompt:

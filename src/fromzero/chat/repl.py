@@ -23,10 +23,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from fromzero.chat.conversation import conversation_prompt
+from fromzero.chat.conversation import conversation_prompt, question_with_context
 from fromzero.chat.guard import Guard, mean_token_probability
 from fromzero.chat.transcript import Transcript, save_transcript
 from fromzero.console import console, stdout
+from fromzero.embeddings.rag import source_line
 from fromzero.errors import FromzeroError, InputError
 from fromzero.finetune.batches import encode_text
 from fromzero.finetune.instructions import Message
@@ -168,12 +169,9 @@ class Session:
         """With ``--rag``: the question with the retrieved chunks that fit, and their source lines."""
         if self.retriever is None:
             return question, []
-        from fromzero.embeddings.rag import rag_question, source_line
-
-        plain = conversation_prompt(self.tuned, [*self.history, Message("user", question)], config.max_new_tokens,
-                                    self.settings.system)
-        budget = self.tuned.model.config.block_size - config.max_new_tokens - len(plain.ids)
-        asked, used = rag_question(question, self.retriever.retrieve(question), self.tuned.tokenizer, budget)
+        asked, used = question_with_context(self.tuned, [*self.history, Message("user", question)],
+                                            self.retriever.retrieve(question), config.max_new_tokens,
+                                            self.settings.system)
         if not used:
             return question, ["sources: none (no retrieved text fits in the model's context beside the question)"]
         return asked, [source_line(rank, hit) for rank, hit in enumerate(used, start=1)]

@@ -25,6 +25,12 @@ They share one copy of the base weights, and concurrent requests share forward p
 batching: up to --max-batch answers are decoded together, --max-queue more wait; beyond that the
 server answers 429). A tuned adapter is asked in the template it was tuned with (its finetune.json).
 
+With --rag IDX (an index from `fromzero index build`) every chat completion answers from your
+documents: the --rag-k chunks closest to the last user message go in front of it (the template and
+cutting of `fromzero chat --rag`), and the response lists them in an extra field "sources" (a
+stream, in its first chunk); the chat page shows them under the answer. A request with
+"rag": false skips the lookup. /v1/completions are left as they are: the prompt is continued as sent.
+
 Without --api-key (or ${API_KEY_ENV}) anyone who can reach the port can use the model: the default
 host 127.0.0.1 is this machine only. Ctrl-C stops taking requests and finishes those under way.
 
@@ -34,6 +40,7 @@ Examples:
     -d '{{"model": "sft", "messages": [{{"role": "user", "content": "What is photosynthesis?"}}]}}'
   curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\
     -d '{{"model": "base", "prompt": "Once upon a time", "max_tokens": 40, "temperature": 0}}'
+  fromzero serve --model out/level5/dpo --rag out/index --rag-k 2
 """
 
 
@@ -52,6 +59,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' on /v1 (default: ${API_KEY_ENV})")
     p.add_argument("--max-batch", type=int, default=8, help="answers decoded together at most (1: no batching)")
     p.add_argument("--max-queue", type=int, default=64, help="answers that may wait for a place in the batch")
+    p.add_argument("--rag", default=None, metavar="IDX",
+                   help="answer chat completions from your documents: the chunks of this index (`fromzero index "
+                   "build`) closest to each question go in front of it, and are listed in the response's sources "
+                   "(not /v1/completions)")
+    p.add_argument("--rag-k", type=int, default=3, help="how many chunks --rag retrieves per question")
     add_device_flag(p)
     p.set_defaults(func=run)
 
@@ -69,14 +81,17 @@ def run(args: Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be in 0-65535, got {args.port}")
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    with console.status(f"loading {args.model}"):
+    with console.status(f"loading {args.model}" + (f" and the index {args.rag}" if args.rag else "")):
         app = create_app(args.model, parse_adapter_specs(args.adapter or []), api_key=api_key, max_batch=args.max_batch,
                          max_queue=args.max_queue, template=args.template, template_file=args.template_file,
-                         device=args.device)
+                         device=args.device, rag=args.rag, rag_k=args.rag_k)
     models = ", ".join(entry.id for entry in app.state.served.values())
     url = f"http://{args.host}:{args.port}"
     console.print(f"[bold]serving[/] {models} at {url}/v1 (chat page: {url}/, API docs: {url}/docs)"
                   + ("" if api_key else " [yellow]without an API key[/]"))
+    if app.state.retriever is not None:
+        console.print(f"chat completions answer from {args.rag} ({len(app.state.retriever.index.chunks):,} chunks, "
+                      f"{args.rag_k} per question)")
     _log_to_stderr()
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info",
                 timeout_graceful_shutdown=30)

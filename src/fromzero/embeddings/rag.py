@@ -16,11 +16,26 @@ listed after the answer.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fromzero.embeddings.index import Hit, Retriever
 
-__all__ = ["RAG_TEMPLATE", "Retriever", "rag_question", "source_line"]
+__all__ = ["RAG_TEMPLATE", "Retriever", "load_retriever", "rag_question", "source_line"]
 
 RAG_TEMPLATE = "Based on this textbook content:\n{context}\n\nAnswer: {question}"
+
+
+def load_retriever(folder: str | Path, k: int = 3, device: str = "cpu") -> Retriever:
+    """A :class:`Retriever` that has answered once, so that what would fail the first question fails now.
+
+    A server loads it before it serves: a missing or damaged index, or an encoder whose vectors are
+    not the size of the index's (it was built with another model), is one error at start, not a
+    failed request later. The trial query is the index's first chunk, text its encoder has read before.
+    """
+    retriever = Retriever(folder, k, device)
+    if retriever.index.chunks:
+        retriever.retrieve(retriever.index.chunks[0].text)
+    return retriever
 
 
 def rag_question(question: str, hits: list[Hit], tokenizer, budget: int) -> tuple[str, list[Hit]]:

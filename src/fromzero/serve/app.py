@@ -7,6 +7,13 @@ Any OpenAI client can talk to it: set the client's base URL to ``http://HOST:POR
   (:func:`fromzero.chat.conversation.conversation_prompt`, the same prompt ``fromzero generate``
   and ``fromzero chat`` build), so a tuned model is asked the way it was taught.
 * ``POST /v1/completions``: the prompt is continued as it is, with no template.
+* With an index (``fromzero serve --rag IDX``), a chat completion looks the last user message up in
+  it (in a worker thread: the event loop goes on) and asks it with the chunks found in front, in
+  ``fromzero chat --rag``'s template and cut the same way
+  (:func:`~fromzero.chat.conversation.question_with_context`); without ``max_tokens`` the chunks
+  leave room for an answer of :func:`~fromzero.chat.conversation.default_answer_tokens`. The
+  response lists them in ``sources`` (below). ``/v1/completions`` never retrieve: the prompt is
+  continued as it is.
 * ``GET /health``, ``/`` (the chat page), ``/docs`` and ``/openapi.json``.
 
 Every request becomes one job per answer for the batching scheduler
@@ -18,9 +25,10 @@ its own, whatever else is in the batch. Without a seed each job draws a fresh on
 Sampling follows OpenAI's defaults: ``temperature`` 1, ``top_p`` 1, nothing else, so an unchanged
 client gets plain sampling. ``temperature`` 0 (or ``top_p`` 0) is greedy. fromzero's extra knobs are
 extra body fields (``extra_body=`` in the ``openai`` client): ``top_k``, ``min_p``,
-``repetition_penalty``, ``no_repeat_ngram_size``. ``max_tokens`` (or ``max_completion_tokens``)
-defaults to the whole context for chat and to 16 for completions (OpenAI's defaults) and is capped
-to what the model's context leaves after the prompt: the answer then ends with ``"length"``.
+``repetition_penalty``, ``no_repeat_ngram_size``, and for chat ``rag`` (``false``: no retrieval for
+this request). ``max_tokens`` (or ``max_completion_tokens``) defaults to the whole context for chat
+and to 16 for completions (OpenAI's defaults) and is capped to what the model's context leaves after
+the prompt: the answer then ends with ``"length"``.
 
 Accepted and ignored (an OpenAI client may send them; they change nothing here):
 ``frequency_penalty``, ``presence_penalty``, ``logit_bias``, ``logprobs``, ``top_logprobs``, ``user``,
@@ -29,6 +37,13 @@ Accepted and ignored (an OpenAI client may send them; they change nothing here):
 ``prediction``, ``reasoning_effort``, ``web_search_options``, and for completions ``echo``,
 ``suffix``, ``best_of``. Any other unknown field is ignored too. Token-id prompts and non-text
 message parts are refused (400).
+
+Added to OpenAI's responses (its clients keep fields they do not know): ``fromzero`` in each model of
+``/v1/models`` (kind, template, context), and ``sources`` in a chat completion: the chunks the
+question was asked with, best first, each ``{rank, source, document, start, end, score, text}``
+(character offsets in the document, cosine similarity), or null when nothing was retrieved (no
+index, ``rag`` false, an empty question). A stream sends ``sources`` once, in its first chunk, before
+any text.
 
 Errors are OpenAI's JSON (:mod:`fromzero.serve.errors`). Bodies over ``max_body_bytes`` get 413
 before they are read whole. A client that disconnects cancels its jobs, which leave the batch at the
@@ -56,7 +71,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from fromzero.chat.conversation import conversation_prompt
+from fromzero.chat.conversation import conversation_prompt, default_answer_tokens, question_with_context
+from fromzero.embeddings.rag import load_retriever
 from fromzero.errors import InputError
 from fromzero.finetune.instructions import Message
 from fromzero.finetune.lora import using_adapter
@@ -77,10 +93,12 @@ from fromzero.serve.schemas import (
     Model,
     ModelInfo,
     ModelList,
+    Source,
     Usage,
 )
 
 if TYPE_CHECKING:
+    from fromzero.embeddings.index import Hit
     from fromzero.generation.batching import Job
 
 BASE = "base"  # the model id of the base model, adapters off
@@ -120,12 +138,16 @@ def create_app(
     device: str | None = None,
     template_file: str | None = None,
     max_body_bytes: int = 1 << 20,
+    rag: str | Path | None = None,
+    rag_k: int = 3,
 ) -> FastAPI:
     """Load ``model`` with ``adapters`` (``(name, folder)``) and return the app that serves them.
 
     ``template`` (or ``template_file``) sets the template of every model id; by default each id has
     its own: an adapter the one in its ``finetune.json``, the base the one of ``model``'s record (a
-    fully fine-tuned folder), else none. The scheduler starts now and stops at the app's shutdown.
+    fully fine-tuned folder), else none. ``rag``: an index folder (``fromzero index build``) whose
+    ``rag_k`` best chunks go in front of each chat question; it is loaded and tried first, so a bad
+    one fails before the model is even loaded. The scheduler starts now and stops at the app's shutdown.
     """
     from fromzero.devices import resolve_device
     from fromzero.generation.batching import QueueFull, Scheduler
@@ -133,7 +155,11 @@ def create_app(
 
     if any(name == BASE for name, _ in adapters):
         raise InputError(f"--adapter: {BASE!r} is the base model's id; give the adapter another NAME=DIR")
-    tuned = load_tuned(model, adapters, template, template_file, device=resolve_device(device or "auto"))
+    if rag_k < 1:
+        raise InputError(f"--rag-k must be at least 1, got {rag_k}")
+    device = resolve_device(device or "auto")
+    retriever = load_retriever(rag, rag_k, device) if rag is not None else None
+    tuned = load_tuned(model, adapters, template, template_file, device=device)
     quantize(tuned.model, "fp32")  # packed for the fast CPU kernel, as `generate` does (a no-op on a GPU)
     served = _served(tuned, model, template, template_file)
     scheduler = Scheduler(tuned.model, max_batch=max_batch, max_queue=max_queue,
@@ -184,6 +210,26 @@ def create_app(
                                  answers=len(answers))
         return answers
 
+    async def with_context(request: Request, target: Served, messages: list[Message],
+                           body: ChatRequest) -> tuple[list[Message], list[Source] | None]:
+        """With an index: the last question with the chunks retrieved for it that fit, and those chunks.
+
+        The lookup encodes the question with a model, so it runs in a worker thread: other requests
+        go on meanwhile. ``None``: nothing was looked up (no index, ``rag`` false, no question).
+        """
+        question = messages[-1].content if messages and messages[-1].role == "user" else ""
+        if retriever is None or not body.rag or not question.strip():
+            return messages, None
+        hits = await asyncio.to_thread(retriever.retrieve, question)
+        context = target.tuned.model.config.block_size
+        room = min(body.max_new_tokens or default_answer_tokens(context), context - 1)
+        try:
+            asked, used = question_with_context(target.tuned, messages, hits, room)
+        except InputError:  # the conversation alone leaves no room: _fit answers (or refuses) it as it is
+            asked, used = question, []
+        request.state.log.update(sources=len(used))
+        return [*messages[:-1], Message("user", asked)], _sources(used)
+
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(_key_check(api_key))] if api_key else [])
 
     @v1.get("/models", response_model=ModelList, responses=ERRORS)
@@ -199,17 +245,19 @@ def create_app(
     async def chat_completions(body: ChatRequest, request: Request):
         target = find(body.model)
         messages = [Message("system" if m.role == "developer" else m.role, m.text) for m in body.messages]
+        messages, sources = await with_context(request, target, messages, body)
         context = target.tuned.model.config.block_size
         ids, max_new = _fit(lambda room: conversation_prompt(target.tuned, messages, room).ids,
                             context, body.max_new_tokens or context, "messages")
         config = _config(body, target.tuned, max_new, chat=True)
         answers = submit(request, target, [(ids, config)], body.n)
-        reply = Reply("chatcmpl", target.id, answers, body.n, request)
+        reply = Reply("chatcmpl", target.id, answers, body.n, request, sources)
         if body.stream:
             return _sse(reply.chat_chunks(include_usage=bool(body.stream_options and body.stream_options.include_usage)))
         await reply.collect()
-        return ChatCompletion(id=reply.id, created=reply.created, model=target.id, usage=reply.usage, choices=[
-            ChatChoice(index=a.index, message={"content": a.text}, finish_reason=a.finish) for a in answers])
+        return ChatCompletion(id=reply.id, created=reply.created, model=target.id, usage=reply.usage, sources=sources,
+                              choices=[ChatChoice(index=a.index, message={"content": a.text}, finish_reason=a.finish)
+                                       for a in answers])
 
     @v1.post("/completions", response_model=Completion, responses={**ERRORS, **STREAMED})
     async def completions(body: CompletionRequest, request: Request):
@@ -238,7 +286,7 @@ def create_app(
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.state.scheduler, app.state.served = scheduler, served
+    app.state.scheduler, app.state.served, app.state.retriever = scheduler, served, retriever
     return app
 
 
@@ -269,6 +317,12 @@ def _fit(encode: Callable[[int], list[int]], context: int, requested: int, param
     except InputError as error:
         raise APIError(400, str(error), param=param) from None
     return ids, min(requested, context - len(ids))
+
+
+def _sources(hits: list[Hit]) -> list[Source]:
+    """The hits a question was asked with, as the response lists them (best first, rank 1)."""
+    return [Source(rank=rank, source=hit.chunk.source, document=hit.chunk.document, start=hit.chunk.start,
+                   end=hit.chunk.end, score=hit.score, text=hit.chunk.text) for rank, hit in enumerate(hits, start=1)]
 
 
 def _config(body: ChatRequest | CompletionRequest, tuned: TunedModel, max_new: int, chat: bool) -> GenerationConfig:
@@ -326,10 +380,12 @@ class Answer:
 class Reply:
     """The answers of one request, gathered for a JSON response or sent as server-sent events."""
 
-    def __init__(self, prefix: str, model: str, answers: list[Answer], n: int, request: Request):
+    def __init__(self, prefix: str, model: str, answers: list[Answer], n: int, request: Request,
+                 sources: list[Source] | None = None):
         self.id = f"{prefix}-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
         self.model, self.answers, self.n, self.request = model, answers, n, request
+        self.sources = sources  # the retrieved chunks the question was asked with (chat only)
 
     @property
     def usage(self) -> Usage:
@@ -365,7 +421,10 @@ class Reply:
                     "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         for answer in self.answers:
-            yield chunk(answer.index, {"role": "assistant", "content": ""})
+            first = chunk(answer.index, {"role": "assistant", "content": ""})
+            if answer.index == 0:  # the sources are known before the answer: the page shows them at once
+                first["sources"] = None if self.sources is None else [s.model_dump() for s in self.sources]
+            yield first
         async for answer, piece in self._merged():
             yield chunk(answer.index, {"content": piece}) if piece is not None else chunk(answer.index, {}, answer.finish)
         if include_usage:

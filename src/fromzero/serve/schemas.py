@@ -79,6 +79,7 @@ class ChatMessage(BaseModel):
 class ChatRequest(Request):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens")
+    rag: bool = Field(True, description="fromzero's: false answers without the server's --rag index (no retrieval)")
 
     @property
     def max_new_tokens(self) -> int | None:
@@ -117,6 +118,18 @@ class ChatChoice(BaseModel):
     finish_reason: FinishReason
 
 
+class Source(BaseModel):
+    """A retrieved chunk the question was asked with (``fromzero serve --rag``): where it is, how close it was."""
+
+    rank: int = Field(description="1 for the chunk closest to the question")
+    source: str = Field(description="the file, folder or corpus the index read it from")
+    document: int = Field(description="which document of that source, from 0")
+    start: int = Field(description="character offset of the chunk in that document")
+    end: int = Field(description="character offset just after the chunk")
+    score: float = Field(description="cosine similarity between the chunk and the question")
+    text: str = Field(description="the chunk as stored in the index (the model may have been given only its start)")
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -125,6 +138,9 @@ class ChatCompletion(BaseModel):
     choices: list[ChatChoice]
     usage: Usage
     system_fingerprint: None = None
+    sources: list[Source] | None = Field(None, description="fromzero's: the retrieved chunks put in front of the "
+                                         "question, best first; null when nothing was looked up (no --rag, rag false, "
+                                         "an empty question)")
 
 
 class CompletionChoice(BaseModel):

@@ -8,6 +8,8 @@
 // * model output is inserted as text (textContent, Text nodes), never as HTML, so an answer that
 //   contains "<script>" shows those characters instead of running them;
 // * the conversation lives in this page only; each request sends the history it needs.
+// A server started with --rag sends the chunks each question was asked with ("sources", in the
+// first chunk of the stream); they are listed under the answer.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -63,9 +65,11 @@ async function loadModels() {
   describeModel();
 }
 
-// Reads one streamed answer (server-sent events), handing each piece of text to onText.
-// Returns the finish reason ("stop", "length", ...) or throws with the server's message.
-async function streamAnswer(model, messages, onText, signal) {
+// Reads one streamed answer (server-sent events), handing each piece of text to onText and the
+// retrieved chunks the question was asked with (a server started with --rag sends them in the
+// first chunk) to onSources. Returns the finish reason ("stop", "length", ...) or throws with the
+// server's message.
+async function streamAnswer(model, messages, { onText, onSources }, signal) {
   const body = { model, messages, stream: true, ...sampling() };
   const response = await fetch("/v1/chat/completions", {
     method: "POST", headers: headers(), body: JSON.stringify(body), signal,
@@ -86,6 +90,7 @@ async function streamAnswer(model, messages, onText, signal) {
       if (data === "[DONE]") return finish;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message || "the server stopped the answer");
+      if (Array.isArray(chunk.sources)) onSources(chunk.sources);
       const choice = (chunk.choices || [])[0];
       if (!choice) continue;
       if (choice.delta && choice.delta.content) onText(choice.delta.content);
@@ -187,9 +192,31 @@ function replyCard(model) {
   copy.type = "button";
   head.append(copy);
   const text = element("div", "text");
+  const sources = element("section", "sources");
+  sources.hidden = true;
   const meta = element("footer", "meta", "writing…");
-  card.append(head, text, meta);
-  return { card, text, meta, copy };
+  card.append(head, text, sources, meta);
+  return { card, text, sources, meta, copy };
+}
+
+// The retrieved chunks an answer was given, under it: where each came from (file, document,
+// character offsets), how close it was to the question, and its text. All of it is set as text:
+// a document may hold "<script>" as well as an answer may.
+function showSources(box, sources) {
+  box.replaceChildren(element("h2", "", sources.length ? "Sources" : "Sources: none (no retrieved text fits "
+    + "in the model's context beside the question)"));
+  const list = element("ol");
+  for (const source of sources) {
+    const item = element("li");
+    item.append(
+      element("div", "where", `${source.source}, document ${source.document}, characters ${source.start}-${source.end}`
+        + ` (similarity ${Number(source.score).toFixed(2)})`),
+      element("div", "chunk", source.text),
+    );
+    list.append(item);
+  }
+  if (sources.length) box.append(list);
+  box.hidden = false;
 }
 
 async function send(question) {
@@ -221,11 +248,13 @@ async function send(question) {
     const textNode = document.createTextNode("");
     view.text.append(textNode);
     try {
-      const finish = await streamAnswer(model, histories[lane], (piece) => {
+      const onText = (piece) => {
         reply.text += piece;
         textNode.appendData(piece);
         scrollDown();
-      }, state.controller.signal);
+      };
+      const onSources = (sources) => showSources(view.sources, sources);
+      const finish = await streamAnswer(model, histories[lane], { onText, onSources }, state.controller.signal);
       reply.ok = true;
       view.card.dataset.state = "done";
       view.meta.textContent = finish === "length" ? "stopped at the token limit" : "";
