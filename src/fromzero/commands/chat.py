@@ -78,6 +78,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: Namespace) -> int:
+    from fromzero.chat.conversation import default_answer_tokens
     from fromzero.chat.guard import Guard
     from fromzero.chat.repl import Session, Settings
     from fromzero.devices import resolve_device
@@ -92,7 +93,7 @@ def run(args: Namespace) -> int:
         tuned = load_tuned(args.model, adapters, args.template, args.template_file, device=device)
     quantize(tuned.model, "fp32")  # packed for the fast CPU kernel (a no-op on a GPU); adapters keep working
     context = tuned.model.config.block_size
-    tokens = args.max_new_tokens if args.max_new_tokens is not None else min(200, context // 2)
+    tokens = args.max_new_tokens if args.max_new_tokens is not None else default_answer_tokens(context)
     if not 1 <= tokens < context:
         raise InputError(f"--max-new-tokens must be between 1 and {context - 1} for this model (its context is "
                          f"{context} tokens, the question included), got {tokens}")
@@ -104,12 +105,12 @@ def run(args: Namespace) -> int:
         guard = Guard(log_path=args.guard_log or fromzero_home() / "chat" / "refusals.jsonl")
     retriever = None
     if args.rag:
-        from fromzero.embeddings.rag import Retriever
+        from fromzero.embeddings.rag import load_retriever
 
         if args.rag_k < 1:
             raise InputError(f"--rag-k must be at least 1, got {args.rag_k}")
         with console.status(f"loading the index {args.rag}"):
-            retriever = Retriever(Path(args.rag), args.rag_k, device)
+            retriever = load_retriever(Path(args.rag), args.rag_k, device)
     interactive = sys.stdin.isatty()
     what = f"template {tuned.template.name}" if tuned.template else "plain continuation"
     if tuned.adapters:
