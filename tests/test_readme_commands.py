@@ -35,6 +35,7 @@ FAST_FLAGS = {
     ("finetune", "sft"): ["--epochs", "1"],
     ("finetune", "dpo"): ["--epochs", "1"],
     ("evaluate",): ["--questions", "4", "--max-tokens", "2000"],
+    ("word2vec", "train"): ["--epochs", "2"],
 }
 
 

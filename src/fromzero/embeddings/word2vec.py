@@ -43,6 +43,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from fromzero.console import progress
+from fromzero.data.settings import WORD2VEC_DEFAULTS, WORD2VEC_LR
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
 from fromzero.files import atomic_path, read_json, write_json, write_text
 
@@ -56,32 +57,37 @@ _SENTENCE_END = re.compile(r"\n|[.!?]+(?=\s|$)")
 NoiseDraw = Callable[[int], torch.Tensor]  # number of predictions -> (that many, negatives) noise ids
 
 
+# The defaults live in fromzero.data.settings, a module that imports nothing, so that the command
+# line can show them without importing PyTorch.
+_DEFAULT = WORD2VEC_DEFAULTS
+
+
 @dataclass
 class Word2VecConfig:
-    dim: int = 100  # size of each word vector
-    window: int = 5  # the most words looked at on each side of a word
-    negatives: int = 5  # noise words per prediction
-    min_count: int = 5  # words seen fewer times are dropped
-    epochs: int = 5  # passes over the corpus
-    lr: float | None = None  # starting learning rate; None: 0.025 for skipgram, 0.05 for cbow
-    min_lr: float = 0.0001  # learning rate reached at the very end of training
-    sample: float = 1e-3  # subsampling threshold for frequent words; 0 keeps every word
-    mode: str = "skipgram"  # "skipgram" or "cbow"
+    dim: int = _DEFAULT["dim"]  # size of each word vector
+    window: int = _DEFAULT["window"]  # the most words looked at on each side of a word
+    negatives: int = _DEFAULT["negatives"]  # noise words per prediction
+    min_count: int = _DEFAULT["min_count"]  # words seen fewer times are dropped
+    epochs: int = _DEFAULT["epochs"]  # passes over the corpus
+    lr: float | None = None  # starting learning rate; None: the mode's own (WORD2VEC_LR)
+    min_lr: float = _DEFAULT["min_lr"]  # learning rate reached at the very end of training
+    sample: float = _DEFAULT["sample"]  # subsampling threshold for frequent words; 0 keeps every word
+    mode: str = _DEFAULT["mode"]  # "skipgram" or "cbow"
     # Center words whose updates are computed together. Their updates to one word are summed, as
     # if applied one after the other without looking; in a tiny vocabulary a word recurs so
     # often in a batch that large batches overshoot and blow up, so the default stays small.
-    batch_size: int = 64
-    seed: int = 0
+    batch_size: int = _DEFAULT["batch_size"]
+    seed: int = _DEFAULT["seed"]
     # These matrices are too small to gain from many threads, and spinning threads slow
     # everything down when other programs share the cores.
-    threads: int = 1
+    threads: int = _DEFAULT["threads"]
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.lr is None:
             # The starting rates of word2vec.c: CBOW's averaged input takes larger steps.
-            self.lr = 0.05 if self.mode == "cbow" else 0.025
+            self.lr = WORD2VEC_LR[self.mode]
         for name in ("dim", "window", "negatives", "min_count", "epochs", "batch_size", "threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -352,6 +358,10 @@ class WordVectors:
             raise InputError(f"{word!r} is not in the vocabulary ({len(self.words)} words; "
                              "words seen fewer than min_count times are left out)")
         return self.index[word]
+
+    def vector(self, word: str) -> np.ndarray:
+        """The vector of ``word``; a word not in the vocabulary is a one-line error."""
+        return self.vectors[self._row(word)]
 
     def similarity(self, a: str, b: str) -> float:
         """The cosine of the angle between the vectors of ``a`` and ``b`` (1: same direction)."""
