@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from fromzero.errors import InputError, MissingFileError
 from fromzero.files import read_json
 from fromzero.finetune.tuned import load_tuned
+from fromzero.generation.quantize import quantize
 from fromzero.models import GPT
 from fromzero.models.encoder import Encoder, load_encoder_weights
 from fromzero.tokenizers import Tokenizer
@@ -134,8 +135,14 @@ class SentenceEncoder:
         self.name = name
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike, device: str = "cpu") -> SentenceEncoder:
-        """A sentence-transformers folder, or a plain Hugging Face BERT folder (then: mean pooling, no normalising)."""
+    def from_folder(cls, folder: str | os.PathLike, device: str = "cpu", pack: bool = True) -> SentenceEncoder:
+        """A sentence-transformers folder, or a plain Hugging Face BERT folder (then: mean pooling, no normalising).
+
+        ``pack`` (on the CPU): the Linear weights are laid out once for oneDNN's matrix kernel, as
+        ``fromzero generate`` does (:func:`fromzero.generation.quantize`, ``"fp32"``): the same numbers
+        up to float rounding, 1.4x faster here on a quiet 2-core AMD EPYC and 1.3x with one core busy;
+        the encoder is then for inference only.
+        """
         folder = Path(folder)
         if not folder.is_dir():
             raise MissingFileError(f"no encoder folder at {folder}: give 'minilm' or a sentence-transformers folder")
@@ -144,6 +151,8 @@ class SentenceEncoder:
                    for m in _optional_json(folder / "modules.json", []) if isinstance(m, dict)}
         settings = _optional_json(folder / "sentence_bert_config.json", {})
         model = load_encoder_weights(folder, device=device)
+        if pack and torch.device(device).type == "cpu":
+            quantize(model, "fp32")
         tokenizer = WordPieceTokenizer.from_folder(folder)
         return cls(
             model, tokenizer,

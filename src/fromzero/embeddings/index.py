@@ -38,10 +38,10 @@ INDEX_JSON, VECTORS, CHUNKS = "index.json", "vectors.safetensors", "chunks.jsonl
 FORMAT = "fromzero-index/1"
 WORD = re.compile(r"\S+")
 BACKENDS = ("auto", "numpy", "faiss")
-# From this many vectors on, backend="auto" searches with faiss. Measured (dim 384, k 3 and 10,
-# one thread each, 2-core AMD EPYC): both take 0.05-0.3 ms a query up to 3k vectors; at 10k faiss
-# takes 0.6-0.8 ms and NumPy 1.5-3, at 100k 8-11 ms and 23-29. benchmarks/embeddings_bench.py
-# (--only search) measures it again.
+# From this many vectors on, backend="auto" searches with faiss (one thread per query). On a quiet
+# 2-core AMD EPYC, dim 384 (benchmarks/embeddings_bench.py --only search): faiss on one thread takes
+# 0.33 ms a query at 10k vectors and 8.5 ms at 100k, NumPy 0.55 and 16-19 ms on one thread, 0.31 and
+# 8.9 ms on both cores: as fast as NumPy with both cores, while leaving one free.
 FAISS_MIN_VECTORS = 5_000
 
 
@@ -165,8 +165,7 @@ class Index:
             cache["faiss"].add(np.ascontiguousarray(self.vectors, dtype=np.float32))
         n = len(self.chunks)
         for fetch in (min(n, 2 * k + 16), min(n, 16 * k + 256)):
-            scores, ids = cache["faiss"].search(query[None], fetch)
-            scores, ids = scores[0], ids[0]
+            scores, ids = _one_thread_search(cache["faiss"], query, fetch)
             threshold = scores[k - 1] - margin
             # Every chunk faiss did not return scores at most its last one: below the threshold,
             # none of them can be in the top k.
@@ -258,6 +257,24 @@ def load_index(folder: str | Path) -> Index:
                                f"numbers expected, found {len(chunks)} chunks and vectors {tuple(vectors.shape)}; "
                                "build it again")
     return Index(header["encoder"], header["dim"], header["chunk_size"], header["overlap"], vectors, chunks)
+
+
+def _one_thread_search(index: Any, query: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+    """faiss's ``fetch`` best (scores, ids) for one query, on one thread.
+
+    For a single query faiss's OpenMP threads cost more than they save: on a 2-core AMD EPYC it took
+    17.5 ms at 100k vectors with both threads against 8.5 ms with one (NumPy: 8.9 ms on both cores),
+    so one query uses one core and leaves the other to the rest of the program.
+    """
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        scores, ids = index.search(query[None], fetch)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return scores[0], ids[0]
 
 
 class Retriever:
