@@ -31,8 +31,8 @@ CONFIG_FLAGS: list[tuple[str, type, str]] = [
                   + ", ".join(f"{rate:g} for {mode}" for mode, rate in WORD2VEC_LR.items()) + ")"),
     ("min_lr", float, "learning rate at the very end (it falls in a straight line from --lr)"),
     ("sample", float, "subsampling threshold: very frequent words are often skipped (0 keeps every word)"),
-    ("batch_size", int, "center words whose updates are computed together (large ones can blow up on a tiny "
-                        "vocabulary)"),
+    ("batch_size", int, "center words whose updates are computed together at most (fewer on a tiny vocabulary, "
+                        "where a frequent word would recur too often in one batch)"),
     ("seed", int, "random seed: the same seed, corpus and flags give the same vectors"),
     ("threads", int, "CPU threads for PyTorch (these small matrices gain little from more)"),
 ]

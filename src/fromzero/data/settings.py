@@ -20,7 +20,7 @@ DOCUMENT_SEPARATOR = "\n\n\n"
 # explained), kept here so that `fromzero word2vec train --help` shows them without importing PyTorch.
 WORD2VEC_DEFAULTS: dict[str, int | float | str] = {
     "mode": "skipgram", "dim": 100, "window": 5, "negatives": 5, "min_count": 5, "epochs": 5,
-    "min_lr": 0.0001, "sample": 1e-3, "batch_size": 64, "seed": 0, "threads": 1,
+    "min_lr": 0.0001, "sample": 1e-3, "batch_size": 512, "seed": 0, "threads": 1,
 }  # fmt: skip
 # The starting learning rate of each mode (word2vec.c's): CBOW's averaged input takes larger steps.
 WORD2VEC_LR: dict[str, float] = {"skipgram": 0.025, "cbow": 0.05}

@@ -22,11 +22,24 @@ the original C program (word2vec.c) does. Its other tricks are all here, each ex
 it is done: the ``min_count`` vocabulary, the unigram^0.75 noise distribution, the subsampling
 of frequent words, the randomly shrunk window and the linear learning-rate decay.
 
-One difference makes it fast in PyTorch: word2vec.c updates the weights after every single
-pair, while here the pairs of ``batch_size`` consecutive center words are computed from the same
-weights and their updates summed (``index_add_`` adds the updates of a word that occurs twice).
-All randomness comes from one generator seeded with ``seed``: the same seed, corpus and settings
-give identical vectors.
+word2vec.c updates the weights after every single prediction, one word at a time; Python is far
+too slow for that. Here the work is reorganised, not changed:
+
+- **Batches.** The predictions of a few hundred consecutive center words are computed from the
+  same weights and their updates summed into the matrices (``index_add_`` adds up the updates of
+  a word that occurs several times), as if made one after the other without looking. A batch
+  holds only a few occurrences of even the most frequent word (:func:`batch_centers`), so the
+  sums do not overshoot.
+- **Index work in NumPy, once per block.** Which words survive subsampling, every (center,
+  context) pair of the shrunk windows and all the noise words are worked out with array
+  operations for tens of thousands of center words at a time (:func:`epoch_batches`); a
+  training step is then a few slices and about fifteen PyTorch calls, however big the batch.
+- **Noise words in constant time** with Walker's alias method (:class:`AliasTable`).
+- **Flat lists, no padding.** The pairs are listed center by center; CBOW averages each
+  window's vectors with ``embedding_bag`` (gather and mean in one call).
+
+All randomness comes from one NumPy generator seeded with ``seed``: the same seed, corpus and
+settings give identical vectors.
 """
 
 from __future__ import annotations
@@ -34,8 +47,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +68,6 @@ VECTORS_FILE, VOCAB_FILE = "vectors.safetensors", "vocab.json"
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 # A sentence ends at a line break, or at . ! ? followed by a space or the end of the text.
 _SENTENCE_END = re.compile(r"\n|[.!?]+(?=\s|$)")
-NoiseDraw = Callable[[int], torch.Tensor]  # number of predictions -> (that many, negatives) noise ids
 
 
 # The defaults live in fromzero.data.settings, a module that imports nothing, so that the command
@@ -73,9 +86,8 @@ class Word2VecConfig:
     min_lr: float = _DEFAULT["min_lr"]  # learning rate reached at the very end of training
     sample: float = _DEFAULT["sample"]  # subsampling threshold for frequent words; 0 keeps every word
     mode: str = _DEFAULT["mode"]  # "skipgram" or "cbow"
-    # Center words whose updates are computed together. Their updates to one word are summed, as
-    # if applied one after the other without looking; in a tiny vocabulary a word recurs so
-    # often in a batch that large batches overshoot and blow up, so the default stays small.
+    # The most center words whose predictions are computed together, from the same weights, and
+    # their updates summed; a tiny vocabulary gets fewer (batch_centers).
     batch_size: int = _DEFAULT["batch_size"]
     seed: int = _DEFAULT["seed"]
     # These matrices are too small to gain from many threads, and spinning threads slow
@@ -136,8 +148,8 @@ class Corpus:
 
     words: list[str]  # the vocabulary, most frequent first (equal counts: alphabetical order)
     counts: np.ndarray  # how often each word occurs (int64)
-    ids: torch.Tensor  # every occurrence of a vocabulary word, in corpus order (int64)
-    sentence: torch.Tensor  # the number of the sentence each occurrence belongs to
+    ids: np.ndarray  # every occurrence of a vocabulary word, in corpus order (int64)
+    sentence: np.ndarray  # the number of the sentence each occurrence belongs to (int64)
 
 
 def encode_corpus(corpus: str | Iterable[str | Sequence[str]], min_count: int) -> Corpus:
@@ -146,15 +158,12 @@ def encode_corpus(corpus: str | Iterable[str | Sequence[str]], min_count: int) -
     Rare words are removed before windows are formed, as word2vec.c does: they have too few
     contexts to learn a good vector, and removing them brings the other words closer together.
     """
-    first_seen: dict[str, int] = {}
-    flat: list[int] = []
-    lengths: list[int] = []
-    for sentence in _sentences(corpus):
-        flat.extend(first_seen.setdefault(word, len(first_seen)) for word in sentence)
-        lengths.append(len(sentence))
+    sentences = list(_sentences(corpus))
+    flat = list(chain.from_iterable(sentences))
     if not flat:
         raise InputError("the corpus is empty: give a text or sentences with at least one word")
-    raw = np.asarray(flat, dtype=np.int64)
+    first_seen = {word: i for i, word in enumerate(dict.fromkeys(flat))}  # each distinct word, numbered
+    raw = np.fromiter(map(first_seen.__getitem__, flat), dtype=np.int64, count=len(flat))
     seen = np.bincount(raw, minlength=len(first_seen))
     names = list(first_seen)
     kept = [i for i in sorted(range(len(names)), key=lambda i: (-seen[i], names[i])) if seen[i] >= min_count]
@@ -164,9 +173,8 @@ def encode_corpus(corpus: str | Iterable[str | Sequence[str]], min_count: int) -
     new_id = np.full(len(names), -1, dtype=np.int64)
     new_id[kept] = np.arange(len(kept))
     ids = new_id[raw]
-    sentence = np.repeat(np.arange(len(lengths)), lengths)
-    return Corpus([names[i] for i in kept], seen[kept], torch.from_numpy(ids[ids >= 0]),
-                  torch.from_numpy(sentence[ids >= 0]))
+    sentence = np.repeat(np.arange(len(sentences)), list(map(len, sentences)))
+    return Corpus([names[i] for i in kept], seen[kept], ids[ids >= 0], sentence[ids >= 0])
 
 
 def noise_distribution(counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -180,15 +188,48 @@ def noise_distribution(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
-def sample_noise(noise_cdf: torch.Tensor, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """Draw word ids from the distribution whose running sum is ``noise_cdf``.
+@dataclass
+class AliasTable:
+    """Walker's alias method: draw from any distribution over n words in constant time per draw.
 
-    A uniform number u in [0, 1) lands in the interval of word i when cdf[i-1] <= u < cdf[i];
-    ``searchsorted`` finds that interval for a whole batch at once (word2vec.c looks u up in a
-    table of 10^8 ids filled in the same proportions).
+    Picture n columns, one per word, each of height 1/n, and the probabilities poured into them:
+    every column can be filled with at most two words, its own (the share ``accept[i]`` of the
+    column) and one other, ``alias[i]`` (the rest). A draw picks a column uniformly, then which of
+    its two words: a random number and two look-ups, however many words there are. (word2vec.c
+    fills a table of 10^8 word ids in proportion instead, which is big and only nearly exact; a
+    binary search of the running sums is exact too, but several times slower per draw.)
     """
-    u = torch.rand(shape, generator=generator, dtype=torch.float64)
-    return torch.searchsorted(noise_cdf, u, right=True).clamp_(max=len(noise_cdf) - 1)
+
+    accept: np.ndarray  # (n,) the share of column i that belongs to word i
+    alias: np.ndarray  # (n,) int64: the word that fills the rest of column i
+
+    @classmethod
+    def build(cls, probabilities: np.ndarray) -> AliasTable:
+        """Vose's way: a column still under-full takes the rest from one that is over-full."""
+        n = len(probabilities)
+        height = (np.asarray(probabilities, dtype=np.float64) * n).tolist()  # 1.0: a column exactly full
+        accept, alias = np.ones(n), np.arange(n)
+        under = [i for i in range(n) if height[i] < 1]
+        over = [i for i in range(n) if height[i] >= 1]
+        while under and over:
+            small, large = under.pop(), over[-1]
+            accept[small], alias[small] = height[small], large
+            height[large] -= 1 - height[small]  # the large word filled the rest of the small one's column
+            if height[large] < 1:
+                under.append(over.pop())
+        # Whatever is left over is full up to rounding errors: accept stays 1.
+        return cls(accept, alias)
+
+    def sample(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        """Word ids of the given shape, each drawn independently.
+
+        One uniform number x in [0, n) does both jobs: its whole part picks the column, its
+        fraction (uniform in [0, 1) again) picks one of the column's two words.
+        """
+        x = rng.random(shape) * len(self.alias)
+        column = x.astype(np.int64)
+        x -= column
+        return np.where(x < self.accept[column], column, self.alias[column])
 
 
 def keep_probabilities(counts: Sequence[int] | np.ndarray, sample: float) -> np.ndarray:
@@ -216,76 +257,130 @@ def learning_rate(config: Word2VecConfig, done: float) -> float:
     return config.lr - (config.lr - config.min_lr) * done
 
 
+# The most times the most frequent center word should turn up in one batch (see batch_centers).
+MAX_REPEATS = 6
+
+
+def batch_centers(config: Word2VecConfig, counts: np.ndarray, keep: np.ndarray) -> int:
+    """How many center words go into one batch: ``batch_size``, or fewer for a tiny vocabulary.
+
+    The updates of a batch are all computed from the same weights and summed, as if made one
+    after the other without looking. That is harmless while a word turns up only a few times in
+    a batch. In a vocabulary of a few dozen words every word turns up in every batch, its summed
+    updates all push the same way and overshoot, and training learns nothing or blows up. So a
+    batch holds about ``MAX_REPEATS`` occurrences of the most frequent word at most (counted
+    after subsampling): a few hundred centers for real text, a hundred or so for a toy corpus.
+    """
+    kept = counts * keep  # how often each word is expected to be a center in one epoch
+    return max(1, min(config.batch_size, int(MAX_REPEATS * kept.sum() / kept.max())))
+
+
 @dataclass
 class Batch:
-    """``batch_size`` consecutive center words, each with the words of its window."""
+    """The predictions of a batch of consecutive center words, all computed from the same weights.
 
-    centers: torch.Tensor  # (B,) word ids
-    contexts: torch.Tensor  # (B, 2 window) ids of the words before and after each center
-    inside: torch.Tensor  # (B, 2 window) bool: which of them are really in its window
+    Each prediction guesses one word from the input vectors of others: skip-gram makes one per
+    (center, context) pair, guessing the context from the center alone; CBOW one per center,
+    guessing it from the mean of its window.
+    """
+
+    inputs: torch.Tensor  # skip-gram: the center of each pair; CBOW: the words of every window, one after another
+    words: torch.Tensor  # (predictions, 1 + negatives): the word each prediction guesses, then its noise words
+    sign: torch.Tensor  # (predictions, 1 + negatives): 1 for the guessed word, -1 for noise, 0 for a skipped draw
     position: int  # how many of the epoch's words (before subsampling) come before the batch
+    window: torch.Tensor | None = None  # CBOW: which prediction each word of inputs belongs to (0, 1, ...)
+    starts: torch.Tensor | None = None  # CBOW: where each prediction's window begins in inputs
 
 
-def epoch_batches(corpus: Corpus, keep: torch.Tensor, config: Word2VecConfig,
-                  generator: torch.Generator) -> Iterator[Batch]:
-    """One epoch: subsample the corpus, then walk through it in batches of center words.
+# Center words whose windows are worked out in one go with NumPy; bounds the memory an epoch needs.
+BLOCK_WORDS = 1 << 16
+
+
+def epoch_batches(corpus: Corpus, keep: np.ndarray, noise: AliasTable, config: Word2VecConfig, centers: int,
+                  rng: np.random.Generator) -> Iterator[Batch]:
+    """One epoch: subsample the corpus, then walk through it in batches of ``centers`` center words.
 
     Windows are taken over the words that survive subsampling, so dropping a frequent word lets
-    the window reach further.
+    the window reach further. The index work (which pairs, which noise words) is done with NumPy
+    for a block of many batches at once, so that each batch costs Python only a few slices.
     """
-    kept = torch.rand(len(corpus.ids), generator=generator, dtype=torch.float64) < keep[corpus.ids]
-    ids, sentence, position = corpus.ids[kept], corpus.sentence[kept], torch.nonzero(kept).squeeze(1)
-    offsets = torch.cat([torch.arange(-config.window, 0), torch.arange(1, config.window + 1)])
-    for start in range(0, len(ids), config.batch_size):
-        center = torch.arange(start, min(start + config.batch_size, len(ids)))
-        # The dynamic window: each center looks 1..window words each way, drawn uniformly, so a
-        # neighbour at distance d is used with probability (window - d + 1) / window: near
-        # words count more than far ones.
-        reach = torch.randint(1, config.window + 1, (len(center),), generator=generator)
-        around = center[:, None] + offsets
-        inside = (around >= 0) & (around < len(ids)) & (offsets.abs() <= reach[:, None])
-        around = around.clamp(0, len(ids) - 1)
-        inside &= sentence[around] == sentence[center, None]
-        yield Batch(ids[center], ids[around], inside, int(position[start]))
+    kept = rng.random(len(corpus.ids)) < keep[corpus.ids]
+    ids, sentence, position = corpus.ids[kept], corpus.sentence[kept], np.flatnonzero(kept)
+    # The dynamic window: each center looks 1..window words each way, drawn uniformly, so a
+    # neighbour at distance d is used with probability (window - d + 1) / window: near words
+    # count more than far ones.
+    reach = rng.integers(1, config.window + 1, len(ids))
+    offsets = np.concatenate([np.arange(-config.window, 0), np.arange(1, config.window + 1)])
+    for block in range(0, len(ids), BLOCK_WORDS):
+        center = np.arange(block, min(block + BLOCK_WORDS, len(ids)))
+        around = center[:, None] + offsets  # (centers, 2 window): the positions before and after each
+        inside = (np.abs(offsets) <= reach[center, None]) & (around >= 0) & (around < len(ids))
+        around = around.clip(0, len(ids) - 1)
+        inside &= sentence[around] == sentence[center, None]  # a window stops at the end of its sentence
+        pair_center, slot = np.nonzero(inside)  # row by row: the pairs come center by center
+        context = ids[around[pair_center, slot]]
+        pairs_before = np.searchsorted(pair_center, np.arange(len(center) + 1))  # [i]: the pairs of centers < i
+        if config.mode == "skipgram":  # one prediction per pair: its context, from its center
+            inputs, guessed = ids[center][pair_center], context
+        else:  # one prediction per center: the center, from its window
+            inputs, guessed = context, ids[center]
+        words = np.empty((len(guessed), 1 + config.negatives), dtype=np.int64)
+        words[:, 0], words[:, 1:] = guessed, noise.sample((len(guessed), config.negatives), rng)
+        # Noise is -1; a noise draw of the guessed word itself is skipped (0), as word2vec.c does.
+        sign = np.where(words == words[:, :1], 0, -1).astype(np.float32)
+        sign[:, 0] = 1
+        inputs, words, sign = torch.from_numpy(inputs), torch.from_numpy(words), torch.from_numpy(sign)
+        window, starts = torch.from_numpy(pair_center), torch.from_numpy(pairs_before[:-1])
+        for first in range(0, len(center), centers):
+            last = min(first + centers, len(center))
+            a, b = pairs_before[first], pairs_before[last]  # the batch's pairs
+            at = int(position[block + first])
+            if config.mode == "skipgram":
+                yield Batch(inputs[a:b], words[a:b], sign[a:b], at)
+            else:
+                yield Batch(inputs[a:b], words[first:last], sign[first:last], at, window[a:b] - first,
+                            starts[first:last] - a)
 
 
-def negative_sampling(w_out: torch.Tensor, h: torch.Tensor, targets: torch.Tensor, noise: torch.Tensor,
+def negative_sampling(w_out: torch.Tensor, h: torch.Tensor, words: torch.Tensor, sign: torch.Tensor,
                       lr: float) -> torch.Tensor:
     """Update the output vectors for one batch of predictions; return the update for the inputs.
 
-    Row i asks "does word ``targets[i]`` go with input ``h[i]``?" (label 1) and the same for each
-    noise word of ``noise[i]`` (label 0). For the score ``s = h . u`` the logistic loss
+    Row i asks "does word ``words[i, 0]`` go with input ``h[i]``?" (label 1) and the same for each
+    noise word ``words[i, 1:]`` (label 0). For the score ``s = h . u`` the logistic loss
     ``-log sigmoid(s)`` (or ``-log sigmoid(-s)`` for label 0) has the derivative
     ``sigmoid(s) - label``, so one SGD step moves ``u`` by ``g h`` and ``h`` by ``g u`` with
-    ``g = lr (label - sigmoid(s))`` (word2vec.c's ``g``). The update for ``h`` is computed with the
-    output vectors from before this step, as word2vec.c does.
+    ``g = lr (label - sigmoid(s))`` (word2vec.c's ``g``). With label 1 that is ``lr sigmoid(-s)``,
+    with label 0 ``-lr sigmoid(s)``: both are ``lr sign sigmoid(-sign s)`` with ``sign`` 1 or -1
+    (and ``sign`` 0 gives 0: a skipped noise draw), one formula for the whole batch. The update
+    for ``h`` is computed with the output vectors from before this step, as word2vec.c does.
     """
-    words = torch.cat([targets[:, None], noise], dim=1)  # (P, 1 + negatives)
-    labels = torch.zeros(words.shape, dtype=h.dtype)
-    labels[:, 0] = 1
-    u = w_out[words]  # (P, 1 + negatives, dim)
-    g = lr * (labels - torch.sigmoid(torch.einsum("pd,pkd->pk", h, u)))
-    g[:, 1:] *= (noise != targets[:, None]).to(g.dtype)  # a noise draw of the true word is skipped
-    w_out.index_add_(0, words.flatten(), (g[:, :, None] * h[:, None, :]).flatten(0, 1))
-    return torch.einsum("pk,pkd->pd", g, u)
+    u = w_out.index_select(0, words.flatten()).view(*words.shape, w_out.shape[1])  # (P, 1 + negatives, dim)
+    g = torch.einsum("pd,pkd->pk", h, u).mul_(sign).neg_().sigmoid_().mul_(sign).mul_(lr)
+    update = torch.einsum("pk,pkd->pd", g, u)
+    # u is done with: the output updates g h overwrite it, in memory that is still in the cache.
+    torch.mul(g[:, :, None], h[:, None, :], out=u)
+    w_out.index_add_(0, words.flatten(), u.flatten(0, 1))
+    return update
 
 
-def skipgram_step(w_in: torch.Tensor, w_out: torch.Tensor, batch: Batch, draw_noise: NoiseDraw, lr: float) -> None:
+def skipgram_step(w_in: torch.Tensor, w_out: torch.Tensor, batch: Batch, lr: float) -> None:
     """Skip-gram: every (center, context) pair of the batch is one prediction, from the center's vector."""
-    centers = batch.centers[:, None].expand_as(batch.contexts)[batch.inside]
-    targets = batch.contexts[batch.inside]
-    w_in.index_add_(0, centers, negative_sampling(w_out, w_in[centers], targets, draw_noise(len(centers)), lr))
+    update = negative_sampling(w_out, w_in.index_select(0, batch.inputs), batch.words, batch.sign, lr)
+    w_in.index_add_(0, batch.inputs, update)
 
 
-def cbow_step(w_in: torch.Tensor, w_out: torch.Tensor, batch: Batch, draw_noise: NoiseDraw, lr: float) -> None:
+def cbow_step(w_in: torch.Tensor, w_out: torch.Tensor, batch: Batch, lr: float) -> None:
     """CBOW: the mean of the window's vectors predicts the center; every word of the window gets
-    the whole update for that mean (as in word2vec.c, where it is not divided among them)."""
-    size = batch.inside.sum(dim=1)
-    has = size > 0  # a center alone in its sentence has nothing to predict it from
-    inside = batch.inside[has]
-    h = (w_in[batch.contexts[has]] * inside[:, :, None]).sum(dim=1) / size[has, None]
-    update = negative_sampling(w_out, h, batch.centers[has], draw_noise(len(h)), lr)
-    w_in.index_add_(0, batch.contexts[has][inside], update[:, None, :].expand(-1, inside.shape[1], -1)[inside])
+    the whole update for that mean (as in word2vec.c, where it is not divided among them).
+
+    ``embedding_bag`` gathers and averages each window's vectors in one step. A center alone in
+    its sentence has an empty window, so h = 0: its prediction then changes no vector (g h = 0,
+    and there are no input words to update), as word2vec.c skips it.
+    """
+    h = torch.nn.functional.embedding_bag(batch.inputs, w_in, batch.starts, mode="mean")
+    update = negative_sampling(w_out, h, batch.words, batch.sign, lr)
+    w_in.index_add_(0, batch.inputs, update.index_select(0, batch.window))
 
 
 def train_word2vec(sentences: str | Iterable[str | Sequence[str]], config: Word2VecConfig | None = None,
@@ -297,16 +392,16 @@ def train_word2vec(sentences: str | Iterable[str | Sequence[str]], config: Word2
     """
     config = config or Word2VecConfig()
     corpus = encode_corpus(sentences, config.min_count)
-    generator = torch.Generator().manual_seed(config.seed)
-    # word2vec.c's start: small random input vectors, output vectors at zero.
-    w_in = (torch.rand(len(corpus.words), config.dim, generator=generator) - 0.5) / config.dim
+    rng = np.random.default_rng(config.seed)
+    # Input vectors start small and random (uniform in +-1/dim, as gensim starts them: twice
+    # word2vec.c's range, which on a small corpus leaves the vectors crowded more closely into
+    # one direction than gensim's after the same epochs); output vectors start at zero.
+    w_in = torch.from_numpy((2 * rng.random((len(corpus.words), config.dim), dtype=np.float32) - 1) / config.dim)
     w_out = torch.zeros(len(corpus.words), config.dim)
-    noise_cdf = torch.from_numpy(np.cumsum(noise_distribution(corpus.counts)))
-    keep = torch.from_numpy(keep_probabilities(corpus.counts, config.sample))
+    noise = AliasTable.build(noise_distribution(corpus.counts))
+    keep = keep_probabilities(corpus.counts, config.sample)
+    centers = batch_centers(config, corpus.counts, keep)
     step = skipgram_step if config.mode == "skipgram" else cbow_step
-
-    def draw_noise(predictions: int) -> torch.Tensor:
-        return sample_noise(noise_cdf, (predictions, config.negatives), generator)
 
     total = len(corpus.ids)
     threads = torch.get_num_threads()
@@ -315,10 +410,11 @@ def train_word2vec(sentences: str | Iterable[str | Sequence[str]], config: Word2
         with progress(disable=quiet) as bar:
             task = bar.add_task(f"word2vec {config.mode}", total=config.epochs * total)
             for epoch in range(config.epochs):
-                for batch in epoch_batches(corpus, keep, config, generator):
+                for i, batch in enumerate(epoch_batches(corpus, keep, noise, config, centers, rng)):
                     done = epoch * total + batch.position
-                    step(w_in, w_out, batch, draw_noise, learning_rate(config, done / (config.epochs * total)))
-                    bar.update(task, completed=done)
+                    step(w_in, w_out, batch, learning_rate(config, done / (config.epochs * total)))
+                    if i % 64 == 0:  # the bar costs more than a small batch; it need not move that often
+                        bar.update(task, completed=done)
                 bar.update(task, completed=(epoch + 1) * total)
                 if not torch.isfinite(w_in).all():
                     raise InputError(f"training diverged in epoch {epoch + 1} (the vectors overflowed); "
