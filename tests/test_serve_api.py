@@ -363,7 +363,7 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(models):
             try:
                 fuzz()
             except Unsatisfiable:  # every request is valid for a route without inputs, or with one free string
-                assert mode is schemathesis.GenerationMode.NEGATIVE and operation.method.upper() == "GET"
+                assert mode is schemathesis.GenerationMode.NEGATIVE and operation.method.upper() in ("GET", "DELETE")
     app.state.scheduler.close()  # from_asgi runs no lifespan, whose end would close it
     assert 200 in statuses and 400 in statuses and 404 in statuses
     assert max(statuses) < 500

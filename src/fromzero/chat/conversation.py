@@ -48,13 +48,22 @@ def conversation_prompt(
     messages: Sequence[Message],
     max_new_tokens: int,
     system: str | None = None,
+    continuing: bool = False,
 ) -> ConversationPrompt:
     """The ids that ask ``tuned`` to answer the last user message of ``messages``.
 
     ``system`` is used when ``messages`` has no system message of its own (chat template only).
-    Room is kept for ``max_new_tokens`` new tokens.
+    Room is kept for ``max_new_tokens`` new tokens. ``continuing``: ``messages`` ends with the
+    start of an answer, which the model is to go on with: the prompt of the question before it,
+    then that text (a "prefill", what vLLM's ``continue_final_message`` does).
     """
     messages = list(messages)
+    if continuing:
+        if not messages or messages[-1].role != "assistant":
+            raise InputError("to continue an answer, the conversation must end with it (an assistant message)")
+        start = encode_text(tuned.tokenizer, messages[-1].content)
+        asked = conversation_prompt(tuned, messages[:-1], max_new_tokens + len(start), system)
+        return ConversationPrompt(asked.ids + start, asked.dropped_turns)
     for message in messages:
         if message.role not in ROLES:
             raise InputError(f"a message's role must be one of {', '.join(ROLES)}, got {message.role!r}")

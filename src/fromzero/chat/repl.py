@@ -10,6 +10,11 @@ trimmed from the oldest turn when the context fills; one-question templates and 
 (``--template none``) see only the last question. Answers are streamed to stdout, notes go to
 stderr, so a script can pipe questions in and read answers out. Ctrl-C stops the answer being
 written and keeps the session; end of input (Ctrl-D, or the end of a piped file) ends it.
+
+Feedback becomes training data (:mod:`fromzero.chat.feedback`): ``good`` and ``bad`` rate the last
+answer, ``edit`` takes a better version of it (typed on the next lines; the conversation then goes
+on with it), and ``better 1|2`` after ``compare`` says which of its two answers was better. Each is
+stored with the conversation, the prompt the model read, the template, the adapter and the settings.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fromzero.chat.conversation import conversation_prompt, question_with_context
+from fromzero.chat.feedback import Feedback, FeedbackStore
 from fromzero.chat.guard import Guard, mean_token_probability
 from fromzero.chat.transcript import Transcript, save_transcript
 from fromzero.console import console, stdout
@@ -80,11 +86,15 @@ class Session:
     """One conversation with ``tuned``; :meth:`run` reads lines until quit or end of input."""
 
     def __init__(self, tuned: TunedModel, settings: Settings, guard: Guard | None = None, name: str = "model",
-                 interactive: bool = False, retriever: Any = None) -> None:
+                 interactive: bool = False, retriever: Any = None, feedback: FeedbackStore | None = None) -> None:
         self.tuned, self.settings, self.guard, self.interactive = tuned, settings, guard, interactive
         self.retriever = retriever  # fromzero.embeddings.rag.Retriever: answers from your documents
+        self.feedback = feedback or FeedbackStore()  # where good, bad, edit and better go
         self.history: list[Message] = []  # the turns the model sees (system prompt apart)
         self.last_question: str | None = None
+        self.last_answer: dict[str, Any] | None = None  # the Feedback fields of the last answer (good, bad, edit)
+        self.last_compare: dict[str, Any] | None = None  # the Feedback fields of compare's two answers (better)
+        self.read_line: Callable[[str], str] = input
         self.answers = 0
         template = tuned.template.name if tuned.template else NO_TEMPLATE
         self.transcript = Transcript(name, template, list(tuned.adapters))
@@ -92,6 +102,7 @@ class Session:
     # ---- the loop -------------------------------------------------------------------------------
 
     def run(self, read_line: Callable[[str], str] = input) -> int:
+        self.read_line = read_line  # `edit` reads the better answer from the following lines
         prompt = ("prompt> " if self.tuned.template is None else "you> ") if self.interactive else ""
         while True:
             try:
@@ -139,6 +150,7 @@ class Session:
 
     def ask(self, question: str) -> None:
         self.last_question = question
+        self.last_answer = None
         self.transcript.add("user", question)
         if self._refused(question):
             return
@@ -153,6 +165,8 @@ class Session:
         for line in sources:
             stdout.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
         self.answers += 1
+        self.last_answer = self._answered([*self.history, Message("user", question)], answer, prompt.ids,
+                                          speaker if self.tuned.adapters else None, config)
         self.history += [Message("user", question), Message("assistant", answer)]
         note = "stopped" if stopped else ""
         if self.guard is not None and not stopped:
@@ -213,6 +227,19 @@ class Session:
 
     def _speaker(self) -> str:
         return active_adapter(self.tuned.model) if self.tuned.adapters else "model"
+
+    def _answered(self, messages: list[Message], answer: str, ids: list[int], adapter: str | None,
+                  config: GenerationConfig) -> dict[str, Any]:
+        """What a feedback record says about an answer besides the verdict (:class:`Feedback`'s fields)."""
+        system = [{"role": "system", "content": self.settings.system}] if self.settings.system else []
+        return {"messages": system + [{"role": m.role, "content": m.content} for m in messages], "answer": answer,
+                "prompt": self.tuned.tokenizer.decode(ids), "template": self.transcript.template,
+                "model": self.transcript.model, "adapter": adapter, "settings": self._record(config), "origin": "chat"}
+
+    def _store(self, feedback: Feedback) -> None:
+        stored = self.feedback.add(feedback)
+        verdict = feedback.rating if feedback.kind == "rating" else feedback.kind
+        console.print(f"[green]stored[/] {verdict} ({stored.id}) in {escape(str(self.feedback.path))}", soft_wrap=True)
 
     def _record(self, config: GenerationConfig) -> dict:
         s = self.settings
@@ -312,7 +339,51 @@ class Session:
         stdout.print(grid)
         self.transcript.add("compare", tuned, speaker=speaker, base=base,
                             settings={"question": question, **self._record(config)})
+        self.last_compare = {**self._answered([Message("user", question)], base, ids, None, config),
+                             "other": tuned, "other_adapter": speaker}
         return True
+
+    def good(self, _: str) -> bool:
+        self._store(Feedback("rating", rating="up", **self._last_answer("good")))
+        return True
+
+    def bad(self, _: str) -> bool:
+        self._store(Feedback("rating", rating="down", **self._last_answer("bad")))
+        return True
+
+    def edit(self, _: str) -> bool:
+        """Read a better version of the last answer (until an empty line), store it, and go on with it."""
+        answered = self._last_answer("edit")
+        console.print("[dim]type the better answer; an empty line (or the end of input) ends it[/]")
+        lines = []
+        while True:
+            try:
+                line = self.read_line("better> " if self.interactive else "")
+            except EOFError:
+                break
+            if not line.strip():
+                break
+            lines.append(line.rstrip())
+        better = "\n".join(lines).strip()
+        if not better:
+            raise InputError("no better answer was typed: nothing stored")
+        self._store(Feedback("edit", better=better, **answered))
+        if self.history and self.history[-1] == Message("assistant", answered["answer"]):
+            self.history[-1] = Message("assistant", better)  # the model now reads the answer as it should have been
+        return True
+
+    def better(self, which: str) -> bool:
+        if which not in ("1", "2"):
+            raise InputError(_usage("better"))
+        if self.last_compare is None:
+            raise InputError("better 1|2 picks one of the two answers of compare: run compare first")
+        self._store(Feedback("choice", chosen=int(which), **self.last_compare))
+        return True
+
+    def _last_answer(self, command: str) -> dict[str, Any]:
+        if self.last_answer is None:
+            raise InputError(f"{command} is about the last answer, and there is none yet: ask a question first")
+        return self.last_answer
 
     def adapter(self, name: str) -> bool:
         names = list(self.tuned.adapters)
@@ -386,6 +457,13 @@ COMMANDS: dict[str, Command] = {
     "reset": Command("reset", "forget the conversation so far", Session.reset),
     "compare": Command("compare [QUESTION]", "the last question (or QUESTION) from the base model with the adapters "
                        "off and from the tuned model, side by side", Session.compare, "optional"),
+    "good": Command("good", "the last answer was good: a rating up, stored as training data "
+                    "(fromzero feedback export)", Session.good),
+    "bad": Command("bad", "the last answer was bad: a rating down, stored as training data", Session.bad),
+    "edit": Command("edit", "type a better version of the last answer (an empty line ends it): stored, and the "
+                    "conversation goes on with it", Session.edit),
+    "better": Command("better 1|2", "after compare: which answer was better (1: base, 2: tuned), stored as "
+                      "training data", Session.better, "required"),
     "adapter": Command("adapter NAME", "answer with another of the loaded adapters", Session.adapter, "required"),
     "save": Command("save FILE", "save the transcript as FILE.json and FILE.md", Session.save, "required"),
     "settings": Command("settings", "show the current settings", Session.show_settings),

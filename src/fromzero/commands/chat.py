@@ -25,7 +25,9 @@ Commands (case-insensitive; type help in the session):
   help, quit | exit | q, clear, settings, reset (forget the history),
   temp V (0.01-2.0), topk K|off, topp P|off, tokens N, system TEXT,
   compare [QUESTION] (base model with the adapters off next to the tuned one),
-  adapter NAME (switch), save FILE (FILE.json and FILE.md).
+  adapter NAME (switch), save FILE (FILE.json and FILE.md),
+  good, bad (rate the last answer), edit (type a better one), better 1|2 (after compare):
+  stored in --feedback-dir as training data (`fromzero feedback export --format sft|dpo`).
 Ctrl-C stops the answer being written; Ctrl-D (end of input) ends the session.
 
 With --guard, questions with words from simple lists (fromzero/chat/guard.py) are politely
@@ -74,11 +76,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="answer from your documents: put the chunks of this index (`fromzero index build`) closest "
                    "to each question in front of it, and list their sources after the answer")
     p.add_argument("--rag-k", type=int, default=3, help="how many chunks --rag retrieves per question")
+    p.add_argument("--feedback-dir", default=None, metavar="DIR",
+                   help="folder where good, bad, edit and better store their records (default: $FROMZERO_HOME/feedback)")
     p.set_defaults(func=run)
 
 
 def run(args: Namespace) -> int:
     from fromzero.chat.conversation import default_answer_tokens
+    from fromzero.chat.feedback import FeedbackStore
     from fromzero.chat.guard import Guard
     from fromzero.chat.repl import Session, Settings
     from fromzero.devices import resolve_device
@@ -125,7 +130,8 @@ def run(args: Namespace) -> int:
         except ImportError:
             pass
         console.print("[dim]type help for the commands, quit (or Ctrl-D) to leave[/]")
-    return Session(tuned, settings, guard, name=args.model, interactive=interactive, retriever=retriever).run()
+    return Session(tuned, settings, guard, name=args.model, interactive=interactive, retriever=retriever,
+                   feedback=FeedbackStore(args.feedback_dir)).run()
 
 
 def _check_flags(args: Namespace) -> None:

@@ -7,6 +7,7 @@ whole model), ``dpo`` tunes on preference pairs, ``merge`` adds an adapter into 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 
 from rich.markup import escape
@@ -16,6 +17,8 @@ from rich.text import Text
 from fromzero.commands.parsing import HelpFormatter
 from fromzero.console import console, stdout
 from fromzero.errors import InputError
+
+API_KEY_ENV = "FROMZERO_API_KEY"  # as `fromzero serve` reads it
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -201,9 +204,15 @@ def _add_dpo(actions: argparse._SubParsersAction) -> None:
         "with the adapter being trained switched off, so no second copy is held). Logs the held-out "
         "reward margin and preference accuracy at each evaluation. Start from an SFT result with "
         "--adapter (its adapter is trained on; the reference is the SFT model).\n\n"
+        "Closing the loop: --from-feedback DIR trains on the choices, edits and ratings people gave in "
+        "`fromzero chat` or on the page of `fromzero serve` (exported as `fromzero feedback export --format "
+        "dpo` would), and --serve-to URL loads the result into that running server (POST /v1/adapters), "
+        "where it is a new model id at once.\n\n"
         "examples:\n"
         "  fromzero finetune dpo --model out/mini-stories --adapter out/sft --out out/dpo\n"
-        "  fromzero finetune dpo --model distilgpt2 --adapter out/sft-distilgpt2 --beta 0.1 --out out/dpo-distilgpt2",
+        "  fromzero finetune dpo --model distilgpt2 --adapter out/sft-distilgpt2 --beta 0.1 --out out/dpo-distilgpt2\n"
+        "  fromzero finetune dpo --model out/mini-stories --from-feedback ~/.fromzero/feedback --out out/dpo-fb "
+        "--serve-to http://127.0.0.1:8000",
         formatter_class=HelpFormatter,
     )
     _add_tune_flags(dpo, "preferences (bundled; the default) or a .jsonl / .json file of prompt/chosen/rejected "
@@ -214,6 +223,14 @@ def _add_dpo(actions: argparse._SubParsersAction) -> None:
                      help="how far the model may move from the reference: small beta, weak pull back (default: 0.1)")
     dpo.add_argument("--loss", default=argparse.SUPPRESS, metavar="KIND",
                      help="sigmoid (DPO, the default) or ipo")
+    dpo.add_argument("--from-feedback", metavar="DIR", default=argparse.SUPPRESS,
+                     help="train on the preference pairs of a feedback folder (--feedback-dir of serve or chat) "
+                     "instead of --data; they are written to DIR/dpo-pairs-HASH.jsonl, which finetune.json names")
+    dpo.add_argument("--serve-to", metavar="URL", default=argparse.SUPPRESS,
+                     help="after training, load the adapter into the fromzero serve at URL (it must see --out)")
+    dpo.add_argument("--serve-name", metavar="NAME", default=argparse.SUPPRESS,
+                     help="its model id there (default: the name of --out; an adapter of that name is replaced)")
+    dpo.add_argument("--api-key", default=None, help="the server's API key (default: $FROMZERO_API_KEY)")
     dpo.set_defaults(func=run_dpo)
 
 
@@ -252,11 +269,83 @@ def run_sft(args: argparse.Namespace) -> None:
 
 def run_dpo(args: argparse.Namespace) -> None:
     import dataclasses
+    from pathlib import Path
 
     from fromzero.finetune.dpo import DPOConfig, dpo
 
     values = _given(args, [f.name for f in dataclasses.fields(DPOConfig)])
-    dpo(DPOConfig(**values), given=set(values), resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    serve_to = getattr(args, "serve_to", None)
+    if serve_to is not None and not serve_to.startswith(("http://", "https://")):
+        raise InputError(f"--serve-to {serve_to!r}: give the server's URL, such as http://127.0.0.1:8000")
+    if hasattr(args, "from_feedback"):
+        if "data" in values:
+            raise InputError("give --data or --from-feedback, not both")
+        values["data"] = str(_feedback_pairs(args.from_feedback, args.quiet))
+    config = DPOConfig(**values)
+    dpo(config, given=set(values), resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    if serve_to is not None:
+        name = getattr(args, "serve_name", None) or Path(config.out).resolve().name
+        _serve_adapter(serve_to, name, Path(config.out).resolve(), args.api_key or os.environ.get(API_KEY_ENV))
+        if not args.quiet:
+            console.print(f"[green]serving[/] it as model {escape(name)} at {escape(serve_to)}", soft_wrap=True)
+
+
+MIN_FEEDBACK_PAIRS = 2  # one to learn from, one held out to check the result on
+
+
+def _feedback_pairs(folder: str, quiet: bool):
+    """Export the DPO pairs of a feedback folder to ``DIR/dpo-pairs-HASH.jsonl`` and return its path.
+
+    The name holds a hash of the pairs: the file a run's ``finetune.json`` names never changes, so its
+    held-out pairs can be found again after more feedback has come in.
+    """
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from fromzero.chat.feedback import FeedbackStore, export
+    from fromzero.files import write_text
+
+    store = FeedbackStore(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = export(store, "dpo", Path(tmp) / "pairs.jsonl")
+        text = (Path(tmp) / "pairs.jsonl").read_text(encoding="utf-8")
+    if len(result.records) < MIN_FEEDBACK_PAIRS:
+        raise InputError(f"{store.path} gives {len(result.records)} preference pair(s); DPO needs at least "
+                         f"{MIN_FEEDBACK_PAIRS} (one to learn from, one held out): compare or edit more answers")
+    path = store.folder / f"dpo-pairs-{hashlib.sha256(text.encode()).hexdigest()[:12]}.jsonl"
+    if not path.is_file():
+        write_text(path, text)
+    if not quiet:
+        console.print(f"{len(result.records)} preference pairs from {escape(str(store.path))} in "
+                      f"{escape(str(path))}", soft_wrap=True)
+    return path
+
+
+def _serve_adapter(url: str, name: str, folder, api_key: str | None) -> None:
+    """``POST URL/v1/adapters``: the running server loads the adapter in ``folder`` as model ``name``."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = url.rstrip("/")
+    endpoint = base + ("/adapters" if base.endswith("/v1") else "/v1/adapters")
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+    request = urllib.request.Request(endpoint, json.dumps({"name": name, "path": str(folder)}).encode(), headers,
+                                     method="POST")
+    kept = f"the adapter stays in {folder} (load it later with POST /v1/adapters)"
+    try:
+        with urllib.request.urlopen(request, timeout=300):
+            return
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.loads(error.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = error.reason
+        raise InputError(f"{endpoint} refused the adapter ({error.code}: {message}); {kept}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise InputError(f"cannot reach {endpoint} ({reason}); {kept}") from None
 
 
 def run_merge(args: argparse.Namespace) -> None:

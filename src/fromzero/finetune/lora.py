@@ -50,6 +50,7 @@ from torch import nn
 
 from fromzero.console import console
 from fromzero.errors import InputError
+from fromzero.generation.quantize import InferenceLinear
 
 ALL_LINEAR = "all-linear"
 
@@ -119,7 +120,7 @@ class LoRALinear(nn.Module):
         return self.base.out_features
 
     def add(self, name: str, config: LoRAConfig) -> None:
-        like = dict(device=self.base.weight.device, dtype=self.base.weight.dtype)
+        like = _like(self.base)
         self.lora_A[name] = nn.Linear(self.in_features, config.r, bias=False, **like)
         self.lora_B[name] = nn.Linear(config.r, self.out_features, bias=False, **like)
         nn.init.kaiming_uniform_(self.lora_A[name].weight, a=math.sqrt(5))
@@ -127,6 +128,15 @@ class LoRALinear(nn.Module):
         self.lora_dropout[name] = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.configs[name] = config
         self.train(self.training)  # the new layers follow the model's train/eval mode (dropout)
+
+    def remove(self, name: str) -> None:
+        """Drop adapter ``name`` from this layer (nothing happens if it has none)."""
+        if name in self.configs:
+            for modules in (self.lora_A, self.lora_B, self.lora_dropout):
+                del modules[name]
+            del self.configs[name]
+        if self.active == name:
+            self.active = None
 
     def delta_weight(self, name: str) -> torch.Tensor:
         """``(alpha / r) B A``: what adapter ``name`` adds to ``base.weight`` (out, in)."""
@@ -182,7 +192,7 @@ def targetable_modules(model: nn.Module) -> dict[str, nn.Module]:
     for name, module in model.named_modules():
         if not name.startswith("transformer.h.") or any(name.startswith(f"{w}.") for w in found):
             continue  # outside the blocks, or a part of a LoRALinear found already
-        if isinstance(module, (nn.Linear, LoRALinear)):
+        if isinstance(module, (nn.Linear, LoRALinear, InferenceLinear)):  # packed for serving, too
             found[name] = module
     return found
 
@@ -253,6 +263,35 @@ def set_adapter(model: nn.Module, name: str) -> None:
         if name in layer.configs:
             layer.lora_A[name].requires_grad_(True)
             layer.lora_B[name].requires_grad_(True)
+
+
+def delete_adapter(model: nn.Module, name: str) -> None:
+    """Remove adapter ``name`` from every layer (PEFT's ``delete_adapter``): a server unloading it.
+
+    If it was the active one, the first adapter left becomes active; the layers stay wrapped, and
+    with no adapter left they compute the base model.
+    """
+    _check_name(model, name)
+    _check_not_merged(model, "deleting an adapter")
+    for layer in lora_layers(model).values():
+        layer.remove(name)
+    left = adapter_names(model)
+    if left and active_adapter(model) is None:
+        set_adapter(model, left[0])
+
+
+def rename_adapter(model: nn.Module, name: str, new_name: str) -> None:
+    """Call adapter ``name`` ``new_name`` from now on: a server swaps in a freshly loaded adapter this way."""
+    _check_name(model, name)
+    if new_name in adapter_names(model):
+        raise InputError(f"the model already has an adapter named {new_name!r}; delete it first")
+    for layer in lora_layers(model).values():
+        if name in layer.configs:
+            for modules in (layer.lora_A, layer.lora_B, layer.lora_dropout):
+                modules[new_name] = modules.pop(name)
+            layer.configs[new_name] = layer.configs.pop(name)
+        if layer.active == name:
+            layer.active = new_name
 
 
 @contextlib.contextmanager
@@ -339,6 +378,15 @@ def trainable_summary(model: nn.Module) -> str:
 
 def print_trainable_parameters(model: nn.Module) -> None:
     console.print(trainable_summary(model))
+
+
+def _like(layer: nn.Module) -> dict:
+    """The device and dtype of new LoRA weights beside ``layer``: its weight's. A layer packed for serving
+    (:mod:`fromzero.generation.quantize`) has no plain weight; its bias, or packed weight, tells instead."""
+    for tensor in (getattr(layer, "weight", None), getattr(layer, "bias", None), getattr(layer, "packed_weight", None)):
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            return dict(device=tensor.device, dtype=tensor.dtype)
+    raise InputError(f"cannot add a LoRA adapter beside a {type(layer).__name__} without a float weight or bias")
 
 
 def _layers(model: nn.Module) -> dict[str, LoRALinear]:

@@ -12,31 +12,44 @@ before are padding, masked out of attention, and each row's position ids count o
 Every step appends one column for all rows. When a request joins (its prompt is run alone first, the
 prefill) or the cache is full, the cache is rebuilt as narrow as the longest row allows.
 
-Each request keeps its own settings: logits processors, stop rule and random generator are per row,
-and a row's token is drawn exactly as :func:`fromzero.generation.generate` draws it for a batch of
-one. So a greedy request gets the same tokens whatever else is in the batch, and a seeded sampled one
-is reproducible (up to float rounding of the padded batch, which does not change a token in practice;
-tests check both against unbatched ``generate``).
+Each request keeps its own settings: logits processors, stop rule and random generator are per row
+(so are a constraint on what it may write and, when asked, its tokens' log-probabilities: rows that
+do not ask pay nothing for them), and a row's token is drawn exactly as
+:func:`fromzero.generation.generate` draws it for a batch of one. So a greedy request gets the same
+tokens whatever else is in the batch, and a seeded sampled one is reproducible (up to float rounding
+of the padded batch, which does not change a token in practice; tests check both against unbatched
+``generate``).
 
 Adapters: requests name the adapter they want (``None``: the base model). Rows are grouped by
 adapter and each group gets its own forward pass, with ``activate(name)`` making that adapter the
-active one; the base weights are shared, never copied.
+active one; the base weights are shared, never copied. :meth:`Scheduler.run_between_steps` runs a
+function on the decoding thread between two steps: how a server loads or removes an adapter while
+requests are decoding, with no forward pass ever seeing half of it.
+
+Prefix cache (``prefix_cache_mb`` > 0): each prefill first looks its prompt up in a
+:class:`~fromzero.generation.prefix_cache.PrefixCache`, copies the K/V of the longest prefix found
+and runs only the tokens after it; then it offers the prompt's K/V, and a row that leaves offers its
+prompt and answer. A chat's next turn (the same conversation, one answer and one question longer)
+thus runs little more than its new question.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, ContextManager, Iterator
+from typing import Any, AsyncIterator, Callable, ContextManager, Iterator, Protocol
 
 import torch
 
 from fromzero.errors import FromzeroError, InputError
 from fromzero.generation.config import GenerationConfig
+from fromzero.generation.prefix_cache import PrefixCache, weights_version
 from fromzero.generation.processors import Processor, apply_processors, build_processors
 from fromzero.generation.stopping import Decoder, StopCondition
 from fromzero.models import KVCache
@@ -45,23 +58,56 @@ from fromzero.models.context import check_prompt
 _END = object()  # put on a job's queue after its last token
 
 
+_log = logging.getLogger(__name__)
+
+
 class QueueFull(FromzeroError):
     """More requests are waiting than the scheduler accepts (the server answers 429)."""
+
+
+class Constraint(Protocol):
+    """Limits what a job may write (``response_format`` json_object: :mod:`fromzero.generation.json_constraint`)."""
+
+    def mask(self, scores: torch.Tensor) -> torch.Tensor:
+        """The (1, V) logits with the tokens not allowed next at ``-inf``."""
+        ...
+
+    def push(self, token: int) -> bool:
+        """Read the chosen token; True when the answer is complete."""
+        ...
+
+
+@dataclass
+class TokenLogprob:
+    """A chosen token's log-probability, and the most likely tokens' ``(id, logprob)``, most likely first.
+
+    Both are ``log_softmax`` of the model's raw logits: before penalties, temperature, top-k/top-p and
+    constraints, as vLLM reports them. They say what the model thinks, whatever way a token was picked.
+    """
+
+    logprob: float
+    top: list[tuple[int, float]]
 
 
 class Job:
     """One request: iterate over it (``for`` or ``async for``) to get its new token ids as they come.
 
-    ``finish_reason`` is set when the iteration ends: ``"stop"`` (an end-of-sequence token or a stop
-    string), ``"length"`` (``max_new_tokens``, or the model's context is full) or ``"cancelled"``.
+    ``finish_reason`` is set when the iteration ends: ``"stop"`` (an end-of-sequence token, a stop
+    string, or the ``constraint`` is complete), ``"length"`` (``max_new_tokens``, or the model's
+    context is full) or ``"cancelled"``. With ``logprobs`` (the number of most likely tokens wanted
+    besides the chosen one), ``token_logprobs[i]`` is set before ``tokens[i]`` is handed out.
     """
 
     def __init__(self, ids: list[int], config: GenerationConfig, adapter: str | None,
-                 tokenizer: Decoder | None, loop: asyncio.AbstractEventLoop | None):
+                 tokenizer: Decoder | None, loop: asyncio.AbstractEventLoop | None,
+                 logprobs: int | None = None, constraint: Constraint | None = None):
         self.ids = ids
         self.config = config
         self.adapter = adapter
+        self.logprobs = logprobs
+        self.constraint = constraint
         self.tokens: list[int] = []
+        self.token_logprobs: list[TokenLogprob] = []
         self.finish_reason: str | None = None
         self.error: BaseException | None = None
         self.cancelled = threading.Event()
@@ -138,13 +184,19 @@ class Scheduler:
     ``max_batch`` rows run at once (1: no batching, one request after another); up to ``max_queue``
     more wait, and :meth:`submit` raises :class:`QueueFull` beyond that. ``activate(adapter)`` returns a
     context manager that makes an adapter (or, for None, the base model) active; without it every
-    request must use ``adapter=None``.
+    request must use ``adapter=None``. ``prefix_cache_mb`` > 0 keeps the K/V of finished prompts and
+    answers in a :class:`~fromzero.generation.prefix_cache.PrefixCache` of that many MB (``prefix_cache``):
+    a prompt that starts like an earlier one runs only its new tokens (see the module docstring).
     """
 
     def __init__(self, model: torch.nn.Module, *, max_batch: int = 8, max_queue: int = 64,
-                 activate: Callable[[str | None], ContextManager] | None = None):
+                 activate: Callable[[str | None], ContextManager] | None = None, prefix_cache_mb: float = 0):
         if max_batch < 1 or max_queue < 0:
             raise InputError(f"max_batch must be >= 1 and max_queue >= 0, got {max_batch} and {max_queue}")
+        if prefix_cache_mb < 0:
+            raise InputError(f"the prefix cache's size must be >= 0 MB (0: off), got {prefix_cache_mb}")
+        self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb > 0 else None
+        self._weights = weights_version(model)  # the weights the cached K/V were computed with
         self.model = model.eval()
         self.max_batch, self.max_queue = max_batch, max_queue
         self.activate = activate or (lambda adapter: contextlib.nullcontext())
@@ -154,16 +206,20 @@ class Scheduler:
         self._pending: deque[Job] = deque()
         self._groups: dict[str | None, _Group] = {}
         self._wake = threading.Condition()
+        self._calls: list[tuple[Callable[[], Any], Future]] = []  # run_between_steps, in order
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="fromzero-scheduler", daemon=True)
         self._thread.start()
 
     # ---------------------------------------------------------------- the callers' side
     def submit(self, ids: list[int], config: GenerationConfig, adapter: str | None = None,
-               tokenizer: Decoder | None = None, loop: asyncio.AbstractEventLoop | None = None) -> Job:
+               tokenizer: Decoder | None = None, loop: asyncio.AbstractEventLoop | None = None,
+               logprobs: int | None = None, constraint: Constraint | None = None) -> Job:
         """Queue a request; its tokens are read from the returned :class:`Job`.
 
-        Pass the running event loop as ``loop`` to read the job with ``async for``.
+        Pass the running event loop as ``loop`` to read the job with ``async for``. ``logprobs``: keep
+        each token's log-probability and the ``logprobs`` most likely (0: the chosen token's only);
+        only such jobs pay for it. ``constraint``: what limits the answer's tokens (its own per job).
         """
         config = config.validate()
         if config.num_beams > 1 or config.num_return_sequences > 1:
@@ -175,7 +231,7 @@ class Scheduler:
         if min(ids) < 0 or max(ids) >= vocab:
             raise InputError(f"token ids must be in [0, {vocab}) for this model")
         check_prompt(len(ids), self.block_size, config.max_new_tokens, slides=False)
-        job = Job(list(ids), config, adapter, tokenizer, loop)
+        job = Job(list(ids), config, adapter, tokenizer, loop, logprobs, constraint)
         with self._wake:
             if self._closed:
                 raise InputError("the server is shutting down")
@@ -184,6 +240,23 @@ class Scheduler:
             self._pending.append(job)
             self._wake.notify()
         return job
+
+    def run_between_steps(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn`` on the decoding thread before the next step, when no forward pass is under way; the
+        returned future gets its result or error. A server changes weights this way (loading or removing an
+        adapter) without disturbing the requests being decoded. ``fn`` runs outside inference mode (it may
+        create parameters) and before waiting jobs join, so :meth:`uses` sees every accepted job."""
+        future: Future = Future()
+        with self._wake:
+            if self._closed:
+                raise InputError("the server is shutting down")
+            self._calls.append((fn, future))
+            self._wake.notify()
+        return future
+
+    def uses(self, adapter: str | None) -> bool:
+        """Whether a waiting or running job asks for ``adapter``."""
+        return any(job.adapter == adapter for job in self._all_jobs())
 
     @property
     def running(self) -> int:
@@ -214,9 +287,13 @@ class Scheduler:
         with torch.inference_mode():
             while True:
                 with self._wake:
-                    while not self._pending and not self.running and not self._closed:
+                    while not self._pending and not self.running and not self._closed and not self._calls:
                         self._wake.wait()
-                    if self._closed and not self.running and not self._pending:
+                    calls, self._calls = self._calls, []
+                for fn, future in calls:
+                    _call(fn, future)
+                with self._wake:
+                    if self._closed and not self.running and not self._pending and not self._calls:
                         return
                     joining = []
                     while self._pending and self.running + len(joining) < self.max_batch:
@@ -240,9 +317,13 @@ class Scheduler:
         n = len(job.ids)
         cache = KVCache.for_model(self.model, 1, n)
         ids = torch.tensor([job.ids], device=self.device)
+        start = self._reuse_prefix(job, cache)
         with self.activate(job.adapter):
-            logits = self.model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+            logits = self.model(ids[:, start:], past_key_values=cache, use_cache=True,
+                                logits_to_keep=1).logits[:, -1].float()
         self.steps += 1
+        if self.prefix_cache is not None:
+            self.prefix_cache.insert(job.adapter, job.ids, [k[0] for k in cache.keys], [v[0] for v in cache.values])
         sequence = ids.new_zeros((1, n + job.config.max_new_tokens))
         sequence[0, :n] = ids[0]
         row = _Row(job, sequence, n, logits, keys=cache.keys, values=cache.values)
@@ -250,6 +331,45 @@ class Scheduler:
         with self._wake:
             group.rows.append(row)
         group.stale = True
+
+    def _reuse_prefix(self, job: Job, cache: KVCache) -> int:
+        """Copy the K/V of the longest cached prefix of the job's prompt into ``cache``; return its length.
+
+        The last prompt token is always run (its logits are the first pick), and the tokens after the
+        prefix start at its length: positions are absolute, exactly as in one pass over the whole prompt.
+        """
+        if self.prefix_cache is None:
+            return 0
+        version = weights_version(self.model)
+        if version != self._weights:
+            self.prefix_cache.clear()
+            self._weights = version
+        start, kv = self.prefix_cache.lookup(job.adapter, job.ids[:-1])
+        if start:
+            for layer, (keys, values) in enumerate(zip(cache.keys, cache.values)):
+                keys[0, :, :start] = kv[0, layer]
+                values[0, :, :start] = kv[1, layer]
+            cache.seq_len = start
+        return start
+
+    def _remember_answers(self, group: _Group, keep: list[int]) -> None:
+        """Offer the K/V of the rows leaving the group (prompt and answer) to the prefix cache: the next
+        turn of a chat starts with this whole exchange.
+
+        A row's cached tokens sit right-aligned in the group's cache, in its slot (also while the cache
+        is stale: it is only rebuilt at the next forward pass). A row that joined at this step is not
+        in it yet, and its prompt was offered at its prefill.
+        """
+        if self.prefix_cache is None or group.cache is None:
+            return
+        cache, kept = group.cache, set(keep)
+        for index, row in enumerate(group.rows):
+            if index in kept or row.keys is not None:
+                continue
+            columns = slice(cache.seq_len - row.cached, cache.seq_len)
+            self.prefix_cache.insert(group.adapter, row.sequence[0, :row.cached].tolist(),
+                                     [k[row.slot, :, columns] for k in cache.keys],
+                                     [v[row.slot, :, columns] for v in cache.values])
 
     def _step(self, group: _Group) -> None:
         """Pick each row's next token, let finished rows go, then run one forward pass for the rest."""
@@ -263,6 +383,11 @@ class Scheduler:
             if not done:
                 keep.append(index)
         if len(keep) < len(group.rows):
+            try:
+                self._remember_answers(group, keep)
+            except Exception:  # noqa: BLE001 - the cache only saves time: serving goes on without it
+                _log.exception("the prefix cache failed to keep finished answers; it is emptied")
+                self.prefix_cache.clear()
             with self._wake:
                 group.rows = [group.rows[i] for i in keep]
             if not group.stale and group.rows:
@@ -289,16 +414,22 @@ class Scheduler:
         if job.cancelled.is_set():
             job._finish("cancelled")
             return True
-        scores = apply_processors(job.processors, row.sequence[:, :row.length], row.logits)
+        logits = row.logits if job.constraint is None else job.constraint.mask(row.logits)
+        scores = apply_processors(job.processors, row.sequence[:, :row.length], logits)
         if job.config.samples:
             token = torch.multinomial(scores.softmax(dim=-1), 1, generator=job.generator)[0, 0]
         else:
             token = scores[0].argmax()
         row.sequence[0, row.length] = token
         row.length += 1
+        if job.logprobs is not None:
+            job.token_logprobs.append(_token_logprob(row.logits[0], int(token), job.logprobs))
         job.tokens.append(int(token))
         job._put(int(token))
         if job.stop.active and bool(job.stop(row.sequence[:, :row.length])[0]):
+            job._finish("stop")
+            return True
+        if job.constraint is not None and job.constraint.push(int(token)):
             job._finish("stop")
             return True
         if len(job.tokens) == job.config.max_new_tokens or row.length == self.block_size:
@@ -347,3 +478,23 @@ class Scheduler:
             row.slot = i
         cache.seq_len = width
         group.cache, group.mask, group.stale = cache, mask, False
+
+
+def _call(fn: Callable[[], Any], future: Future) -> None:
+    """Run ``fn`` for :meth:`Scheduler.run_between_steps`: its result or error goes to ``future``."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        with torch.inference_mode(False):
+            result = fn()
+    except Exception as error:  # noqa: BLE001 - handed to the caller, who waits on the future
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _token_logprob(logits: torch.Tensor, token: int, top: int) -> TokenLogprob:
+    """``token``'s log-probability under the (V,) raw ``logits``, and the ``top`` most likely tokens'."""
+    logprobs = logits.float().log_softmax(dim=-1)
+    values, ids = logprobs.topk(top) if top else (logprobs[:0], logprobs[:0].long())
+    return TokenLogprob(float(logprobs[token]), list(zip(ids.tolist(), values.tolist())))

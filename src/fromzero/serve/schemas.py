@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_N = 16  # choices per request; more are better sent as several requests
 MAX_STOP = 4  # stop strings per request, as OpenAI allows
 SEED_BOUND = 2**63  # torch seeds are 64-bit; seed + i (for n choices) must stay in range
+MAX_TOP_LOGPROBS = 20  # OpenAI's bound on a chat completion's top_logprobs
+MAX_COMPLETION_LOGPROBS = 5  # and on a completion's logprobs
+MAX_EMBEDDING_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
 
 StopText = Annotated[str, Field(min_length=1)]
 Stop = StopText | Annotated[list[StopText], Field(max_length=MAX_STOP)]
@@ -55,6 +58,13 @@ class StreamOptions(BaseModel):
     include_usage: bool = Field(False, description="send a last chunk with the usage counts")
 
 
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"] = Field(
+        description='"json_object": the answer is a JSON object (constrained decoding); "json_schema" is refused')
+
+
 class TextPart(BaseModel):
     """A piece of a message's content when it is given as a list (OpenAI's content parts): text only."""
 
@@ -80,6 +90,13 @@ class ChatRequest(Request):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens")
     rag: bool = Field(True, description="fromzero's: false answers without the server's --rag index (no retrieval)")
+    logprobs: bool = Field(False, description="give each answer token's log-probability (the model's own: before "
+                           "temperature, top_p and the other sampling settings)")
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
+                                     description="and the most likely tokens' at each step (needs logprobs)")
+    response_format: ResponseFormat | None = None
+    continue_final_message: bool = Field(False, description="vLLM's: the messages end with the start of an answer "
+                                         "(assistant), which the model goes on with instead of starting a new one")
 
     @property
     def max_new_tokens(self) -> int | None:
@@ -89,6 +106,8 @@ class ChatRequest(Request):
 class CompletionRequest(Request):
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=MAX_N)] = Field(
         description="text to continue as it is (no template); a list asks for each")
+    logprobs: int | None = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS, description="give each token's "
+                                 "log-probability (the model's own) and the most likely tokens' at each step")
 
     @property
     def prompts(self) -> list[str]:
@@ -111,10 +130,25 @@ class AssistantMessage(BaseModel):
     content: str
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float = Field(description="log_softmax of the model's raw logits (before the sampling settings)")
+    bytes: list[int] = Field(description="the token's bytes (a token may hold part of a UTF-8 character)")
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(description="the most likely tokens at this step, most likely first")
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob] = Field(description="one entry per answer token, its end token included")
+    refusal: None = None
+
+
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
     finish_reason: FinishReason
 
 
@@ -143,10 +177,20 @@ class ChatCompletion(BaseModel):
                                          "an empty question)")
 
 
+class CompletionLogprobs(BaseModel):
+    """OpenAI's older shape: parallel lists, one entry per token."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None = Field(
+        description="the most likely tokens and the chosen one at each step (null when logprobs is 0)")
+    text_offset: list[int] = Field(description="where each token's text starts, in characters from the answer's start")
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     finish_reason: FinishReason
 
 
@@ -168,17 +212,59 @@ class ModelInfo(BaseModel):
     context: int  # tokens the model reads at most: prompt and answer together
 
 
+class EncoderInfo(BaseModel):
+    """The embeddings model (``fromzero serve --embeddings``): it answers ``/v1/embeddings`` only."""
+
+    kind: Literal["embeddings"] = "embeddings"
+    dimensions: int  # numbers per vector
+    context: int  # tokens of an input it reads at most (the rest is left out)
+
+
 class Model(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "fromzero"
-    fromzero: ModelInfo
+    fromzero: ModelInfo | EncoderInfo
 
 
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Model]
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="the id of the server's embeddings model (GET /v1/models lists it)")
+    input: Annotated[str, Field(min_length=1)] | Annotated[
+        list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)] = Field(
+        description="a text, or a list of texts; each is cut to the model's context")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description='"base64": each vector as its little-endian float32 bytes in base64')
+    dimensions: int | None = Field(None, ge=1, description="the vectors' size: only the model's own is accepted")
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="unit length: the dot product of two is their cosine")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 class Health(BaseModel):
