@@ -7,7 +7,13 @@ clear reason when it is absent. ``FROMZERO_SHARED`` overrides the location.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,3 +121,34 @@ def run_level(monkeypatch):
         return figures
 
     return run
+
+
+@contextlib.contextmanager
+def serve_process(args: list[str], env: dict[str, str] | None = None):
+    """``fromzero serve ARGS`` as a real process on a free port of 127.0.0.1; yields ``(process, port)``
+    once ``/health`` answers, and kills it at the end (tests that need a crash kill it themselves)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "fromzero", "serve", *args, "--port", str(port)],
+                               env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+            with contextlib.suppress(OSError):
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                try:
+                    connection.request("GET", "/health")
+                    if connection.getresponse().status == 200:
+                        break
+                finally:
+                    connection.close()
+            time.sleep(0.1)
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        process.stderr.close()

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import serve_process
 from fromzero.chat.feedback import FEEDBACK_FILE, Feedback, FeedbackStore, dpo_records, export, sft_records
 from fromzero.cli import main
 from fromzero.errors import InputError
@@ -422,27 +422,9 @@ def request(port: int, method: str, path: str, body: dict | None = None, timeout
 @contextlib.contextmanager
 def serving(qa_models, folder: Path):
     """``fromzero serve`` as a process on a free port of 127.0.0.1; yields ``(process, port)``."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "fromzero", "serve", "--model", str(qa_models[0]), "--adapter",
-                                f"tuned={qa_models[1]}", "--port", str(port), "--device", "cpu", "--feedback-dir",
-                                str(folder)], env={**os.environ, "FROMZERO_API_KEY": API_KEY},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
-            with contextlib.suppress(OSError):
-                if request(port, "GET", "/health")[0] == 200:
-                    break
-            time.sleep(0.1)
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        process.stderr.close()
+    with serve_process(["--model", str(qa_models[0]), "--adapter", f"tuned={qa_models[1]}", "--device", "cpu",
+                        "--feedback-dir", str(folder)], {"FROMZERO_API_KEY": API_KEY}) as running:
+        yield running
 
 
 def test_every_acknowledged_rating_survives_a_sigkill(qa_models, tmp_path):

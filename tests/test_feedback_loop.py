@@ -11,19 +11,15 @@ the adapter prefers the better answer more often than the model it started from.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 import torch
 
+from conftest import serve_process
 from fromzero.cli import main
 from fromzero.evaluate.preferences import heldout_pairs, preference_score
 from fromzero.finetune.templates import get_template
@@ -65,27 +61,9 @@ def base(tmp_path):
 @pytest.fixture
 def server(base, tmp_path):
     """``(process, port)``: ``fromzero serve`` on a free port, feedback kept in ``tmp_path / "feedback"``."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "fromzero", "serve", "--model", str(base), "--port", str(port),
-                                "--device", "cpu", "--feedback-dir", str(tmp_path / "feedback")],
-                               env={**os.environ, "FROMZERO_API_KEY": KEY}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
-            with contextlib.suppress(OSError):
-                if call(port, "GET", "/health")[0] == 200:
-                    break
-            time.sleep(0.1)
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        process.stderr.close()
+    with serve_process(["--model", str(base), "--device", "cpu", "--feedback-dir", str(tmp_path / "feedback")],
+                       {"FROMZERO_API_KEY": KEY}) as running:
+        yield running
 
 
 def test_choices_on_the_server_become_an_adapter_it_serves_without_a_restart(base, server, tmp_path, monkeypatch):
