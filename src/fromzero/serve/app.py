@@ -350,10 +350,7 @@ def create_app(
         json_object = _json_object(body)
         messages = [Message("system" if m.role == "developer" else m.role, m.text) for m in body.messages]
         messages, sources = await with_context(request, target, messages, body)
-        context = target.tuned.model.config.block_size
-        ids, max_new = _fit(lambda room: conversation_prompt(target.tuned, messages, room,
-                                                            continuing=body.continue_final_message).ids,
-                            context, body.max_new_tokens or context, "messages")
+        ids, max_new = _chat_prompt(target, messages, body.max_new_tokens, body.continue_final_message)
         config = _config(body, target.tuned, max_new, chat=True, json_object=json_object)
         constraint = await json_constraint(target, max_new) if json_object else None
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
@@ -406,7 +403,7 @@ def create_app(
                              model=encoder_id,
                              usage=EmbeddingUsage(prompt_tokens=sum(counts), total_tokens=sum(counts)))
 
-    v1.include_router(feedback_router(FeedbackStore(feedback_dir), served, model))  # default: $FROMZERO_HOME/feedback
+    v1.include_router(feedback_router(FeedbackStore(feedback_dir), served, model, _chat_prompt))  # default: $FROMZERO_HOME/feedback
     v1.include_router(adapter_router(scheduler, tuned, served, {BASE, *([encoder_id] if encoder_id else [])},
                                      lambda name, folder: _served_adapter(tuned, name, folder, template, template_file)))
     app.include_router(v1)
@@ -440,6 +437,15 @@ def _served_adapter(tuned: TunedModel, name: str, folder: str | Path, template: 
                     template_file: str | None) -> Served:
     """The model id of adapter ``name`` (from ``folder``): its template is its record's unless one is forced."""
     return Served(name, name, replace(tuned, template=chosen_template(template, template_file, fine_tune_record(folder))))
+
+
+def _chat_prompt(target: Served, messages: list[Message], requested: int | None,
+                 continuing: bool = False) -> tuple[list[int], int]:
+    """The prompt ids of a chat for ``target`` and its answer's length (``requested``, by default the
+    whole context, capped by :func:`_fit`): what the chat route submits and what feedback records."""
+    context = target.tuned.model.config.block_size
+    return _fit(lambda room: conversation_prompt(target.tuned, messages, room, continuing=continuing).ids,
+                context, requested or context, "messages")
 
 
 def _fit(encode: Callable[[int], list[int]], context: int, requested: int, param: str) -> tuple[list[int], int]:

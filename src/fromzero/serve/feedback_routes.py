@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from typing import Any, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from fromzero.chat.conversation import conversation_prompt
 from fromzero.chat.feedback import Feedback, FeedbackStore
-from fromzero.errors import InputError
 from fromzero.finetune.instructions import Message
 from fromzero.finetune.tuned import TunedModel
 from fromzero.serve.errors import APIError
@@ -76,8 +74,10 @@ class FeedbackList(BaseModel):
     data: list[dict[str, Any]] = Field(description="the latest records, newest first")
 
 
-def feedback_router(store: FeedbackStore, served: dict[str, Served], model: str) -> APIRouter:
-    """The routes, storing in ``store``; ``served`` are the server's model ids, ``model`` what it was started with."""
+def feedback_router(store: FeedbackStore, served: dict[str, Served], model: str,
+                    chat_prompt: Callable[[Served, list[Message], int | None], tuple[list[int], int]]) -> APIRouter:
+    """The routes, storing in ``store``; ``served`` are the server's model ids, ``model`` what it was started
+    with, ``chat_prompt`` the chat route's own prompt builder (so a record holds the text the model read)."""
     router = APIRouter(tags=["feedback"])
 
     def find(model_id: str, param: str) -> Served:
@@ -99,7 +99,10 @@ def feedback_router(store: FeedbackStore, served: dict[str, Served], model: str)
         ).check()
 
         def store_it() -> Feedback:  # tokenizing a long conversation and the fsync stay off the event loop
-            record.prompt = _prompt(target, messages, body.settings)
+            requested = body.settings.get("max_tokens")
+            if not (isinstance(requested, int) and not isinstance(requested, bool) and requested > 0):
+                requested = None  # the chat route's default: the whole context
+            record.prompt = target.tuned.tokenizer.decode(chat_prompt(target, messages, requested)[0])
             return store.add(record)
 
         stored = await asyncio.to_thread(store_it)
@@ -112,19 +115,3 @@ def feedback_router(store: FeedbackStore, served: dict[str, Served], model: str)
         return FeedbackList(data=[asdict(record) for record in reversed(records[-limit:])])
 
     return router
-
-
-def _prompt(target: Served, messages: list[Message], settings: dict[str, Setting]) -> str:
-    """The text ``target`` read for the answer: the conversation in its template, trimmed as the chat route trims it."""
-    tuned = target.tuned
-    context = tuned.model.config.block_size
-    requested = settings.get("max_tokens")
-    room = requested if isinstance(requested, int) and not isinstance(requested, bool) and requested > 0 else context
-    try:
-        try:
-            ids = conversation_prompt(tuned, messages, min(room, context - 1)).ids
-        except InputError:  # as the chat route does: the prompt keeps all it can, the answer gets what is left
-            ids = conversation_prompt(tuned, messages, 1).ids
-    except InputError as error:
-        raise APIError(400, str(error), param="messages") from None
-    return tuned.tokenizer.decode(ids)

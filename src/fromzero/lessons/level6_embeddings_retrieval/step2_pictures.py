@@ -29,10 +29,10 @@ def run(step: Step) -> None:
     words, groups = [], []
     for group, members in GROUPS.items():
         for word in members:
-            if word in vectors.index:
+            if word in vectors.index:  # words the text had too few times have no vector
                 words.append(word)
                 groups.append(group)
-    matrix = vectors.vectors[[vectors.index[word] for word in words]]
+    matrix = np.stack([vectors.vector(word) for word in words])
     step.figure("words drawn", len(words))
 
     points = pca(matrix)

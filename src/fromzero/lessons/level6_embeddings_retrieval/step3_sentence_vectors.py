@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from fromzero.embeddings.encoders import GPTMeanPoolEncoder, load_encoder, pool
 from fromzero.embeddings.plots import cosine_matrix, plot_similarity
 from fromzero.lessons.course import Step
@@ -36,37 +34,30 @@ def run(step: Step) -> None:
     step.figure("MiniLM: numbers per sentence", minilm.dim)
     step.figure("MiniLM: tokens of the first sentence",
                 " ".join(minilm.tokenizer.tokenize(SENTENCES[0].lower() if minilm.lowercase else SENTENCES[0])))
-    vectors = minilm.encode(list(SENTENCES), normalize=True)
-    cosines = cosine_matrix(vectors)
-    step.saved(plot_similarity(vectors, LABELS, step.picture("6_3_minilm_similarity.png"),
-                               title="all-MiniLM-L6-v2: cosine similarity"))
-    step.figure("MiniLM: plants 1 vs plants 2 (same meaning, other words)", round(float(cosines[0, 1]), 3))
-    step.figure("MiniLM: plants 1 vs flood 1 (unrelated)", round(float(cosines[0, 2]), 3))
-    step.figure("MiniLM: river bank vs money bank (same word, other meaning)", round(float(cosines[4, 5]), 3))
+    minilm_gap = _compare(step, "MiniLM", minilm, "6_3_minilm_similarity.png")
 
     step.say("""
         Now the same with the GPT we pretrained in level 5: the mean of its last hidden states. It was
-        trained to predict the next token, never to compare sentences, and it is a thousand times smaller
-        in training data. Expect it to notice shared words and little else.
+        trained to predict the next token, never to compare sentences, and on far less text.
     """)
-    gpt = GPTMeanPoolEncoder.load(str(step.output("5.2")))
-    own = gpt.encode(list(SENTENCES), normalize=True)
-    own_cosines = cosine_matrix(own)
-    step.saved(plot_similarity(own, LABELS, step.picture("6_3_course_gpt_similarity.png"),
-                               title="course GPT, mean-pooled: cosine similarity"))
-    step.figure("course GPT: plants 1 vs plants 2", round(float(own_cosines[0, 1]), 3))
-    step.figure("course GPT: plants 1 vs flood 1", round(float(own_cosines[0, 2]), 3))
-
-    def gap(matrix: np.ndarray) -> float:
-        """How much closer the same-meaning pairs are than the unrelated pairs, on average."""
-        same = (matrix[0, 1] + matrix[2, 3]) / 2
-        unrelated = (matrix[0, 2] + matrix[0, 3] + matrix[1, 2] + matrix[1, 3]) / 4
-        return float(same - unrelated)
-
-    minilm_gap = step.figure("MiniLM: same-meaning minus unrelated cosine", round(gap(cosines), 3))
-    own_gap = step.figure("course GPT: same-meaning minus unrelated cosine", round(gap(own_cosines), 3))
+    own_gap = _compare(step, "course GPT", GPTMeanPoolEncoder.load(str(step.output("5.2"))),
+                       "6_3_course_gpt_similarity.png")
     step.say(f"""
         The bigger the gap, the better a model tells meaning apart: MiniLM's is {minilm_gap}, the course GPT's
-        {own_gap}. Look at the two heatmaps. The course GPT's cosines are high almost everywhere: the mean of
-        a next-token predictor's states says "this is English text" first, and what the text means second.
+        {own_gap}. Look at the two heatmaps: a next-token predictor's mean state carries which words a text
+        uses more than what it means, so sentences that share words look alike to it.
     """)
+
+
+def _compare(step: Step, name: str, encoder, picture: str) -> float:
+    """Encode the sentences with ``encoder``, draw their cosines, report the telling pairs; return the gap
+    between same-meaning and unrelated pairs (how well the model tells meaning apart)."""
+    vectors = encoder.encode(list(SENTENCES), normalize=True)
+    cosines = cosine_matrix(vectors)
+    step.saved(plot_similarity(vectors, LABELS, step.picture(picture), title=f"{name}: cosine similarity"))
+    step.figure(f"{name}: plants 1 vs plants 2 (same meaning, other words)", round(float(cosines[0, 1]), 3))
+    step.figure(f"{name}: plants 1 vs flood 1 (unrelated)", round(float(cosines[0, 2]), 3))
+    step.figure(f"{name}: river bank vs money bank (same word, other meaning)", round(float(cosines[4, 5]), 3))
+    same = (cosines[0, 1] + cosines[2, 3]) / 2
+    unrelated = (cosines[0, 2] + cosines[0, 3] + cosines[1, 2] + cosines[1, 3]) / 4
+    return step.figure(f"{name}: same-meaning minus unrelated cosine", round(float(same - unrelated), 3))
