@@ -15,11 +15,14 @@ cleared before each conversation. Time to first token = from ``submit`` to the f
 table gives, per turn, the prompt's tokens, those found in the cache and the median TTFT of
 ``--repeats`` conversations on each side; the answers must be identical on both sides.
 
-The model: ``--model DIR``, or the course model trained here (the README's level-5 pretraining command
-with ``--block-size 512``, ``--batch-size 8`` and ``--train-steps`` steps; kept in
-out/bench/prefix-cache-model and reused). A model whose tokenizer lacks the chat template's special
-tokens gets them, with new embedding rows (what a chat fine-tune starts from; their values change
-nothing in the timing).
+The models (``--models``, both by default; or ``--model DIR``): the course's two chat models.
+``course`` is the model the course trains from zero (the README's level-5 pretraining command with
+``--block-size 512``, ``--batch-size 8`` and ``--train-steps`` steps; kept in
+out/bench/prefix-cache-model and reused): 2.3M parameters. ``distilgpt2`` is the shape of the model the
+course fine-tunes into a chatbot (DistilGPT-2: 6 layers, 768 wide, GPT-2's tokenizer from
+../shared/data/gpt2), with random weights, since nothing is downloaded here: the timing is the
+same. A model whose tokenizer lacks the chat template's special tokens gets them, with new
+embedding rows (what a chat fine-tune starts from; their values change nothing in the timing).
 
     flock /tmp/fromzero-bench.lock python benchmarks/prefix_cache.py                     # full run
     flock /tmp/fromzero-bench.lock python benchmarks/prefix_cache.py --model DIR --quick # smoke run
@@ -28,6 +31,7 @@ nothing in the timing).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +42,8 @@ from timing import cpu_name, quick_path  # benchmarks/timing.py
 
 RESULTS = Path(__file__).resolve().parent / "results" / "prefix_cache.json"
 COURSE_MODEL = Path("out/bench/prefix-cache-model")
+DISTILGPT2_MODEL = Path("out/bench/prefix-cache-distilgpt2")
+SHARED_GPT2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpt2"
 FOLLOW_UPS = ["Who is the story about?", "What happens at the end?", "Why does it end that way?",
               "What could the story teach a child?", "Which part did you like best?"]
 CACHE_MB = 256
@@ -46,7 +52,9 @@ GOAL_TURN2_SPEEDUP = 5.0
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help=f"a model folder (default: train the course model in {COURSE_MODEL})")
+    parser.add_argument("--models", nargs="+", choices=["course", "distilgpt2"], default=["course", "distilgpt2"],
+                        help="which of the course's chat models to time (see above)")
+    parser.add_argument("--model", type=Path, help="time this model folder instead")
     parser.add_argument("--train-steps", type=int, default=100, help="training steps of the course model")
     parser.add_argument("--block-size", type=int, default=512, help="context of the course model trained here")
     parser.add_argument("--turns", type=int, default=4, help="turns of the conversation (at most 6)")
@@ -66,6 +74,22 @@ def train_course_model(folder: Path, steps: int, block_size: int) -> Path:
                     "--block-size", str(block_size), "--n-embd", "192", "--n-head", "6", "--dropout", "0.1",
                     "--batch-size", "8", "--max-steps", str(steps), "--eval-interval", str(steps),
                     "--out", str(folder), "--quiet", "--overwrite"], check=True)
+    return folder
+
+
+def build_distilgpt2(folder: Path) -> Path:
+    """A random DistilGPT-2-shaped model in transformers format with GPT-2's tokenizer files."""
+    if (folder / "config.json").is_file():
+        return folder
+    if not (SHARED_GPT2 / "encoder.json").is_file():
+        raise SystemExit(f"the distilgpt2 shape needs GPT-2's tokenizer files in {SHARED_GPT2} (see ../shared/data)")
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=6)).eval().save_pretrained(folder)
+    shutil.copy(SHARED_GPT2 / "encoder.json", folder / "vocab.json")
+    shutil.copy(SHARED_GPT2 / "vocab.bpe", folder / "merges.txt")
     return folder
 
 
@@ -123,20 +147,14 @@ def converse(scheduler, tuned, first: str, follow_ups: list[str], new_tokens: in
     return turns
 
 
-def main() -> None:
+def time_model(folder: Path, args: argparse.Namespace) -> dict:
+    """Both sides on one model: the table printed, the figures returned."""
     import torch
     from rich.table import Table
 
     from fromzero.console import console, stdout
-    from fromzero.files import write_json
     from fromzero.generation.batching import Scheduler
 
-    args = parse_args()
-    if args.quick:
-        args.turns, args.new_tokens, args.repeats = 2, 16, 1
-    if not 2 <= args.turns <= len(FOLLOW_UPS) + 1:
-        raise SystemExit(f"--turns must be in 2..{len(FOLLOW_UPS) + 1}")
-    folder = args.model or train_course_model(COURSE_MODEL, 2 if args.quick else args.train_steps, args.block_size)
     tuned, parameters = chat_model(folder)
     config = tuned.model.config
     first = f"Read this story:\n\n{story_passage(tuned.tokenizer, args.passage_tokens)}\n\nWhat is it about?"
@@ -149,8 +167,8 @@ def main() -> None:
     for repeat in range(args.repeats + 1):  # the first conversation warms up (allocations, kernel choices)
         for side in sorted(sides, reverse=repeat % 2 == 1):  # alternate who goes first
             scheduler = sides[side]
-            if scheduler.prefix_cache is not None:
-                scheduler.prefix_cache.clear()
+            if scheduler.prefix_cache is not None:  # on the decoding thread: after the last answer is kept
+                scheduler.run_between_steps(scheduler.prefix_cache.clear).result()
             turns = converse(scheduler, tuned, first, follow_ups, args.new_tokens)
             if repeat:
                 runs[side].append(turns)
@@ -168,7 +186,7 @@ def main() -> None:
                          speedup=uncached / median,
                          ttft_runs_s={side: [run[turn]["ttft_s"] for run in runs[side]] for side in runs}))
 
-    table = Table(title=f"time to first token per turn, median of {args.repeats} conversations "
+    table = Table(title=f"{folder.name}: time to first token per turn, median of {args.repeats} conversations "
                         f"(greedy, answers of {args.new_tokens} tokens at most)")
     for column in ("turn", "prompt tokens", "from the cache", "TTFT without (ms)", "TTFT with (ms)", "speedup"):
         table.add_column(column, justify="right")
@@ -179,13 +197,33 @@ def main() -> None:
     met = rows[1]["speedup"] >= GOAL_TURN2_SPEEDUP and identical
     stdout.print(f"answers identical with and without the cache: {identical}; turn 2 is {rows[1]['speedup']:.1f}x "
                  f"faster to its first token (goal {GOAL_TURN2_SPEEDUP:g}x): {'met' if met else 'NOT met'}")
+    return dict(model=str(folder), parameters=parameters, n_layer=config.n_layer, n_embd=config.n_embd,
+                block_size=config.block_size, identical=identical, met=met, results=rows)
+
+
+def main() -> None:
+    import torch
+
+    from fromzero.console import console
+    from fromzero.files import write_json
+
+    args = parse_args()
+    if args.quick:
+        args.turns, args.new_tokens, args.repeats = 2, 16, 1
+    if not 2 <= args.turns <= len(FOLLOW_UPS) + 1:
+        raise SystemExit(f"--turns must be in 2..{len(FOLLOW_UPS) + 1}")
+    if args.model:
+        folders = {args.model.name: args.model}
+    else:
+        builders = {"course": lambda: train_course_model(COURSE_MODEL, 2 if args.quick else args.train_steps, args.block_size),
+                    "distilgpt2": lambda: build_distilgpt2(DISTILGPT2_MODEL)}
+        folders = {name: builders[name]() for name in args.models}
+    models = {name: time_model(folder, args) for name, folder in folders.items()}
     results = quick_path(RESULTS) if args.quick else RESULTS
     write_json(results, dict(
         benchmark="prefix_cache", quick=args.quick, cpu=cpu_name(), threads=torch.get_num_threads(),
-        torch=torch.__version__, model=str(folder), parameters=parameters, n_layer=config.n_layer,
-        n_embd=config.n_embd, block_size=config.block_size, cache_mb=CACHE_MB, turns=args.turns,
-        passage_tokens=args.passage_tokens, new_tokens=args.new_tokens, repeats=args.repeats,
-        identical=identical, goal_turn2_speedup=GOAL_TURN2_SPEEDUP, met=met, results=rows))
+        torch=torch.__version__, cache_mb=CACHE_MB, turns=args.turns, passage_tokens=args.passage_tokens,
+        new_tokens=args.new_tokens, repeats=args.repeats, goal_turn2_speedup=GOAL_TURN2_SPEEDUP, models=models))
     console.print(f"wrote {results}")
 
 

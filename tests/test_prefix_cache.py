@@ -43,15 +43,17 @@ def test_lookup_finds_the_longest_cached_prefix_with_its_keys_and_values():
     cache.insert(None, [1, 2, 3, 4, 5, 6], *first)
     cache.insert(None, [1, 2, 3, 9, 9], *second)  # shares 3 tokens with the first: the edge is split
 
-    n, kv = cache.lookup(None, [1, 2, 3, 4, 5, 7, 7])
-    assert n == 5 and torch.equal(kv, stacked(*first, 5))
-    n, kv = cache.lookup(None, [1, 2, 3, 9, 9, 9])
+    n, pieces = cache.lookup(None, [1, 2, 3, 4, 5, 7, 7])
+    assert n == 5 and len(pieces) == 2  # the edge [1, 2, 3], then part of [4, 5, 6]
+    assert torch.equal(torch.cat(pieces, dim=-2), stacked(*first, 5))
+    n, pieces = cache.lookup(None, [1, 2, 3, 9, 9, 9])
+    kv = torch.cat(pieces, dim=-2)
     # the shared 3 tokens come from whichever sequence stored them first: same K/V in a real model
     assert n == 5 and torch.equal(kv[..., :3, :], stacked(*first, 3))
     assert torch.equal(kv[..., 3:, :], stacked(*second, 5)[..., 3:, :])
     assert cache.lookup(None, [1, 2])[0] == 2  # a prompt shorter than any entry
-    assert cache.lookup(None, [7, 1, 2, 3]) == (0, None)
-    assert cache.lookup("adapter", [1, 2, 3, 4]) == (0, None)  # K/V depend on the adapter
+    assert cache.lookup(None, [7, 1, 2, 3]) == (0, [])
+    assert cache.lookup("adapter", [1, 2, 3, 4]) == (0, [])  # K/V depend on the adapter
     assert (cache.hits, cache.misses, cache.reused) == (3, 2, 12)
     assert cache.bytes == (6 + 2) * TOKEN_BYTES  # the shared part is stored once
 

@@ -28,8 +28,8 @@ requests are decoding, with no forward pass ever seeing half of it.
 
 Prefix cache (``prefix_cache_mb`` > 0): each prefill first looks its prompt up in a
 :class:`~fromzero.generation.prefix_cache.PrefixCache`, copies the K/V of the longest prefix found
-and runs only the tokens after it; then it offers the prompt's K/V, and a row that leaves offers its
-prompt and answer. A chat's next turn (the same conversation, one answer and one question longer)
+and runs only the tokens after it; once its first token is picked it offers the prompt's K/V, and a
+row that leaves offers its prompt and answer. A chat's next turn (the same conversation, one answer and one question longer)
 thus runs little more than its new question.
 """
 
@@ -322,8 +322,6 @@ class Scheduler:
             logits = self.model(ids[:, start:], past_key_values=cache, use_cache=True,
                                 logits_to_keep=1).logits[:, -1].float()
         self.steps += 1
-        if self.prefix_cache is not None:
-            self.prefix_cache.insert(job.adapter, job.ids, [k[0] for k in cache.keys], [v[0] for v in cache.values])
         sequence = ids.new_zeros((1, n + job.config.max_new_tokens))
         sequence[0, :n] = ids[0]
         row = _Row(job, sequence, n, logits, keys=cache.keys, values=cache.values)
@@ -344,32 +342,38 @@ class Scheduler:
         if version != self._weights:
             self.prefix_cache.clear()
             self._weights = version
-        start, kv = self.prefix_cache.lookup(job.adapter, job.ids[:-1])
-        if start:
+        start, pieces = self.prefix_cache.lookup(job.adapter, job.ids[:-1])
+        at = 0
+        for kv in pieces:
+            columns = slice(at, at + kv.size(-2))
             for layer, (keys, values) in enumerate(zip(cache.keys, cache.values)):
-                keys[0, :, :start] = kv[0, layer]
-                values[0, :, :start] = kv[1, layer]
-            cache.seq_len = start
+                keys[0, :, columns] = kv[0, layer]
+                values[0, :, columns] = kv[1, layer]
+            at = columns.stop
+        cache.seq_len = start
         return start
 
-    def _remember_answers(self, group: _Group, keep: list[int]) -> None:
-        """Offer the K/V of the rows leaving the group (prompt and answer) to the prefix cache: the next
-        turn of a chat starts with this whole exchange.
+    def _remember(self, group: _Group, keep: list[int]) -> None:
+        """Offer the prefix cache the K/V of the prompts that joined at this step and of the rows leaving
+        the group (prompt and answer): the next turn of a chat starts with this whole exchange.
 
-        A row's cached tokens sit right-aligned in the group's cache, in its slot (also while the cache
-        is stale: it is only rebuilt at the next forward pass). A row that joined at this step is not
-        in it yet, and its prompt was offered at its prefill.
+        Called once the step's tokens are picked, so a new prompt's first token is on its way before
+        its K/V are copied. A joining row still holds its prefill's cache; a leaving row's cached tokens
+        sit right-aligned in the group's cache, in its slot (also while the cache is stale: it is only
+        rebuilt at the next forward pass). A row that joined at this step has no answer K/V yet.
         """
-        if self.prefix_cache is None or group.cache is None:
+        if self.prefix_cache is None:
             return
-        cache, kept = group.cache, set(keep)
+        kept = set(keep)
         for index, row in enumerate(group.rows):
-            if index in kept or row.keys is not None:
-                continue
-            columns = slice(cache.seq_len - row.cached, cache.seq_len)
-            self.prefix_cache.insert(group.adapter, row.sequence[0, :row.cached].tolist(),
-                                     [k[row.slot, :, columns] for k in cache.keys],
-                                     [v[row.slot, :, columns] for v in cache.values])
+            if row.keys is not None:
+                self.prefix_cache.insert(group.adapter, row.job.ids, [k[0] for k in row.keys], [v[0] for v in row.values])
+            elif index not in kept and group.cache is not None:
+                cache = group.cache
+                columns = slice(cache.seq_len - row.cached, cache.seq_len)
+                self.prefix_cache.insert(group.adapter, row.sequence[0, :row.cached].tolist(),
+                                         [k[row.slot, :, columns] for k in cache.keys],
+                                         [v[row.slot, :, columns] for v in cache.values])
 
     def _step(self, group: _Group) -> None:
         """Pick each row's next token, let finished rows go, then run one forward pass for the rest."""
@@ -382,12 +386,12 @@ class Scheduler:
                 done = True
             if not done:
                 keep.append(index)
+        try:
+            self._remember(group, keep)
+        except Exception:  # noqa: BLE001 - the cache only saves time: serving goes on without it
+            _log.exception("the prefix cache failed to keep prompts or answers; it is emptied")
+            self.prefix_cache.clear()
         if len(keep) < len(group.rows):
-            try:
-                self._remember_answers(group, keep)
-            except Exception:  # noqa: BLE001 - the cache only saves time: serving goes on without it
-                _log.exception("the prefix cache failed to keep finished answers; it is emptied")
-                self.prefix_cache.clear()
             with self._wake:
                 group.rows = [group.rows[i] for i in keep]
             if not group.stale and group.rows:

@@ -72,9 +72,13 @@ class PrefixCache:
         self._clock = itertools.count(1)
         self._lock = threading.Lock()
 
-    def lookup(self, adapter: str | None, ids: Sequence[int]) -> tuple[int, torch.Tensor | None]:
-        """``(n, kv)``: the K/V ``(2, n_layer, n_head, n, head_dim)`` of the longest cached prefix
-        ``ids[:n]`` for ``adapter``, or ``(0, None)``."""
+    def lookup(self, adapter: str | None, ids: Sequence[int]) -> tuple[int, list[torch.Tensor]]:
+        """``(n, pieces)``: the longest cached prefix ``ids[:n]`` for ``adapter`` and its K/V, one piece per
+        edge of the path, each ``(2, n_layer, n_head, tokens, head_dim)``, in order; ``(0, [])`` if none.
+
+        The pieces are views of the cache: copy them where they are needed (into a KV cache) rather
+        than joining them first, which would copy every byte once more on the way to the first token.
+        """
         with self._lock:
             now = next(self._clock)
             node, matched, pieces = self._roots.get(adapter), 0, []
@@ -89,10 +93,10 @@ class PrefixCache:
                 node = child if same == len(child.tokens) else None
             if not matched:
                 self.misses += 1
-                return 0, None
+                return 0, []
             self.hits += 1
             self.reused += matched
-            return matched, torch.cat(pieces, dim=-2)
+            return matched, pieces
 
     def insert(self, adapter: str | None, ids: Sequence[int], keys: Sequence[torch.Tensor],
                values: Sequence[torch.Tensor]) -> None:
