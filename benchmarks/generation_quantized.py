@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from fromzero.files import write_json
+from fromzero.machine import read_bandwidth
 from timing import quick_path  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "generation_quantized.json"
@@ -122,18 +123,6 @@ def quality(args: argparse.Namespace) -> dict:
     return result
 
 
-def read_bandwidth_gbs(size_mb: int = 512, repeats: int = 5) -> float:
-    buffer = torch.ones(size_mb * 2**20 // 4)
-    best = min(_timed(buffer.sum) for _ in range(repeats))
-    return buffer.numel() * 4 / best / 1e9
-
-
-def _timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     from rich.table import Table
 
@@ -142,7 +131,7 @@ def main() -> None:
     args = parse_args()
     if args.quick:
         args.repeats, args.new_tokens, args.train_steps = 1, 16, 60
-    bound = read_bandwidth_gbs() * 1e3 / 497.8
+    bound = read_bandwidth() * 1e3 / 497.8
     console.print("measuring decoding speed ...")
     speed = decode_speed(args.repeats, args.new_tokens)
     console.print("measuring perplexity ...")

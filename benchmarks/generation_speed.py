@@ -12,7 +12,15 @@ the repeats. The outputs are also checked to be the same tokens.
     flock /tmp/fromzero-bench.lock python benchmarks/generation_speed.py --quick  # smoke run
 
 At batch 1 decoding is bound by reading every weight once per token (~498 MB in fp32), so the
-ceiling is memory bandwidth / 498 MB; the table shows that bound for a bandwidth measured here.
+ceiling is memory bandwidth / 498 MB; the table shows that bound for the bandwidth measured here
+with the threads fromzero decodes on (the free cores), and how much of it fromzero reaches.
+
+``--background-load busy torch`` repeats everything while another process keeps the machine busy:
+``busy`` a Python loop on one core, ``torch`` a 2-thread matrix-multiply job (as on a laptop where
+something else runs). fromzero follows the free cores (``fromzero.machine``); transformers keeps
+torch's default thread count, as its users do.
+
+    flock /tmp/fromzero-bench.lock python benchmarks/generation_speed.py --background-load none busy torch
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import torch
 
 from fromzero.files import write_json
 from fromzero.generation.quantize import quantize
-from timing import quick_path  # benchmarks/timing.py
+from fromzero.machine import describe, free_cores, read_bandwidth
+from timing import BACKGROUND_LOADS, background_load, quick_path  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "generation_speed.json"
 
@@ -41,6 +50,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--beams", type=int, default=4, help="beam search with this many beams (0: skip)")
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--background-load", nargs="+", choices=list(BACKGROUND_LOADS), default=["none"],
+                        help="run everything under each of these loads in turn (see above)")
     return parser.parse_args()
 
 
@@ -57,17 +68,6 @@ def build_models(directory: Path):
     hf.save_pretrained(directory)
     ours = GPT.from_pretrained(directory).eval()
     return hf, ours
-
-
-def read_bandwidth_gbs(size_mb: int = 512, repeats: int = 5) -> float:
-    """Memory read bandwidth (GB/s): the best of a few full sums over a buffer larger than caches."""
-    buffer = torch.ones(size_mb * 2**20 // 4)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        buffer.sum()
-        best = min(best, time.perf_counter() - start)
-    return buffer.numel() * 4 / best / 1e9
 
 
 def time_hf(hf, ids: torch.Tensor, new_tokens: int, beams: int) -> tuple[float, torch.Tensor]:
@@ -99,65 +99,80 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         hf, ours = build_models(Path(tmp))
     weight_mb = sum(p.numel() * p.element_size() for p in ours.parameters()) / 1e6
-    bandwidth = read_bandwidth_gbs()
-    console.print(f"GPT-2 124M random weights ({weight_mb:.0f} MB fp32), threads={torch.get_num_threads()}, "
-                  f"read bandwidth {bandwidth:.1f} GB/s")
+    console.print(f"GPT-2 124M random weights ({weight_mb:.0f} MB fp32); {describe()}")
 
-    # the CLI's default: the same fp32 weights packed for oneDNN (fromzero.generation.quantize)
-    packed = quantize(copy.deepcopy(ours), "fp32")
-    libraries = {"transformers": lambda ids, n, beams: time_hf(hf, ids, n, beams),
-                 "fromzero": lambda ids, n, beams: time_ours(ours, ids, n, beams),
-                 "fromzero fp32 packed": lambda ids, n, beams: time_ours(packed, ids, n, beams)}
     # (name, batch, beams): greedy at each batch size, then beam search on one prompt
     workloads = [(f"greedy, batch {batch}", batch, 1) for batch in args.batch_sizes]
     if args.beams > 1:
         workloads.append((f"beam search {args.beams}, batch 1", 1, args.beams))
     rows = []
-    for workload, batch, beams in workloads:
-        ids = torch.randint(0, 50257, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(batch))
-        for run in libraries.values():
-            run(ids, 4, beams)  # warm-up: first calls allocate and pick kernels
-        rates: dict[str, list[float]] = {name: [] for name in libraries}
-        bandwidths = []  # other machines on the host share its memory bus: sample it every repeat
-        same = True
-        for repeat in range(args.repeats):
-            bandwidths.append(read_bandwidth_gbs(repeats=3))
-            outputs = {}
-            for name, run in libraries.items():
-                seconds, outputs[name] = run(ids, args.new_tokens, beams)
-                rates[name].append(batch * (outputs[name].shape[1] - args.prompt_tokens) / seconds)
-            same = same and all(torch.equal(outputs["transformers"], out) for out in outputs.values())
-            console.print(f"{workload} run {repeat + 1} ({bandwidths[-1]:.0f} GB/s): " + ", ".join(
-                f"{name} {rates[name][-1]:.1f} tok/s" for name in libraries) + f", same tokens: {same}")
-        medians = {name: statistics.median(values) for name, values in rates.items()}
-        rows.append(dict(workload=workload, batch=batch, beams=beams, transformers_tok_s=medians["transformers"],
-                         fromzero_tok_s=medians["fromzero"], fromzero_fp32_packed_tok_s=medians["fromzero fp32 packed"],
-                         speedup=medians["fromzero"] / medians["transformers"],
-                         speedup_fp32_packed=medians["fromzero fp32 packed"] / medians["transformers"],
-                         same_tokens=same, runs={name: values for name, values in rates.items()},
-                         read_bandwidth_gb_s=bandwidths))
+    for load in args.background_load:
+        with background_load(load):
+            free = free_cores(0.5)
+            bandwidth = read_bandwidth(free)  # on the threads fromzero decodes with under this load
+            # the CLI's default, chosen as `fromzero generate` chooses it when it starts on a machine this
+            # busy: the fp32 layout measured fastest here (fromzero.generation.quantize)
+            fastest = quantize(copy.deepcopy(ours), "fp32")
+            layout = type(fastest.lm_head).__name__
+            libraries = {"transformers": lambda ids, n, beams: time_hf(hf, ids, n, beams),
+                         "fromzero": lambda ids, n, beams: time_ours(ours, ids, n, beams),
+                         "fromzero fastest layout": lambda ids, n, beams: time_ours(fastest, ids, n, beams)}
+            console.print(f"background load {load}: {free} free cores, read bandwidth on {free} thread(s) "
+                          f"{bandwidth:.1f} GB/s; fastest fp32 layout here: {layout}")
+            for workload, batch, beams in workloads:
+                rows.append(run_workload(libraries, workload, batch, beams, args, load, free, bandwidth, weight_mb)
+                            | dict(layout=layout))
+            del fastest
 
-    bound = bandwidth * 1e3 / weight_mb
     table = Table(title=f"GPT-2 124M fp32 decoding, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
                         f"median of {args.repeats}")
-    for column in ("workload", "read GB/s", "transformers tok/s", "fromzero tok/s", "speedup",
-                   "fromzero fp32 packed tok/s", "speedup", "same tokens"):
+    for column in ("load", "workload", "transformers tok/s", "fromzero tok/s", "speedup", "layout",
+                   "fromzero fastest layout tok/s", "speedup", "% of bound", "same tokens"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(row["workload"], f"{min(row['read_bandwidth_gb_s']):.0f}-{max(row['read_bandwidth_gb_s']):.0f}",
-                      f"{row['transformers_tok_s']:.1f}", f"{row['fromzero_tok_s']:.1f}",
-                      f"{row['speedup']:.2f}x", f"{row['fromzero_fp32_packed_tok_s']:.1f}",
-                      f"{row['speedup_fp32_packed']:.2f}x", str(row["same_tokens"]))
+        table.add_row(row["load"], row["workload"], f"{row['transformers_tok_s']:.1f}", f"{row['fromzero_tok_s']:.1f}",
+                      f"{row['speedup']:.2f}x", row["layout"], f"{row['fromzero_fastest_tok_s']:.1f}",
+                      f"{row['speedup_fastest']:.2f}x",
+                      f"{row['bound_fraction']:.0%}" if row["batch"] == 1 and row["beams"] == 1 else "",
+                      str(row["same_tokens"]))
     stdout.print(table)
-    stdout.print(f"batch-1 fp32 bound (bandwidth / weight bytes): {bound:.1f} tok/s")
+    stdout.print(f"% of bound: batch-1 tokens/s of the fastest layout against bandwidth / weight bytes ({weight_mb:.0f} MB),"
+                 " the bandwidth read on as many threads as there were free cores")
     results = quick_path(RESULTS) if args.quick else RESULTS
     write_json(results, dict(
         benchmark="generation_speed", quick=args.quick, prompt_tokens=args.prompt_tokens,
-        new_tokens=args.new_tokens, repeats=args.repeats, threads=torch.get_num_threads(),
-        torch=torch.__version__, transformers=transformers.__version__, weight_mb=weight_mb,
-        read_bandwidth_gb_s=bandwidth, batch1_bound_tok_s=bound, results=rows,
+        new_tokens=args.new_tokens, repeats=args.repeats, threads=torch.get_num_threads(), machine=describe(),
+        torch=torch.__version__, transformers=transformers.__version__, weight_mb=weight_mb, results=rows,
     ))
     console.print(f"wrote {results}")
+
+
+def run_workload(libraries: dict, workload: str, batch: int, beams: int, args: argparse.Namespace, load: str,
+                 free: int, bandwidth: float, weight_mb: float) -> dict:
+    from fromzero.console import console
+
+    ids = torch.randint(0, 50257, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(batch))
+    for run in libraries.values():
+        run(ids, 4, beams)  # warm-up: first calls allocate and pick kernels
+    rates: dict[str, list[float]] = {name: [] for name in libraries}
+    same = True
+    for repeat in range(args.repeats):
+        outputs = {}
+        for name, run in libraries.items():
+            seconds, outputs[name] = run(ids, args.new_tokens, beams)
+            rates[name].append(batch * (outputs[name].shape[1] - args.prompt_tokens) / seconds)
+        same = same and all(torch.equal(outputs["transformers"], out) for out in outputs.values())
+        console.print(f"{load}, {workload} run {repeat + 1}: " + ", ".join(
+            f"{name} {rates[name][-1]:.1f} tok/s" for name in libraries) + f", same tokens: {same}")
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    bound = bandwidth * 1e3 / weight_mb
+    return dict(load=load, free_cores=free, read_bandwidth_gb_s=bandwidth, batch1_bound_tok_s=bound,
+                workload=workload, batch=batch, beams=beams, transformers_tok_s=medians["transformers"],
+                fromzero_tok_s=medians["fromzero"], fromzero_fastest_tok_s=medians["fromzero fastest layout"],
+                speedup=medians["fromzero"] / medians["transformers"],
+                speedup_fastest=medians["fromzero fastest layout"] / medians["transformers"],
+                bound_fraction=medians["fromzero fastest layout"] / bound, same_tokens=same,
+                runs={name: values for name, values in rates.items()})
 
 
 if __name__ == "__main__":

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+# --background-load: what else keeps the machine busy while a benchmark runs, as on a laptop
+BACKGROUND_LOADS = {
+    "none": None,
+    "busy": "while True: pass",  # a plain Python loop keeps one core busy
+    "torch": "import torch\ntorch.set_num_threads(2)\na = torch.randn(1024, 1024)\nwhile True: a @ a",  # a 2-thread job
+}
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
@@ -36,3 +46,19 @@ def cpu_name() -> str:
     except OSError:
         pass
     return f"{name}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores"
+
+
+@contextlib.contextmanager
+def background_load(kind: str) -> Iterator[None]:
+    """Run one of :data:`BACKGROUND_LOADS` in another process for the duration (killed at the end)."""
+    code = BACKGROUND_LOADS[kind]
+    if code is None:
+        yield
+        return
+    process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(1.0)  # let it start and take its core
+        yield
+    finally:
+        process.kill()
+        process.wait()

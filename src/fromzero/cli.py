@@ -11,7 +11,7 @@ import sys
 
 from fromzero import __version__
 from fromzero.commands import (
-    chat, data, evaluate, feedback, finetune, generate, index, learn, model, ngram, numpy_net, quickstart, serve,
+    chat, data, doctor, evaluate, feedback, finetune, generate, index, learn, model, ngram, numpy_net, quickstart, serve,
     tokenizer, train, word2vec,
 )
 from fromzero.commands.parsing import HelpFormatter
@@ -19,7 +19,7 @@ from fromzero.errors import FromzeroError
 
 # In the order they appear in `fromzero --help`.
 COMMANDS = (learn, quickstart, data, tokenizer, ngram, numpy_net, model, generate, train, finetune, evaluate, word2vec,
-            index, chat, serve, feedback)
+            index, chat, serve, feedback, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

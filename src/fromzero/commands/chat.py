@@ -96,7 +96,7 @@ def run(args: Namespace) -> int:
     device = resolve_device(args.device)
     with console.status(f"loading {args.model}"):
         tuned = load_tuned(args.model, adapters, args.template, args.template_file, device=device)
-    quantize(tuned.model, "fp32")  # packed for the fast CPU kernel (a no-op on a GPU); adapters keep working
+    quantize(tuned.model, "fp32")  # the fastest CPU layout for one conversation (a no-op on a GPU); adapters keep working
     context = tuned.model.config.block_size
     tokens = args.max_new_tokens if args.max_new_tokens is not None else default_answer_tokens(context)
     if not 1 <= tokens < context:

@@ -116,7 +116,7 @@ def run(args: Namespace) -> int:
     context = model.config.block_size
     console.print(f"[dim]{args.model}: {model.num_params() / 1e6:.1f}M parameters, context {context} tokens"
                   + (f", template {tuned.template.name}" if tuned.template else "") + "[/]")
-    quantize(model.to(device), args.weights)
+    quantize(model.to(device), args.weights, rows=args.num_beams * args.num_return_sequences)  # rows decoded at once
     if config.samples:
         config.seed = sampling_seed(config.seed)
     eos = tokenizer.eot_id if tokenizer.eot_id is not None else model.config.eos_token_id

@@ -152,7 +152,7 @@ class SentenceEncoder:
         settings = _optional_json(folder / "sentence_bert_config.json", {})
         model = load_encoder_weights(folder, device=device)
         if pack and torch.device(device).type == "cpu":
-            quantize(model, "fp32")
+            quantize(model, "fp32", rows=256)  # a batch of sentences: hundreds of token rows at once
         tokenizer = WordPieceTokenizer.from_folder(folder)
         return cls(
             model, tokenizer,

@@ -52,6 +52,7 @@ from fromzero.generation.config import GenerationConfig
 from fromzero.generation.prefix_cache import PrefixCache, weights_version
 from fromzero.generation.processors import Processor, apply_processors, build_processors
 from fromzero.generation.stopping import Decoder, StopCondition
+from fromzero.machine import threads
 from fromzero.models import KVCache
 from fromzero.models.context import check_prompt
 
@@ -284,7 +285,7 @@ class Scheduler:
 
     # ---------------------------------------------------------------- the decoding thread
     def _run(self) -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), threads.following(self.device):
             while True:
                 with self._wake:
                     while not self._pending and not self.running and not self._closed and not self._calls:
@@ -298,6 +299,8 @@ class Scheduler:
                     joining = []
                     while self._pending and self.running + len(joining) < self.max_batch:
                         joining.append(self._pending.popleft())
+                if joining or self._groups:
+                    threads.follow()  # as many threads as free cores: a busy core would stall every step
                 for job in joining:
                     self._guarded(job, lambda job=job: self._prefill(job))
                 for group in list(self._groups.values()):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from fromzero.machine import threads
 from fromzero.models import KVCache
 
 
@@ -78,6 +79,7 @@ class CachedDecoder:
 
     @torch.no_grad()  # also when called from a streaming generator, outside generate's inference mode
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        threads.follow()  # as many threads as free cores (inside threads.following()): see fromzero.machine
         # without padding the model's own defaults (no mask, positions past..past+T-1) are the
         # right ones and let it take its fastest path
         output = self.model(

@@ -19,6 +19,7 @@ from fromzero.generation.engine import CachedDecoder
 from fromzero.generation.processors import build_processors
 from fromzero.generation.sampling import sample_steps
 from fromzero.generation.stopping import Decoder, StopCondition
+from fromzero.machine import threads
 from fromzero.models.context import can_slide, check_prompt
 
 
@@ -41,7 +42,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, config: Generation
     """
     config = (config or GenerationConfig()).validate()
     input_ids, attention_mask = check_inputs(model, input_ids, attention_mask, config)
-    with torch.inference_mode(), eval_mode(model):
+    with torch.inference_mode(), eval_mode(model), threads.following(input_ids.device):
         decoder, logits, prompt, stop, generator = start(model, input_ids, attention_mask, config,
                                                           tokenizer)
         processors = build_processors(config)

@@ -23,6 +23,7 @@ from fromzero.generation.generate import check_inputs, eval_mode, start
 from fromzero.generation.processors import build_processors
 from fromzero.generation.sampling import sample_steps
 from fromzero.generation.stopping import finished_text
+from fromzero.machine import threads
 
 REPLACEMENT = "\ufffd"
 
@@ -63,7 +64,7 @@ def check_streamable(config: GenerationConfig) -> GenerationConfig:
 @torch.inference_mode()
 def _pieces(model: torch.nn.Module, tokenizer: TextTokenizer, input_ids: torch.Tensor,
             config: GenerationConfig) -> Iterator[str]:
-    with eval_mode(model):
+    with eval_mode(model), threads.following(input_ids.device):
         decoder, logits, prompt_ids, stop, generator = start(model, input_ids, None, config, tokenizer)
         text = TextStream(tokenizer, config)
         # the row's last step (eos, stop string or length) is the generator's last

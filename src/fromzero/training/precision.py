@@ -10,6 +10,7 @@ before the update (skipping steps whose gradients overflowed).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 
@@ -26,8 +27,10 @@ def autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32.
 
     ``auto`` picks bf16 on CUDA GPUs that have it (fp16 with loss scaling otherwise) and on CPUs
-    with native bf16 matrix instructions, where it measured about 1.3x faster per step than fp32
-    with the same loss curve (benchmarks/RESULTS.md); other CPUs stay in fp32.
+    with native bf16 matrix instructions; other CPUs stay in fp32. Whether bf16 pays on such a CPU
+    depends on the CPU and the model's width (1.3x faster per step on an AMD EPYC, slower than fp32
+    for nanoGPT's small CPU model on an Intel Xeon): the trainer settles that by measuring
+    (:func:`measured_cpu_dtype`) and passes the answer here.
     """
     if dtype == "auto":
         if device.startswith("cuda"):
@@ -48,3 +51,26 @@ class Precision:
             else contextlib.nullcontext()
         )
         self.scaler = torch.amp.GradScaler(device_type, enabled=self.dtype is torch.float16)
+
+
+def measured_cpu_dtype(loss: Callable[[], torch.Tensor], model: torch.nn.Module, key: str) -> str:
+    """"bfloat16" or "float32": whichever runs ``loss()`` and its backward faster on this CPU.
+
+    For ``--dtype auto`` on a CPU with native bf16. Timed once per machine and ``key`` (the model's
+    shape and the batch's) by :func:`fromzero.tuning.choose` (``FROMZERO_TRAIN_DTYPE`` forces one),
+    on the run's own first batch, with the random streams put back and the gradients dropped
+    afterwards: the run trains exactly as if nothing had been measured.
+    """
+    from fromzero.tuning import choose
+
+    def step(dtype: torch.dtype | None) -> Callable[[], None]:
+        def run() -> None:
+            with torch.random.fork_rng(devices=[]):
+                context = torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
+                with context:
+                    value = loss()
+                value.backward()
+            model.zero_grad(set_to_none=True)
+        return run
+
+    return choose("train_dtype", key, {"bfloat16": step(torch.bfloat16), "float32": step(None)}, rounds=3)

@@ -45,7 +45,7 @@ from fromzero.training.batches import BatchPlan, Batches
 from fromzero.training.config import TrainConfig
 from fromzero.training.metrics import Speedometer, flops_per_token, peak_flops
 from fromzero.training.optim import build_adamw
-from fromzero.training.precision import Precision
+from fromzero.training.precision import Precision, cpu_has_fast_bf16, measured_cpu_dtype
 from fromzero.training.runlog import RunLog, require_tensorboard
 from fromzero.training.schedule import CosineSchedule
 
@@ -155,7 +155,7 @@ class Trainer:
             self.raw_model, config.lr, config.weight_decay, (config.beta1, config.beta2), device=torch.device(device)
         )
         self.schedule = CosineSchedule(config.lr, config.warmup_steps, config.cosine_end, config.floor_lr)
-        self.precision = Precision(config.dtype, device)
+        self.precision = Precision(self._training_dtype(config, device), device)
         model = distributed.wrap(self.raw_model, dist, device)
         self.model = torch.compile(model) if config.compile else model  # compile after DDP wraps
 
@@ -164,6 +164,18 @@ class Trainer:
         self.tokens_seen = 0
         self.elapsed_s = 0.0
         self._saved: tuple[int, Path | None] | None = None  # (step, directory) of the last checkpoint
+
+    def _training_dtype(self, config: TrainConfig, device: str) -> str:
+        """``config.dtype``, with ``auto`` on a bf16-capable CPU settled by timing a step both ways.
+
+        Not under torchrun: every rank must train in the same precision, and each would measure alone.
+        """
+        if config.dtype != "auto" or device != "cpu" or self.dist.enabled or not cpu_has_fast_bf16():
+            return config.dtype
+        batch = self.train_batches.get(0, 0)
+        shape = getattr(self.raw_model, "config", None)
+        key = f"model={shape!r} batch={_batch_shape(batch)}"
+        return measured_cpu_dtype(lambda: self.objective.loss(self.raw_model, batch), self.raw_model, key)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, step: int) -> torch.Tensor:
@@ -350,3 +362,14 @@ class StopBetweenSteps:
     def check(self) -> None:
         if self.requested:
             raise KeyboardInterrupt
+
+
+def _batch_shape(batch: Any) -> str:
+    """The shapes of a batch's tensors, however it is nested: what a timing depends on."""
+    if isinstance(batch, torch.Tensor):
+        return "x".join(map(str, batch.shape))
+    if isinstance(batch, dict):
+        return "{" + ",".join(f"{k}:{_batch_shape(v)}" for k, v in batch.items()) + "}"
+    if isinstance(batch, (tuple, list)):
+        return "(" + ",".join(_batch_shape(item) for item in batch) + ")"
+    return type(batch).__name__

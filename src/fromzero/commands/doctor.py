@@ -1,0 +1,103 @@
+"""``fromzero doctor``: this machine as fromzero sees it, its measured speeds, and the choices made for it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from argparse import Namespace
+
+from fromzero.commands.parsing import HelpFormatter
+from fromzero.console import console, stdout
+
+DESCRIPTION = """\
+What runs fast differs from CPU to CPU, so fromzero measures instead of guessing:
+
+  machine     the CPU, its vector extensions (AVX2, AVX-512, AMX...), the cores this process may use,
+              torch, and the fingerprint the decisions are kept under (a new CPU or torch: new one)
+  right now   the cores other programs leave free (measured over --window seconds) and so the
+              threads decoding will use; FROMZERO_THREADS=N fixes the count
+  speeds      memory read bandwidth on one thread and on all (decoding at batch 1 reads every weight
+              per token: bandwidth / weight bytes bounds its tokens/s) and the matrix-multiply peak
+              in fp32 and bf16 (what training's MFU is measured against); skipped with --quick
+  decisions   the choices measured on this machine and kept in $FROMZERO_HOME/tuning.json (e.g.
+              linear_kernel: the fp32 weight layout for decoding), with each candidate's time;
+              FROMZERO_LINEAR_KERNEL=packed|transposed|plain forces one, --forget measures again
+
+Examples:
+  fromzero doctor
+  fromzero doctor --quick --json
+  fromzero doctor --forget
+"""
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    doctor = subparsers.add_parser("doctor", help="the machine, its free cores and speeds, and the kernel choices "
+                                   "measured for it", description=DESCRIPTION, formatter_class=HelpFormatter)
+    doctor.add_argument("--quick", action="store_true", help="skip the speed measurements (a few seconds)")
+    doctor.add_argument("--window", type=float, default=0.3, metavar="S",
+                        help="seconds over which the free cores are measured")
+    doctor.add_argument("--forget", action="store_true", help="drop the decisions kept for every machine, then report")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    doctor.set_defaults(func=run)
+
+
+def run(args: Namespace) -> int:
+    import torch
+    from rich.table import Table
+
+    from fromzero import machine, tuning
+    from fromzero.errors import InputError
+    from fromzero.generation.quantize import onednn_packing_works
+    from fromzero.training.metrics import measure_cpu_peak
+    from fromzero.training.precision import cpu_has_fast_bf16
+
+    if args.window <= 0:
+        raise InputError(f"--window must be > 0 seconds, got {args.window}")
+    forgotten = tuning.forget() if args.forget else None
+    report = dict(machine=machine.describe(), onednn_packing=onednn_packing_works(torch.float32),
+                  native_bf16=cpu_has_fast_bf16(), torch_threads=machine.threads.initial,
+                  free_cores=machine.free_cores(args.window))
+    if not args.quick:
+        with console.status("measuring memory bandwidth and matrix-multiply peaks"):
+            report["read_gb_s"] = {"1 thread": machine.read_bandwidth(1),
+                                   f"{machine.threads.initial} threads": machine.read_bandwidth(machine.threads.initial)}
+            report["matmul_peak_gflop_s"] = {"fp32": measure_cpu_peak() / 1e9,
+                                             "bf16": measure_cpu_peak(dtype=torch.bfloat16) / 1e9}
+    mine = tuning.read_decisions().get(machine.fingerprint(), {})
+    report["decisions"] = {choice: keys for choice, keys in mine.items() if choice != "machine"}
+    report["decisions_file"] = str(tuning.decisions_path())
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+
+    about = report["machine"]
+    table = Table(title="this machine", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("CPU", f"{about['cpu']} ({', '.join(about['flags']) or 'no flags known'})")
+    table.add_row("cores", f"{about['cores']} usable, {report['free_cores']} free right now "
+                           f"(decoding threads: {min(report['free_cores'], report['torch_threads'])})")
+    table.add_row("torch", f"{about['torch']}; oneDNN packing {'yes' if report['onednn_packing'] else 'no'}, "
+                           f"native bf16 {'yes' if report['native_bf16'] else 'no'}")
+    table.add_row("fingerprint", about["fingerprint"])
+    for name, value in report.get("read_gb_s", {}).items():
+        table.add_row(f"read bandwidth, {name}", f"{value:.1f} GB/s")
+    for name, value in report.get("matmul_peak_gflop_s", {}).items():
+        table.add_row(f"matmul peak, {name}", f"{value:.0f} GFLOP/s")
+    stdout.print(table)
+
+    decisions = Table(title=f"decisions measured here ({report['decisions_file']})")
+    for column in ("choice", "for", "chosen", "median time per candidate"):
+        decisions.add_column(column)
+    for choice, keys in report["decisions"].items():
+        for key, decision in keys.items():
+            times = ", ".join(f"{name} {seconds * 1e3:.2f} ms" for name, seconds in decision["median_seconds"].items())
+            decisions.add_row(choice, key, f"[bold green]{decision['chosen']}[/]", times)
+    if report["decisions"]:
+        stdout.print(decisions)
+    else:
+        stdout.print("no decisions measured on this machine yet: the first `fromzero generate`, `chat` or `serve` "
+                     "measures its weight layout")
+    if forgotten is not None:
+        console.print("forgot the decisions kept before" if forgotten else "there were no decisions to forget")
+    return 0

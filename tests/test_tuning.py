@@ -1,0 +1,231 @@
+"""Choices made by measurement (fromzero.tuning), the free-core thread follower (fromzero.machine), and
+``fromzero doctor``: every choice gives the reference's tokens, a forced choice is honoured, decisions
+are cached per machine fingerprint and measured again when the CPU or torch changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fromzero import machine, tuning
+from fromzero.cli import main
+from fromzero.errors import InputError
+from fromzero.generation import GenerationConfig, generate
+from fromzero.generation.quantize import FP32_KERNELS, TransposedLinear, fp32_kernel, onednn_packing_works, quantize
+from fromzero.models import GPT
+
+KERNELS = [name for name in FP32_KERNELS if name != "packed" or onednn_packing_works()]
+TWO_CORES = pytest.mark.skipif(machine.usable_cores() < 2, reason="needs 2 usable cores")
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """Let the fp32 layout be measured (conftest pins it for every other test)."""
+    monkeypatch.delenv("FROMZERO_LINEAR_KERNEL", raising=False)
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory, transformers):
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=300, n_positions=64,
+                                     bos_token_id=None, eos_token_id=None)
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    transformers.GPT2LMHeadModel(config).eval().save_pretrained(folder)
+    return folder
+
+
+# ---------------------------------------------------------------- results do not depend on the choice
+
+@TWO_CORES
+def test_matrix_products_are_bit_identical_at_any_thread_count():
+    torch.manual_seed(0)
+    before = torch.get_num_threads()
+    try:
+        for rows, inputs, outputs in [(1, 768, 2304), (8, 768, 3072), (300, 192, 576)]:
+            x, w = torch.randn(rows, inputs), torch.randn(outputs, inputs)
+            layers = [torch.nn.Linear(inputs, outputs, bias=False)]
+            layers[0].weight.data = w
+            layers += [kernel(layers[0]) for kernel in (FP32_KERNELS[k] for k in KERNELS) if kernel]
+            results = {}
+            for count in (1, 2):
+                torch.set_num_threads(count)
+                with torch.inference_mode():
+                    results[count] = [layer(x) for layer in layers]
+            assert all(torch.equal(a, b) for a, b in zip(results[1], results[2]))
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_fp32_layout_gives_the_reference_tokens_and_logits(kernel, hf_folder, transformers, monkeypatch):
+    monkeypatch.setenv("FROMZERO_LINEAR_KERNEL", kernel)
+    reference = transformers.GPT2LMHeadModel.from_pretrained(hf_folder).eval()
+    model = quantize(GPT.from_pretrained(hf_folder), "fp32")
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert {"packed": "PackedLinear", "transposed": "TransposedLinear", "plain": "Linear"}[kernel] in kinds
+    ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-5, rtol=1e-5)
+        expected = reference.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False,
+                                      pad_token_id=0)
+    assert torch.equal(generate(model, ids, GenerationConfig(max_new_tokens=20)), expected)
+
+
+def test_transposed_layer_equals_linear_with_bias_and_batches():
+    linear = torch.nn.Linear(16, 24)
+    layer = TransposedLinear(linear)
+    x = torch.randn(3, 5, 16)
+    with torch.inference_mode():
+        assert torch.allclose(layer(x), F.linear(x, linear.weight, linear.bias), atol=1e-6)
+
+
+# ---------------------------------------------------------------- measured once, cached, forced
+
+def test_a_choice_is_measured_once_then_read_back(measured):
+    calls = {"fast": 0, "slow": 0}
+
+    def fast():
+        calls["fast"] += 1
+
+    def slow():
+        calls["slow"] += 1
+        time.sleep(0.002)
+
+    assert tuning.choose("demo", "k", {"slow": slow, "fast": fast}, rounds=3) == "fast"
+    assert calls == {"fast": 4, "slow": 4}  # one warm-up and three timed rounds each
+    assert tuning.choose("demo", "k", {"slow": slow, "fast": fast}) == "fast"
+    assert calls == {"fast": 4, "slow": 4}  # read back, not measured
+    decision = tuning.read_decisions()[machine.fingerprint()]["demo"]["k"]
+    assert decision["chosen"] == "fast" and decision["median_seconds"]["slow"] > decision["median_seconds"]["fast"]
+
+
+def test_a_new_cpu_or_torch_measures_again(measured, monkeypatch):
+    counted = []
+    candidates = {"a": lambda: counted.append("a"), "b": lambda: counted.append("b")}
+    tuning.choose("demo", "k", candidates, rounds=1)
+    assert len(counted) == 4
+    monkeypatch.setattr(torch, "__version__", "9.9.9")  # a torch upgrade: a new fingerprint
+    tuning.choose("demo", "k", candidates, rounds=1)
+    assert len(counted) == 8
+    monkeypatch.setattr(machine, "cpu_model", lambda: "Some Other CPU")
+    tuning.choose("demo", "k", candidates, rounds=1)
+    assert len(counted) == 12
+    assert len(tuning.read_decisions()) == 3  # one entry per fingerprint
+
+
+def test_a_forced_choice_is_honoured_and_a_wrong_one_refused(monkeypatch):
+    monkeypatch.setenv("FROMZERO_DEMO", "b")
+    assert tuning.choose("demo", "k", {"a": lambda: None, "b": lambda: None}) == "b"
+    assert not tuning.decisions_path().exists()  # nothing measured
+    monkeypatch.setenv("FROMZERO_DEMO", "c")
+    with pytest.raises(InputError, match="FROMZERO_DEMO='c' is not one of a, b"):
+        tuning.choose("demo", "k", {"a": lambda: None, "b": lambda: None})
+
+
+def test_a_corrupt_decisions_file_is_measured_over(measured):
+    tuning.decisions_path().parent.mkdir(parents=True, exist_ok=True)
+    tuning.decisions_path().write_text("{not json")
+    assert tuning.choose("demo", "k", {"a": lambda: None, "b": lambda: time.sleep(0.002)}, rounds=1) == "a"
+    assert json.loads(tuning.decisions_path().read_text())[machine.fingerprint()]["demo"]["k"]["chosen"] == "a"
+
+
+def test_the_fp32_layout_is_measured_on_the_models_shapes(measured, hf_folder):
+    model = GPT.from_pretrained(hf_folder)
+    chosen = fp32_kernel(model, rows=4)
+    assert chosen in KERNELS
+    (key, decision), = tuning.read_decisions()[machine.fingerprint()]["linear_kernel"].items()
+    assert key.startswith("rows=4 threads=") and "(64, 192)" in key and "(64, 300)" in key
+    assert decision["chosen"] == chosen and set(decision["median_seconds"]) == set(KERNELS)
+    quantize(model, "fp32", rows=4)  # reads the decision back
+    assert len(tuning.read_decisions()[machine.fingerprint()]["linear_kernel"]) == 1
+
+
+# ---------------------------------------------------------------- threads follow the free cores
+
+@TWO_CORES
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="per-core accounting is read from Linux's /proc/stat")
+def test_a_busy_core_is_seen_as_taken():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        watch = machine.CoreWatch()
+        time.sleep(0.5)
+        assert watch.free() <= machine.usable_cores() - 1
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def test_following_sets_then_restores_and_leaves_a_users_count(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setenv("FROMZERO_THREADS", "1")
+    with machine.threads.following() as count:
+        assert count == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("FROMZERO_THREADS", "many")
+    with pytest.raises(InputError, match="FROMZERO_THREADS"), machine.threads.following():
+        pass
+    monkeypatch.delenv("FROMZERO_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if machine.threads.initial > 1:
+        torch.set_num_threads(machine.threads.initial - 1)  # the user's own count
+        try:
+            with machine.threads.following() as count:
+                assert count == machine.threads.initial - 1
+        finally:
+            torch.set_num_threads(before)
+    with machine.threads.following("cuda") as count:  # a GPU model: the CPU threads are not its business
+        assert count == torch.get_num_threads()
+
+
+# ---------------------------------------------------------------- fromzero doctor
+
+def test_doctor_reports_the_machine_and_the_decisions(measured, hf_folder, capsys):
+    fp32_kernel(GPT.from_pretrained(hf_folder))
+    assert main(["doctor", "--quick", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["machine"]["fingerprint"] == machine.fingerprint()
+    assert 1 <= report["free_cores"] <= machine.usable_cores()
+    assert list(report["decisions"]) == ["linear_kernel"]
+    assert main(["doctor", "--quick", "--forget"]) == 0
+    out = capsys.readouterr().out
+    assert "no decisions measured on this machine yet" in out and not tuning.decisions_path().exists()
+    assert main(["doctor", "--quick", "--window", "0"]) == 2  # a one-line error
+
+
+# ---------------------------------------------------------------- training precision
+
+def test_auto_training_precision_is_measured_and_leaves_the_run_untouched(measured, monkeypatch, tmp_path):
+    """--dtype auto on a bf16 CPU times a step both ways; the run then trains exactly as with that dtype forced."""
+    import numpy as np
+
+    from fromzero.models import GPTConfig
+    from fromzero.training.config import TrainConfig
+    from fromzero.training.precision import cpu_has_fast_bf16
+    from fromzero.training.trainer import Trainer
+
+    if not cpu_has_fast_bf16():
+        pytest.skip("this CPU has no native bf16: auto is fp32 without measuring")
+    monkeypatch.delenv("FROMZERO_TRAIN_DTYPE")
+    tokens = np.random.default_rng(0).integers(0, 64, 4000).astype(np.uint16)
+
+    def run(dtype: str) -> tuple[str, list[float]]:
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32))
+        config = TrainConfig(dtype=dtype, block_size=16, batch_size=4, max_steps=3, eval_interval=100, device="cpu")
+        trainer = Trainer(model, config, tokens, tokens, quiet=True)
+        chosen = "float32" if trainer.precision.dtype is None else "bfloat16"
+        return chosen, [trainer.train_step(step).item() for step in range(3)]
+
+    chosen, losses = run("auto")
+    (key, decision), = tuning.read_decisions()[machine.fingerprint()]["train_dtype"].items()
+    assert decision["chosen"] == chosen and set(decision["median_seconds"]) == {"bfloat16", "float32"}
+    assert "batch=(4x16,4x16)" in key
+    assert run(chosen) == (chosen, losses)  # the measuring steps left no trace: same losses as the forced dtype
