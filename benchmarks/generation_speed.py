@@ -110,19 +110,19 @@ def main() -> None:
         with background_load(load):
             free = free_cores(0.5)
             bandwidth = read_bandwidth(free)  # on the threads fromzero decodes with under this load
-            # the CLI's default, chosen as `fromzero generate` chooses it when it starts on a machine this
-            # busy: the fp32 layout measured fastest here (fromzero.generation.quantize)
-            fastest = quantize(copy.deepcopy(ours), "fp32")
-            layout = type(fastest.lm_head).__name__
-            libraries = {"transformers": lambda ids, n, beams: time_hf(hf, ids, n, beams),
-                         "fromzero": lambda ids, n, beams: time_ours(ours, ids, n, beams),
-                         "fromzero fastest layout": lambda ids, n, beams: time_ours(fastest, ids, n, beams)}
             console.print(f"background load {load}: {free} free cores, read bandwidth on {free} thread(s) "
-                          f"{bandwidth:.1f} GB/s; fastest fp32 layout here: {layout}")
+                          f"{bandwidth:.1f} GB/s")
             for workload, batch, beams in workloads:
+                # the CLI's default, chosen as `fromzero generate` chooses it when it starts on a machine
+                # this busy, for this many rows: the fp32 layout measured fastest (fromzero.generation.quantize)
+                fastest = quantize(copy.deepcopy(ours), "fp32", rows=batch * beams)
+                layout = type(fastest.lm_head).__name__
+                libraries = {"transformers": lambda ids, n, beams: time_hf(hf, ids, n, beams),
+                             "fromzero": lambda ids, n, beams: time_ours(ours, ids, n, beams),
+                             "fromzero fastest layout": lambda ids, n, beams, model=fastest: time_ours(model, ids, n, beams)}
                 rows.append(run_workload(libraries, workload, batch, beams, args, load, free, bandwidth, weight_mb)
                             | dict(layout=layout))
-            del fastest
+                del fastest, libraries
 
     table = Table(title=f"GPT-2 124M fp32 decoding, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
                         f"median of {args.repeats}")

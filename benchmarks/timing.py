@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -18,6 +16,13 @@ BACKGROUND_LOADS = {
     "busy": "while True: pass",  # a plain Python loop keeps one core busy
     "torch": "import torch\ntorch.set_num_threads(2)\na = torch.randn(1024, 1024)\nwhile True: a @ a",  # a 2-thread job
 }
+# the load ends with the benchmark, also when the benchmark is killed before it can stop it
+_ORPHAN_GUARD = ("import os, threading, time\n"
+                 "def _guard(parent=os.getppid()):\n"
+                 "    while os.getppid() == parent:\n"
+                 "        time.sleep(0.5)\n"
+                 "    os._exit(0)\n"
+                 "threading.Thread(target=_guard, daemon=True).start()\n")
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
@@ -36,16 +41,13 @@ def quick_path(results: Path) -> Path:
 
 
 def cpu_name() -> str:
-    """The CPU model as the kernel reports it (e.g. ``AMD EPYC``), and the cores this process may use."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores"
+    """The CPU model as the kernel reports it, the cores this process may use and the CPU's vector
+    extensions, e.g. ``AMD EPYC, 2 cores (avx2, fma, avx512f, avx512_bf16, avx512_vnni)``: what a
+    result recorded with it was measured on."""
+    from fromzero.machine import cpu_flags, cpu_model, usable_cores
+
+    flags = ", ".join(cpu_flags())
+    return f"{cpu_model()}, {usable_cores()} cores" + (f" ({flags})" if flags else "")
 
 
 @contextlib.contextmanager
@@ -55,7 +57,7 @@ def background_load(kind: str) -> Iterator[None]:
     if code is None:
         yield
         return
-    process = subprocess.Popen([sys.executable, "-c", code])
+    process = subprocess.Popen([sys.executable, "-c", _ORPHAN_GUARD + code])
     try:
         time.sleep(1.0)  # let it start and take its core
         yield

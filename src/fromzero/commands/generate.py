@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from argparse import Namespace
 
 from fromzero.commands.parsing import HelpFormatter, add_device_flag, add_nucleus_flags, sampling_seed
@@ -75,11 +76,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="random seed for sampling (default: a fresh one, printed, so the run can be repeated)")
     p.add_argument("--greedy", action="store_true", help="no sampling: always take the most likely token")
     p.add_argument("--weights", choices=("fp32", "bf16", "int8"), default="fp32",
-                   help="weights for inference: fp32 (full precision, packed for oneDNN, the fastest CPU kernel "
-                        "in torch), or bf16 / int8, which decode faster on CPU and slightly less exactly "
+                   help="weights for inference: fp32 (full precision, in the layout measured fastest on this "
+                        "CPU: see fromzero doctor), or bf16 / int8, which decode faster on CPU and slightly less exactly "
                         "(int8 is the smallest and fastest for one sequence, bf16 for beams; CPU only for int8)")
     add_device_flag(p)
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
+    p.add_argument("--stats", action="store_true",
+                   help="afterwards, print tokens/s and how much of the memory bandwidth decoding used (the bytes "
+                        "of weights and cached keys/values each step reads, against a bandwidth measured then)")
     p.set_defaults(func=run)
 
 
@@ -131,9 +135,21 @@ def run(args: Namespace) -> int:
         console.print(f"[yellow]warning:[/] the prompt has {len(prompt.ids) + prompt.dropped} tokens; keeping its "
                       f"last {len(prompt.ids)} to fit the model's context of {context}"
                       + (f" with {reserved} new tokens" if reserved else ""))
-    if args.stream:
-        return _print_stream(model, tokenizer, prompt, config)
-    return _print_all(model, tokenizer, prompt, config)
+    start = time.perf_counter()
+    printer = _print_stream if args.stream else _print_all
+    new_tokens = printer(model, tokenizer, prompt, config)
+    if args.stats:
+        _print_stats(model, prompt, config, new_tokens, time.perf_counter() - start)
+    return 0
+
+
+def _print_stats(model, prompt, config, new_tokens: int, seconds: float) -> None:
+    from fromzero.generation.throughput import decode_reading
+    from fromzero.machine import free_cores, read_bandwidth
+
+    rows = config.num_beams * config.num_return_sequences
+    bandwidth = read_bandwidth(free_cores(0.1))
+    console.print(f"[dim]{decode_reading(model, rows, len(prompt.ids), new_tokens, seconds, bandwidth)}[/]")
 
 
 def _load(args: Namespace):
@@ -174,7 +190,7 @@ def _print_all(model, tokenizer, prompt, config) -> int:
         if len(output) > 1:
             print(f"--- {i + 1} ---")
         print(prompt.text + finished_text(tokenizer, row[len(prompt.ids):], config), flush=True)
-    return 0
+    return output.size(1) - len(prompt.ids)  # the steps decoded (rows that stopped early are padded)
 
 
 def _print_stream(model, tokenizer, prompt, config) -> int:
@@ -183,8 +199,10 @@ def _print_stream(model, tokenizer, prompt, config) -> int:
     pieces = stream(model, tokenizer, prompt.ids, config)  # checks everything before anything is printed
     sys.stdout.write(prompt.text)
     sys.stdout.flush()
+    text = []
     for piece in pieces:
+        text.append(piece)
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
-    return 0
+    return max(1, len(tokenizer.encode("".join(text))))  # the steps decoded, as near as the text tells

@@ -1,8 +1,9 @@
 """The corpora that ship inside the package, and where to find them on disk.
 
-fromzero bundles three small corpora written by its authors (see each data card,
+fromzero bundles four small corpora written by its authors (see each data card,
 ``corpora/<name>.md``): ``stories`` for pretraining, ``education_qa`` for instruction
-fine-tuning and ``preferences`` for DPO. They are package data, so they are found with
+fine-tuning, ``preferences`` for DPO and ``translation_en_hi`` (English sentences with
+their Hindi translations) for translation. They are package data, so they are found with
 :mod:`importlib.resources` wherever pip installed the package; no download is ever needed.
 """
 
@@ -44,6 +45,12 @@ CORPORA: dict[str, Corpus] = {
             {"train": "education_qa/train.jsonl", "test": "education_qa/test.jsonl"},
         ),
         Corpus("preferences", "jsonl", "preferences.jsonl", {"pairs": "preferences.jsonl"}),
+        Corpus(
+            "translation_en_hi",
+            "jsonl",
+            "translation_en_hi",
+            {"train": "translation_en_hi/train.jsonl", "test": "translation_en_hi/test.jsonl"},
+        ),
     )
 }
 
