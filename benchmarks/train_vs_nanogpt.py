@@ -13,13 +13,17 @@ Runs, alternating in one process tree:
   each checkpoint it writes at an evaluation (it would overwrite ``ckpt.pt``), so the benchmark can
   compute the loss on the *whole* validation split at every 250 iterations afterwards.
 - ``fromzero-fp32``: fromzero's Trainer, same config, same fp32 arithmetic.
-- ``fromzero-bf16``: the same with bf16 autocast (fromzero's default on CPUs with AVX512-BF16/AMX).
+- ``fromzero-bf16``: the same with bf16 autocast.
+- ``fromzero-default``: the same with ``--dtype auto``, fromzero's default: on a CPU with native bf16
+  the trainer times one step both ways on this model and keeps the faster (``fromzero.tuning``; the
+  table says which it kept, and the time the choice took is in ``setup_s``).
 - ``fromzero-recipe``: fromzero's recommended CPU recipe for this data (bigger batch, higher lr,
-  bf16); reported as the training time until its whole-val loss reaches nanoGPT's final one.
+  ``--dtype auto``); reported as the training time until its whole-val loss reaches nanoGPT's final one.
 
 Timing uses time.perf_counter around each optimizer step (CPU steps are synchronous); the
 whole-val measurements are excluded from both trainers' times, the 20-batch estimates included.
-MFU = (6N + 12 L T C) FLOPs/token x tokens/s / measured fp32 matmul peak (best of a 1024^3 mm).
+MFU = (6N + 12 L T C) FLOPs/token x tokens/s / the measured matmul peak of the precision the run
+multiplies in (best of a 1024^3 mm in fp32, or in bf16 for a bf16 run).
 
     flock /tmp/fromzero-bench.lock python benchmarks/train_vs_nanogpt.py --nanogpt-dir /tmp/nanoGPT
     flock /tmp/fromzero-bench.lock python benchmarks/train_vs_nanogpt.py --nanogpt-dir /tmp/nanoGPT --quick
@@ -29,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import pickle  # only to write the meta.pkl that nanoGPT's train.py reads
-import platform
 import re
 import statistics
 import subprocess
@@ -52,6 +54,7 @@ from fromzero.tokenizers import CharTokenizer
 from fromzero.training.config import TrainConfig
 from fromzero.training.metrics import flops_per_token, measure_cpu_peak
 from fromzero.training.trainer import Trainer
+from fromzero.machine import describe
 from timing import quick_path  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parent
@@ -83,6 +86,8 @@ class Run:
     curve: dict[int, float] = field(default_factory=dict)  # step -> whole-val loss
     time_to_target_s: float | None = None
     mfu: float = 0.0
+    precision: str = "float32"  # what the matmuls ran in
+    setup_s: float = 0.0  # building the trainer (for --dtype auto: its timing of both precisions)
 
 
 def whole_split_loss(loss_fn, tokens: np.ndarray, block_size: int, batch: int = 128) -> float:
@@ -148,8 +153,10 @@ def run_fromzero(name: str, settings: dict, train: np.ndarray, val: np.ndarray, 
     torch.manual_seed(1337)
     config = TrainConfig(**settings, block_size=MODEL["block_size"], dtype=dtype, seed=1337, sample_tokens=0)
     model = GPT(GPTConfig(vocab_size=vocab, activation="gelu", **MODEL))
+    start = time.perf_counter()
     trainer = Trainer(model, config, train, val, quiet=True)
-    run = Run(name)
+    run = Run(name, setup_s=time.perf_counter() - start,
+              precision="float32" if trainer.precision.dtype is None else str(trainer.precision.dtype).removeprefix("torch."))
     step_times, clock = [], 0.0
 
     def measure(step: int) -> float:
@@ -205,9 +212,10 @@ def main() -> None:
         recipe.update(max_steps=200, decay_steps=200, eval_interval=interval)
 
     peak = measure_cpu_peak(size=1024, repeats=10)
+    peaks = {"float32": peak, "bfloat16": measure_cpu_peak(size=1024, repeats=10, dtype=torch.bfloat16)}
     n_params = GPT(GPTConfig(vocab_size=tok.vocab_size, activation="gelu", **MODEL)).num_params()
     flops = flops_per_token(n_params, MODEL["n_layer"], MODEL["n_embd"], MODEL["block_size"])
-    console.print(f"fp32 matmul peak {peak / 1e9:.0f} GFLOP/s; model {n_params:,} parameters; "
+    console.print(f"matmul peak fp32 {peak / 1e9:.0f}, bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s; model {n_params:,} parameters; "
                   f"{flops / 1e6:.2f} MFLOP/token; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     runs: dict[str, Run] = {}
@@ -220,27 +228,29 @@ def main() -> None:
     runs["fromzero-fp32"] = run_fromzero("fromzero-fp32", same, train, val, tok.vocab_size, "float32", interval)
     console.print("fromzero bf16 ...")
     runs["fromzero-bf16"] = run_fromzero("fromzero-bf16", same, train, val, tok.vocab_size, "bfloat16", interval)
+    console.print("fromzero default (--dtype auto) ...")
+    runs["fromzero-default"] = run_fromzero("fromzero-default", same, train, val, tok.vocab_size, "auto", interval)
     target = runs["nanogpt"].curve[max(runs["nanogpt"].curve)]
     if not args.no_recipe:
         console.print(f"fromzero recipe (target whole-val loss {target:.4f}) ...")
         runs["fromzero-recipe"] = run_fromzero("fromzero-recipe", recipe, train, val, tok.vocab_size,
-                                               "bfloat16", check_every=25, target=target)
+                                               "auto", check_every=25, target=target)
 
     for name, run in runs.items():
         rows = (recipe if name == "fromzero-recipe" else same)["batch_size"]
         run.tokens_per_s = rows * MODEL["block_size"] / (run.ms_per_iter / 1000)
-        run.mfu = flops * run.tokens_per_s / peak
-    report(runs, target, args, peak)
+        run.mfu = flops * run.tokens_per_s / peaks[run.precision]
+    report(runs, target, args, peaks)
 
 
-def report(runs: dict[str, Run], target: float, args, peak: float) -> None:
+def report(runs: dict[str, Run], target: float, args, peaks: dict[str, float]) -> None:
     base = runs["nanogpt"]
     table = Table(title="pretraining on tinyshakespeare (char), 2 CPU cores")
     table.add_column("run", no_wrap=True)
-    for column in ("ms/iter", "tokens/s", "vs nanoGPT", "MFU", "loop wall s", "final whole-val"):
+    for column in ("precision", "ms/iter", "tokens/s", "vs nanoGPT", "MFU", "loop wall s", "final whole-val"):
         table.add_column(column, justify="right")
     for run in runs.values():
-        table.add_row(run.name, f"{run.ms_per_iter:.1f}", f"{run.tokens_per_s:,.0f}",
+        table.add_row(run.name, run.precision, f"{run.ms_per_iter:.1f}", f"{run.tokens_per_s:,.0f}",
                       f"{run.tokens_per_s / base.tokens_per_s:.2f}x", f"{100 * run.mfu:.0f}%", f"{run.wall_s:.1f}",
                       f"{run.curve[max(run.curve)]:.4f}")
     stdout.print(table)
@@ -260,9 +270,9 @@ def report(runs: dict[str, Run], target: float, args, peak: float) -> None:
                      f"({'%.2f' % ratio if ratio else 'not reached'} x nanoGPT's {base.wall_s:.1f} s)")
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
+        "machine": describe(),
         "quick": args.quick,
-        "fp32_matmul_peak_gflops": peak / 1e9,
+        "matmul_peak_gflops": {name: value / 1e9 for name, value in peaks.items()},
         "target_whole_val_loss": target,
         "recipe": RECIPE,
         "runs": {name: run.__dict__ for name, run in runs.items()},
