@@ -60,7 +60,7 @@ def test_small_presets_and_overrides():
 @pytest.mark.parametrize(
     "bad, message",
     [(dict(n_embd=30, n_head=4), "divisible"), (dict(dropout=1.0), "dropout"), (dict(n_layer=0), "n_layer"),
-     (dict(pos_encoding="rotary"), "pos_encoding"), (dict(activation="relu"), "activation")],
+     (dict(pos_encoding="rotary"), "pos_encoding"), (dict(activation="swish"), "activation")],
 )
 def test_config_rejects_bad_values(bad, message):
     with pytest.raises(InputError, match=message):

@@ -15,7 +15,7 @@ from fromzero.nn import (
     SinusoidalPositionalEncoding,
     TokenEmbedding,
     causal_mask,
-    gelu,
+    activate,
     scaled_dot_product_attention,
 )
 
@@ -81,15 +81,16 @@ def test_multi_head_attention_fast_path_equals_explicit_path():
     assert not fast.isnan().any()
 
 
-def test_gelu_variants_match_transformers(transformers):
+def test_activations_match_transformers(transformers):
     from transformers.activations import ACT2FN
 
     x = torch.linspace(-6, 6, 1001)
-    torch.testing.assert_close(gelu(x, "gelu_new"), ACT2FN["gelu_new"](x), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(gelu(x, "gelu"), ACT2FN["gelu"](x))
-    assert (gelu(x, "gelu_new") - gelu(x, "gelu")).abs().max() > 1e-4  # they really differ
+    torch.testing.assert_close(activate(x, "gelu_new"), ACT2FN["gelu_new"](x), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(activate(x, "gelu"), ACT2FN["gelu"](x))
+    torch.testing.assert_close(activate(x, "relu"), ACT2FN["relu"](x))  # the original Transformer's
+    assert (activate(x, "gelu_new") - activate(x, "gelu")).abs().max() > 1e-4  # they really differ
     with pytest.raises(ValueError, match="unknown activation"):
-        FeedForward(8, 32, activation="relu")
+        FeedForward(8, 32, activation="swish")
 
 
 def _hf_block_config(transformers, activation):

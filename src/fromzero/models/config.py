@@ -45,7 +45,7 @@ class GPTConfig:
     feed-forward width (None = 4 x n_embd). ``bias=False`` drops the biases of linear layers and
     LayerNorms (slightly faster, not loadable by transformers). ``tie_weights`` shares the token
     embedding with the output layer. ``pos_encoding`` is ``"learned"`` (GPT-2) or
-    ``"sinusoidal"``; ``activation`` is ``"gelu_new"`` (GPT-2's tanh GELU) or ``"gelu"`` (exact).
+    ``"sinusoidal"``; ``activation`` is ``"gelu_new"`` (GPT-2's tanh GELU), ``"gelu"`` (exact) or ``"relu"``.
     ``dropout`` applies to embeddings, attention weights and residual branches while training.
     ``bos_token_id``/``eos_token_id`` are recorded for generation and for transformers.
     """

@@ -10,6 +10,8 @@ the one it was trained with:
 * ``"gelu"``: exact, ``x * Phi(x)`` with Phi the standard normal CDF;
 * ``"gelu_new"``: GPT-2's tanh approximation, ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``
   (Hugging Face calls it ``gelu_new``; PyTorch ``gelu(approximate="tanh")``).
+
+``"relu"``, ``max(0, x)``, is the original Transformer's ("Attention Is All You Need", 2017).
 """
 
 from __future__ import annotations
@@ -18,20 +20,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS = ("gelu_new", "gelu")
+ACTIVATIONS = ("gelu_new", "gelu", "relu")
 
 
-def gelu(x: torch.Tensor, kind: str = "gelu_new") -> torch.Tensor:
-    """Apply GELU; ``kind`` is ``"gelu_new"`` (tanh approximation, GPT-2) or ``"gelu"`` (exact)."""
+def activate(x: torch.Tensor, kind: str = "gelu_new") -> torch.Tensor:
+    """Apply ``kind``: ``"gelu_new"`` (tanh approximation, GPT-2), ``"gelu"`` (exact) or ``"relu"``."""
     if kind == "gelu_new":
         return F.gelu(x, approximate="tanh")
     if kind == "gelu":
         return F.gelu(x)
+    if kind == "relu":
+        return F.relu(x)
     raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
 class FeedForward(nn.Module):
-    """``x -> c_proj(gelu(c_fc(x)))`` with dropout on the output (GPT-2's ``mlp``)."""
+    """``x -> c_proj(activation(c_fc(x)))`` with dropout on the output (GPT-2's ``mlp``)."""
 
     def __init__(
         self, n_embd: int, n_inner: int, *, activation: str = "gelu_new", bias: bool = True, dropout: float = 0.0
@@ -45,4 +49,4 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(gelu(self.c_fc(x), self.activation)))
+        return self.dropout(self.c_proj(activate(self.c_fc(x), self.activation)))
