@@ -222,6 +222,7 @@ def test_auto_training_precision_is_measured_and_leaves_the_run_untouched(measur
         config = TrainConfig(dtype=dtype, block_size=16, batch_size=4, max_steps=3, eval_interval=100, device="cpu")
         trainer = Trainer(model, config, tokens, tokens, quiet=True)
         chosen = "float32" if trainer.precision.dtype is None else "bfloat16"
+        assert trainer.config.dtype == chosen  # what checkpoints keep: a resumed run trains the same way
         return chosen, [trainer.train_step(step).item() for step in range(3)]
 
     chosen, losses = run("auto")

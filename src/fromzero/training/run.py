@@ -120,7 +120,7 @@ def _run(
     elif not quiet and dist.is_main:
         _announce(config, model, shards, device, dist)
     if dist.is_main:
-        write_json(out / "train_config.json", config.to_dict())
+        write_json(out / "train_config.json", trainer.config.to_dict())  # --dtype auto as measured
     try:
         result = trainer.fit()
     except TrainingInterrupted as stop:

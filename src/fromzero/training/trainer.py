@@ -155,7 +155,10 @@ class Trainer:
             self.raw_model, config.lr, config.weight_decay, (config.beta1, config.beta2), device=torch.device(device)
         )
         self.schedule = CosineSchedule(config.lr, config.warmup_steps, config.cosine_end, config.floor_lr)
-        self.precision = Precision(self._training_dtype(config, device), device)
+        dtype = self._training_dtype(config, device)
+        if dtype != config.dtype:  # measured: checkpoints keep the choice, so a resumed run trains the same way
+            self.config = config = config.replace(dtype=dtype)
+        self.precision = Precision(dtype, device)
         model = distributed.wrap(self.raw_model, dist, device)
         self.model = torch.compile(model) if config.compile else model  # compile after DDP wraps
 
