@@ -6,13 +6,15 @@
 * :mod:`~fromzero.models.kv_cache`: :class:`KVCache` for fast incremental decoding;
 * :mod:`~fromzero.models.pretrained`: reading and writing Hugging Face GPT-2 checkpoints;
 * :mod:`~fromzero.models.encoder`: a BERT-family encoder (post-LN, bidirectional) that loads BERT
-  and sentence-transformers folders, for sentence embeddings.
+  and sentence-transformers folders, for sentence embeddings;
+* :mod:`~fromzero.models.seq2seq`: the original encoder–decoder Transformer, for translation.
 """
 
 from fromzero.models.config import PRESETS, GPTConfig
 from fromzero.models.encoder import Encoder, EncoderConfig, EncoderOutput, load_encoder_weights
 from fromzero.models.gpt import GPT, GPTOutput
 from fromzero.models.kv_cache import KVCache
+from fromzero.models.seq2seq import Seq2SeqConfig, Seq2SeqOutput, Seq2SeqTransformer
 
 __all__ = ["GPT", "Encoder", "EncoderConfig", "EncoderOutput", "GPTConfig", "GPTOutput", "KVCache", "PRESETS",
-           "load_encoder_weights"]
+           "Seq2SeqConfig", "Seq2SeqOutput", "Seq2SeqTransformer", "load_encoder_weights"]
