@@ -4,28 +4,33 @@ A decode step is almost all matrix products of a few rows (1 per sequence) with 
 matrix: the 48 block projections and the output layer. This script times those 49 products, with
 the same fp32 numbers, three ways:
 
-- ``F.linear``: what ``nn.Linear`` does; W stored as (out, in), torch sends it to MKL.
-- ``addmm``: W stored as (in, out), transformers' Conv1D layout; also MKL.
+- ``F.linear``: what ``nn.Linear`` does; W stored as (out, in), torch sends it to MKL (the "plain" layout
+  of ``fromzero.generation.quantize``).
+- ``addmm``: W stored as (in, out), transformers' Conv1D layout; also MKL: the library's
+  ``TransposedLinear`` (the "transposed" layout).
 - oneDNN packed: W reordered once into oneDNN's blocked layout, multiplied by oneDNN: the
-  ``PackedLinear`` layers that ``quantize(model, "fp32")`` builds.
+  ``PackedLinear`` layers (the "packed" layout).
 
 and reports the read bandwidth each reaches (weight bytes / time). At batch 1 that bandwidth is
-the whole story: decoding cannot go faster than the memory bus delivers the weights.
+the whole story: decoding cannot go faster than the memory bus delivers the weights. Which layout
+wins depends on the CPU and the thread count (``--threads``): what ``quantize`` measures on the
+model's own shapes before it picks one.
 
-    flock /tmp/fromzero-bench.lock python benchmarks/matmul_kernels.py [--quick]
+    flock /tmp/fromzero-bench.lock python benchmarks/matmul_kernels.py [--quick] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from fromzero.generation.quantize import PackedLinear, onednn_packing_works
+from fromzero.files import write_json
+from fromzero.generation.quantize import PackedLinear, TransposedLinear, onednn_packing_works
+from fromzero.machine import describe
 from timing import quick_path, timed  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "matmul_kernels.json"
@@ -40,34 +45,29 @@ def step_function(kernel: str, batch: int):
     weights = [torch.randn(o, i, generator=generator) for i, o in SHAPES]  # (out, in), as nn.Linear
     biases = [torch.randn(o, generator=generator) for _, o in SHAPES]
     inputs = {i: torch.randn(batch, i, generator=generator) for i, _ in SHAPES}
-    shapes_in = [i for i, _ in SHAPES]
-    if kernel == "F.linear":
-        def step():
-            for i, w, b in zip(shapes_in, weights, biases):
-                torch.nn.functional.linear(inputs[i], w, b)
-    elif kernel == "addmm":
-        transposed = [w.t().contiguous() for w in weights]
+    layers = []
+    for (i, o), w, b in zip(SHAPES, weights, biases):
+        linear = torch.nn.Linear(i, o, device="meta")
+        linear.weight, linear.bias = torch.nn.Parameter(w), torch.nn.Parameter(b)
+        layers.append(LAYOUTS[kernel](linear))
 
-        def step():
-            for i, w, b in zip(shapes_in, transposed, biases):
-                torch.addmm(b, inputs[i], w)
-    else:  # the library's own layer, as quantize(model, "fp32") builds it
-        layers = []
-        for (i, o), w, b in zip(SHAPES, weights, biases):
-            linear = torch.nn.Linear(i, o, device="meta")
-            linear.weight, linear.bias = torch.nn.Parameter(w), torch.nn.Parameter(b)
-            layers.append(PackedLinear(linear))
-
-        def step():
-            for i, layer in zip(shapes_in, layers):
-                layer(inputs[i])
+    def step():
+        for (i, _), layer in zip(SHAPES, layers):
+            layer(inputs[i])
     return step
+
+
+# the library's layers, as quantize(model, "fp32") builds them for each layout
+LAYOUTS = {"F.linear": lambda linear: linear, "addmm": TransposedLinear, "oneDNN packed": PackedLinear}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 15")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own count)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not onednn_packing_works():
         raise SystemExit("this torch build has no oneDNN: there is no packed kernel to compare")
     repeats = 3 if args.quick else 15
@@ -97,8 +97,10 @@ def main() -> None:
                       f"{row['packed_vs_linear']:.2f}x", f"{row['packed_vs_addmm']:.2f}x")
     Console().print(table)
     out = quick_path(RESULTS) if args.quick else RESULTS
-    out.write_text(json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__,
-                               "weight_bytes": weight_bytes, "repeats": repeats, "rows": rows}, indent=2) + "\n")
+    if args.threads:
+        out = out.with_name(f"{out.stem}_{args.threads}thread{'s' if args.threads > 1 else ''}.json")
+    write_json(out, {"machine": describe(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                     "weight_bytes": weight_bytes, "repeats": repeats, "rows": rows})
     print(f"wrote {out}")
 
 

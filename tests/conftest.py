@@ -49,6 +49,15 @@ def transformers():
     return pytest.importorskip("transformers")
 
 
+# a few (question, better answer, worse answer) triples that a tiny model learns to prefer
+TOY_PREFERENCE_PAIRS = [("What colour is the sky?", "The sky is blue.", "The sky is green."),
+                        ("What do cats say?", "Cats say meow.", "Cats say woof."),
+                        ("What do dogs say?", "Dogs say woof.", "Dogs say meow."),
+                        ("What is two plus two?", "Two plus two is four.", "Two plus two is five."),
+                        ("Where do fish live?", "Fish live in water.", "Fish live in trees."),
+                        ("What do cows give?", "Cows give milk.", "Cows give eggs.")]
+
+
 def _pinned_kernel() -> str:
     from fromzero.generation.quantize import onednn_packing_works
 

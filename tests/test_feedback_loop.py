@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 import torch
 
+from conftest import TOY_PREFERENCE_PAIRS as PAIRS  # (question, better, worse)
 from conftest import serve_process
 from fromzero.cli import main
 from fromzero.evaluate.preferences import heldout_pairs, preference_score
@@ -28,12 +29,6 @@ from fromzero.models import GPT, GPTConfig
 from fromzero.tokenizers import CharTokenizer
 
 KEY = "loop-key"
-PAIRS = [("What colour is the sky?", "The sky is blue.", "The sky is green."),
-         ("What do cats say?", "Cats say meow.", "Cats say woof."),
-         ("What do dogs say?", "Dogs say woof.", "Dogs say meow."),
-         ("What is two plus two?", "Two plus two is four.", "Two plus two is five."),
-         ("Where do fish live?", "Fish live in water.", "Fish live in trees."),
-         ("What do cows give?", "Cows give milk.", "Cows give eggs.")]
 
 
 def call(port: int, method: str, path: str, body: dict | None = None, key: str | None = KEY) -> tuple[int, dict]:

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from conftest import TOY_PREFERENCE_PAIRS as PAIRS  # (question, better, worse)
 from fromzero.cli import main
 from fromzero.finetune.dpo import DPOConfig, _start, dpo, encode_pairs, pair_batch, preference_metrics
 from fromzero.finetune.instructions import load_preferences
@@ -16,13 +17,6 @@ from fromzero.finetune.sft import SFTConfig, sft
 from fromzero.finetune.templates import get_template
 from fromzero.models import GPT, GPTConfig
 from fromzero.tokenizers import CharTokenizer, load_tokenizer
-
-PAIRS = [("What colour is the sky?", "The sky is blue.", "The sky is green."),
-         ("What do cats say?", "Cats say meow.", "Cats say woof."),
-         ("What do dogs say?", "Dogs say woof.", "Dogs say meow."),
-         ("What is two plus two?", "Two plus two is four.", "Two plus two is five."),
-         ("Where do fish live?", "Fish live in water.", "Fish live in trees."),
-         ("What do cows give?", "Cows give milk.", "Cows give eggs.")]
 
 
 @pytest.fixture(scope="module")

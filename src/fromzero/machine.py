@@ -42,27 +42,24 @@ def usable_cores() -> int:
 
 
 @lru_cache(maxsize=1)
+def _cpuinfo(*keys: str) -> str | None:
+    """The first value of a ``/proc/cpuinfo`` line starting with one of ``keys`` (Linux), else None."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(keys)), None)
+
+
 def cpu_model() -> str:
     """The CPU's marketing name ("AMD EPYC", "Intel(R) Xeon(R) Platinum 8480+"), or the platform's guess."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith(("model name", "Model")):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return _cpuinfo("model name", "Model") or platform.processor() or platform.machine() or "unknown CPU"
 
 
-@lru_cache(maxsize=1)
 def cpu_flags() -> tuple[str, ...]:
     """The instruction-set extensions among :data:`CPU_FLAGS` that this CPU reports (Linux)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return ()
-    for line in cpuinfo.read_text(errors="replace").splitlines():
-        if line.startswith(("flags", "Features")):
-            present = set(line.split(":", 1)[1].split())
-            return tuple(flag for flag in CPU_FLAGS if flag in present)
-    return ()
+    present = set((_cpuinfo("flags", "Features") or "").split())
+    return tuple(flag for flag in CPU_FLAGS if flag in present)
 
 
 def fingerprint() -> str:
