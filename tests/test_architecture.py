@@ -23,7 +23,7 @@ LAYERS = {
     "models": 2, "tokenizers": 2,
     "generation": 3, "data": 3,
     "training": 4, "classic": 4,
-    "finetune": 5, "evaluate": 5, "embeddings": 5,
+    "finetune": 5, "evaluate": 5, "embeddings": 5, "seq2seq": 5,
     "chat": 6, "serve": 6,
     "commands": 7, "lessons": 7,
     "cli": 8, "__main__": 8, "__init__": 8,

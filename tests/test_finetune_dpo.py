@@ -12,7 +12,7 @@ from conftest import TOY_PREFERENCE_PAIRS as PAIRS  # (question, better, worse)
 from fromzero.cli import main
 from fromzero.finetune.dpo import DPOConfig, _start, dpo, encode_pairs, pair_batch, preference_metrics
 from fromzero.finetune.instructions import load_preferences
-from fromzero.finetune.run import FixedBatches
+from fromzero.training.example_batches import FixedBatches
 from fromzero.finetune.sft import SFTConfig, sft
 from fromzero.finetune.templates import get_template
 from fromzero.models import GPT, GPTConfig

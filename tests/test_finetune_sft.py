@@ -23,7 +23,8 @@ from fromzero.finetune.batches import build_sft_data, collate
 from fromzero.finetune.instructions import load_instructions
 from fromzero.finetune.losses import sft_loss
 from fromzero.finetune.peft_format import load_adapter
-from fromzero.finetune.run import EpochBatches, FixedBatches, train_config
+from fromzero.finetune.run import train_config
+from fromzero.training.example_batches import EpochBatches, FixedBatches
 from fromzero.finetune.sft import SFT_OBJECTIVE, SFTConfig, sft, sft_batch
 from fromzero.finetune.templates import get_template
 from fromzero.models import GPT, GPTConfig

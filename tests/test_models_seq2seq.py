@@ -51,6 +51,13 @@ def test_source_padding_changes_nothing_and_gets_no_attention():
     assert torch.allclose(padded.logits[1], alone.logits[0], atol=1e-5)
     assert len(padded.cross_attentions) == 2 and padded.cross_attentions[0].shape == (2, 2, 5, 6)
     assert torch.all(padded.cross_attentions[-1][1, ..., 3:] == 0)
+    # every head of every self-attention too: the encoder's ignore padding, the decoder's look only left
+    assert [w.shape for w in padded.encoder_attentions] == [(2, 2, 6, 6)] * 2
+    assert torch.all(padded.encoder_attentions[0][1, ..., 3:] == 0)
+    assert [w.shape for w in padded.decoder_attentions] == [(2, 2, 5, 5)] * 2
+    assert torch.all(padded.decoder_attentions[1].triu(1) == 0)
+    for weights in (*padded.encoder_attentions, *padded.decoder_attentions, *padded.cross_attentions):
+        assert torch.allclose(weights[0].sum(-1), torch.ones(2, weights.size(2)))
 
 
 def test_loss_is_label_smoothed_cross_entropy_without_the_padding():

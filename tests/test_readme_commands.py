@@ -36,6 +36,7 @@ FAST_FLAGS = {
     ("finetune", "dpo"): ["--epochs", "1"],
     ("evaluate",): ["--questions", "4", "--max-tokens", "2000"],
     ("word2vec", "train"): ["--epochs", "2"],
+    ("seq2seq", "train"): ["--max-steps", "20", "--eval-interval", "10"],
 }
 
 

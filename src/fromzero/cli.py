@@ -11,15 +11,15 @@ import sys
 
 from fromzero import __version__
 from fromzero.commands import (
-    chat, data, doctor, evaluate, feedback, finetune, generate, index, learn, model, ngram, numpy_net, quickstart, serve,
-    tokenizer, train, word2vec,
+    chat, data, doctor, evaluate, feedback, finetune, generate, index, learn, model, ngram, numpy_net, quickstart, seq2seq,
+    serve, tokenizer, train, word2vec,
 )
 from fromzero.commands.parsing import HelpFormatter
 from fromzero.errors import FromzeroError
 
 # In the order they appear in `fromzero --help`.
-COMMANDS = (learn, quickstart, data, tokenizer, ngram, numpy_net, model, generate, train, finetune, evaluate, word2vec,
-            index, chat, serve, feedback, doctor)
+COMMANDS = (learn, quickstart, data, tokenizer, ngram, numpy_net, model, generate, train, finetune, evaluate, seq2seq,
+            word2vec, index, chat, serve, feedback, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,8 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("lr", float, "peak learning rate (reached after warmup)"),
     ("min_lr", float, "floor of the cosine decay (default: lr / 10)"),
     ("warmup_steps", int, "steps of linear learning-rate warmup"),
+    ("schedule", str, "after the warmup: cosine (decay to min_lr at decay_steps, as GPT-2) or noam (1/sqrt(step), "
+                      "as the original Transformer)"),
     ("decay_steps", int, "step where the cosine decay reaches min_lr (default: max_steps)"),
     ("weight_decay", float, "AdamW weight decay of the weight matrices"),
     ("beta1", float, "AdamW beta1"),

@@ -44,8 +44,6 @@ from fromzero.finetune.losses import LOSS_TYPES, DPOOutput, answer_lengths, dpo_
 from fromzero.finetune.peft_format import load_adapter
 from fromzero.finetune.run import (
     FINETUNE_JSON,
-    EpochBatches,
-    FixedBatches,
     TuneConfig,
     announce,
     describe,
@@ -63,6 +61,7 @@ from fromzero.finetune.run import (
 from fromzero.finetune.templates import Template
 from fromzero.models import GPT
 from fromzero.tokenizers import Tokenizer
+from fromzero.training.example_batches import EpochBatches, FixedBatches
 from fromzero.training.trainer import Objective, Trainer, TrainResult
 
 REFERENCE = "reference"

@@ -35,8 +35,6 @@ from fromzero.finetune.instructions import load_instructions
 from fromzero.finetune.losses import answer_lengths, sft_model_loss
 from fromzero.finetune.run import (
     FINETUNE_JSON,
-    EpochBatches,
-    FixedBatches,
     TuneConfig,
     announce,
     describe,
@@ -51,6 +49,7 @@ from fromzero.finetune.run import (
     template_of,
     train_config,
 )
+from fromzero.training.example_batches import EpochBatches, FixedBatches
 from fromzero.training.trainer import Objective, Trainer, TrainResult
 
 

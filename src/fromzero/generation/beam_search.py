@@ -16,14 +16,14 @@ from __future__ import annotations
 import torch
 
 from fromzero.generation.config import GenerationConfig
-from fromzero.generation.engine import CachedDecoder
+from fromzero.generation.engine import StepDecoder
 from fromzero.generation.processors import Processor, apply_processors
 from fromzero.generation.stopping import StopCondition
 
 NEVER = -1.0e9  # the score of an impossible beam (finite, so sums stay comparable)
 
 
-def beam_search(decoder: CachedDecoder, logits: torch.Tensor, prompt: torch.Tensor,
+def beam_search(decoder: StepDecoder, logits: torch.Tensor, prompt: torch.Tensor,
                 config: GenerationConfig, processors: list[Processor], stop: StopCondition,
                 generator: torch.Generator | None) -> torch.Tensor:
     """Return the ``num_return_sequences`` best finished sequences per prompt, (B * n, T + new)."""

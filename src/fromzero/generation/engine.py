@@ -14,10 +14,25 @@ the remaining tokens through the model again, then goes on one token per step.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from fromzero.machine import threads
 from fromzero.models import KVCache
+
+
+class StepDecoder(Protocol):
+    """What the decoding strategies drive: :class:`CachedDecoder` for a GPT, the decoding of an
+    encoded source for an encoder–decoder (:mod:`fromzero.generation.seq2seq`)."""
+
+    def step(self, tokens: torch.Tensor, sequences: torch.Tensor | None = None) -> torch.Tensor:
+        """Append ``tokens`` (rows,); return the next-token logits (rows, V)."""
+        ...
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (and repeat) the given rows."""
+        ...
 
 
 class CachedDecoder:

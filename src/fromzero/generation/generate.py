@@ -15,7 +15,7 @@ import torch
 from fromzero.errors import InputError
 from fromzero.generation.beam_search import beam_search
 from fromzero.generation.config import GenerationConfig
-from fromzero.generation.engine import CachedDecoder
+from fromzero.generation.engine import CachedDecoder, StepDecoder
 from fromzero.generation.processors import build_processors
 from fromzero.generation.sampling import sample_steps
 from fromzero.generation.stopping import Decoder, StopCondition
@@ -45,37 +45,48 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, config: Generation
     with torch.inference_mode(), eval_mode(model), threads.following(input_ids.device):
         decoder, logits, prompt, stop, generator = start(model, input_ids, attention_mask, config,
                                                           tokenizer)
-        processors = build_processors(config)
-        if config.num_beams > 1:
-            result = beam_search(decoder, logits, prompt, config, processors, stop, generator)
-        else:
-            for result in sample_steps(decoder, logits, prompt, config, processors, stop, generator):
-                pass
+        result = decode(decoder, logits, prompt, config, stop, generator)
     # a clone made outside inference mode is an ordinary tensor, usable for training later
     return result.clone()
+
+
+def decode(decoder: StepDecoder, logits: torch.Tensor, prompt: torch.Tensor, config: GenerationConfig,
+           stop: StopCondition, generator: torch.Generator | None) -> torch.Tensor:
+    """Run the chosen strategy (beam search, or greedy / sampling) from the first next-token ``logits``."""
+    processors = build_processors(config)
+    if config.num_beams > 1:
+        return beam_search(decoder, logits, prompt, config, processors, stop, generator)
+    for result in sample_steps(decoder, logits, prompt, config, processors, stop, generator):
+        pass
+    return result
 
 
 def start(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
           config: GenerationConfig, tokenizer: Decoder | None
           ) -> tuple[CachedDecoder, torch.Tensor, torch.Tensor, StopCondition, torch.Generator | None]:
-    """Prefill: run the prompts once; return the decoder and the first next-token logits.
-
-    Sampling several sequences per prompt copies each prompt's cache rather than re-running it.
-    """
+    """Prefill: run the prompts once; return the decoder and the first next-token logits."""
     decoder = CachedDecoder(model, input_ids, attention_mask, config.max_new_tokens)
-    logits = decoder.prefill()
-    prompt = input_ids
+    logits, prompt = copies_for_sampling(decoder, decoder.prefill(), input_ids, config)
+    stop = StopCondition(config, input_ids.size(1), tokenizer)
+    return decoder, logits, prompt, stop, sampling_generator(config, input_ids.device)
+
+
+def copies_for_sampling(decoder: StepDecoder, logits: torch.Tensor, prompt: torch.Tensor, config: GenerationConfig
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampling several sequences per prompt copies each prompt's cache rather than re-running it."""
     copies = config.num_return_sequences
     if config.num_beams == 1 and copies > 1:
-        rows = torch.arange(input_ids.size(0), device=input_ids.device).repeat_interleave(copies)
+        rows = torch.arange(prompt.size(0), device=prompt.device).repeat_interleave(copies)
         decoder.select(rows)
-        logits = logits[rows]
-        prompt = input_ids[rows]
-    stop = StopCondition(config, input_ids.size(1), tokenizer)
-    generator = None
+        return logits[rows], prompt[rows]
+    return logits, prompt
+
+
+def sampling_generator(config: GenerationConfig, device: torch.device) -> torch.Generator | None:
+    """The seeded random generator of ``config.seed`` when sampling; None uses torch's global one."""
     if config.seed is not None and config.samples:
-        generator = torch.Generator(device=input_ids.device).manual_seed(config.seed)
-    return decoder, logits, prompt, stop, generator
+        return torch.Generator(device=device).manual_seed(config.seed)
+    return None
 
 
 def check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,

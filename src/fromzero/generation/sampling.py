@@ -12,12 +12,12 @@ from typing import Iterator
 import torch
 
 from fromzero.generation.config import GenerationConfig
-from fromzero.generation.engine import CachedDecoder
+from fromzero.generation.engine import StepDecoder
 from fromzero.generation.processors import Processor, apply_processors
 from fromzero.generation.stopping import StopCondition
 
 
-def sample_steps(decoder: CachedDecoder, logits: torch.Tensor, prompt: torch.Tensor,
+def sample_steps(decoder: StepDecoder, logits: torch.Tensor, prompt: torch.Tensor,
                  config: GenerationConfig, processors: list[Processor], stop: StopCondition,
                  generator: torch.Generator | None) -> Iterator[torch.Tensor]:
     """Continue ``prompt`` (rows, T) from the first next-token ``logits``.

@@ -21,8 +21,9 @@ Loss: cross-entropy with *label smoothing* (the paper's 0.1): the target distrib
 ``1 - eps`` on the right token and spreads ``eps`` over the vocabulary, which keeps the model from
 becoming over-confident and improved the paper's BLEU.
 
-Still to come (issue 18): greedy and beam search through :mod:`fromzero.generation`, training through
-:mod:`fromzero.training`, and the ``fromzero seq2seq`` commands.
+Generating: :meth:`Seq2SeqTransformer.start_decoding` returns a :class:`Seq2SeqDecoding`, the
+encoded source and the decoder's cache behind the ``step``/``select`` interface that
+:mod:`fromzero.generation`'s greedy, sampling and beam search drive (``generate_from_source``).
 """
 
 from __future__ import annotations
@@ -81,11 +82,19 @@ class Seq2SeqConfig:
             raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
+def seq2seq_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int, label_smoothing: float) -> torch.Tensor:
+    """Label-smoothed cross-entropy over the real target tokens (padding skipped): the mean per token."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=pad_id,
+                           label_smoothing=label_smoothing)
+
+
 @dataclass
 class Seq2SeqOutput:
     logits: torch.Tensor  # (batch, T, tgt_vocab_size)
     loss: torch.Tensor | None = None
     cross_attentions: tuple[torch.Tensor, ...] | None = None  # per decoder layer: (batch, n_head, T, S)
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None  # per decoder layer: (batch, n_head, T, T)
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None  # per encoder layer: (batch, n_head, S, S)
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -134,11 +143,14 @@ class Seq2SeqTransformer(nn.Module):
         """(batch, 1, 1, S), True at real (non-padding) source tokens."""
         return (src != self.config.pad_id)[:, None, None, :]
 
-    def encode(self, src: torch.Tensor) -> torch.Tensor:
-        """The memory (batch, S, n_embd) of source ids (batch, S), right-padded with ``pad_id``."""
+    def encode(self, src: torch.Tensor, *, weights: list | None = None) -> torch.Tensor:
+        """The memory (batch, S, n_embd) of source ids (batch, S), right-padded with ``pad_id``; each layer's
+        self-attention weights are appended to ``weights`` when it is given."""
         x, mask = self._embed(self.src_embed, src), self.source_mask(src)
         for block in self.encoder:
-            x, _ = block(x, mask=mask)
+            x, layer_weights = block(x, mask=mask, need_weights=weights is not None)
+            if weights is not None:
+                weights.append(layer_weights)
         return self.ln_encoder(x)
 
     def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -156,19 +168,22 @@ class Seq2SeqTransformer(nn.Module):
         """Logits for target ids (batch, T): the whole target so far, or with ``cache`` only its newest tokens."""
         past = 0 if cache is None else cache.seq_len
         x = self._embed(self.tgt_embed, tgt, start=past)
-        weights = []
+        crosses, selves = [], []
         for block, kv in zip(self.decoder, memory_kv):
             # the cache holds only earlier positions: a single new token may see all of them; several
             # new tokens at once need the causal mask offset by what is cached
             causal = tgt.size(1) > 1
             mask = causal_mask(tgt.size(1), past + tgt.size(1), device=tgt.device) if causal and past else None
-            x, _, cross = block(x, kv, mask=mask, is_causal=causal and past == 0, memory_mask=memory_mask,
-                                cache=cache, need_weights=need_weights)
-            weights.append(cross)
+            x, own, cross = block(x, kv, mask=mask, is_causal=causal and past == 0, memory_mask=memory_mask,
+                                  cache=cache, need_weights=need_weights)
+            crosses.append(cross)
+            selves.append(own)
         if cache is not None:
             cache.advance(tgt.size(1))
         logits = self.lm_head(self.ln_decoder(x))
-        return Seq2SeqOutput(logits, cross_attentions=tuple(weights) if need_weights else None)
+        if not need_weights:
+            return Seq2SeqOutput(logits)
+        return Seq2SeqOutput(logits, cross_attentions=tuple(crosses), decoder_attentions=tuple(selves))
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, targets: torch.Tensor | None = None, *,
                 need_weights: bool = False) -> Seq2SeqOutput:
@@ -179,10 +194,42 @@ class Seq2SeqTransformer(nn.Module):
                              f"{tuple(src.shape)} and {tuple(tgt_in.shape)}")
         if targets is not None and targets.shape != tgt_in.shape:
             raise InputError(f"targets must have the shape of tgt_in {tuple(tgt_in.shape)}, got {tuple(targets.shape)}")
-        memory = self.encode(src)
+        encoder_weights = [] if need_weights else None
+        memory = self.encode(src, weights=encoder_weights)
         out = self.decode(tgt_in, self.memory_kv(memory), self.source_mask(src), need_weights=need_weights)
+        if encoder_weights is not None:
+            out.encoder_attentions = tuple(encoder_weights)
         if targets is not None:
-            out.loss = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten(), ignore_index=self.config.pad_id,
-                                       label_smoothing=self.config.label_smoothing)
+            out.loss = seq2seq_loss(out.logits, targets, self.config.pad_id, self.config.label_smoothing)
         return out
+
+    def start_decoding(self, src: torch.Tensor, max_len: int) -> Seq2SeqDecoding:
+        """Encode ``src`` (batch, S) once, for a decoding of at most ``max_len`` target tokens (BOS included)."""
+        return Seq2SeqDecoding(self, src, max_len)
+
+
+class Seq2SeqDecoding:
+    """One source batch being translated: what :mod:`fromzero.generation` steps through.
+
+    ``step(tokens)`` appends one token per row (rows,) and returns the next-token logits (rows, V);
+    ``select(rows)`` keeps (and repeats) rows, as beam search does after every step. The encoder ran
+    once; the cross-attention keys/values, the source mask and the self-attention cache follow the rows.
+    """
+
+    def __init__(self, model: Seq2SeqTransformer, src: torch.Tensor, max_len: int):
+        if max_len > model.config.block_size:
+            raise InputError(f"{max_len} target tokens are more than the model's block_size {model.config.block_size}")
+        self.model = model
+        self.memory_kv = model.memory_kv(model.encode(src))
+        self.memory_mask = model.source_mask(src)
+        self.cache = model.new_cache(src.size(0), max_len)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.model.decode(tokens.view(-1, 1), self.memory_kv, self.memory_mask, cache=self.cache)
+        return out.logits[:, -1].float()
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.memory_kv = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.memory_kv]
+        self.memory_mask = self.memory_mask.index_select(0, rows)
+        self.cache.reorder(rows)
 

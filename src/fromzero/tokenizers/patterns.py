@@ -22,16 +22,21 @@ GPT4_PATTERN = (
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
 
-PATTERNS = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
+# GPT-2's, with a word made of letters *and combining marks* (\p{M}). Devanagari writes most vowels
+# as marks on a consonant ("सुबह": स + ु + ब + ह); GPT-2's pattern cuts the word at every mark, so
+# BPE could never learn "सुबह" as one token. Same for Arabic, Thai, Tamil and accents typed as marks.
+MARKS_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?[\p{L}\p{M}]++| ?\p{N}++| ?[^\s\p{L}\p{M}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+
+PATTERNS = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN, "marks": MARKS_PATTERN}
 
 
 def resolve_pattern(pattern: str) -> str:
-    """Turn ``"gpt2"``/``"gpt4"`` into its regex; any other string must itself be a valid regex."""
+    """Turn ``"gpt2"``/``"gpt4"``/``"marks"`` into its regex; any other string must itself be a valid regex."""
     pattern = PATTERNS.get(pattern, pattern)
     try:
         regex.compile(pattern)
     except regex.error as err:
         raise InputError(
-            f"pattern must be 'gpt2', 'gpt4' or a valid regex; {pattern!r} fails: {err}"
+            f"pattern must be 'gpt2', 'gpt4', 'marks' or a valid regex; {pattern!r} fails: {err}"
         ) from None
     return pattern

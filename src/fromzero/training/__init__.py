@@ -5,7 +5,8 @@ Modules, in the order a run uses them (the token shards it reads are made by
 
 - :mod:`~fromzero.training.config`      every setting of a run (:mod:`~fromzero.training.recipe`: from a file)
 - :mod:`~fromzero.training.batches`     random or sequential windows, a pure function of the step
-- :mod:`~fromzero.training.schedule`    linear warmup + cosine decay to a floor
+- :mod:`~fromzero.training.example_batches` whole examples (instructions, pairs), epoch after epoch
+- :mod:`~fromzero.training.schedule`    linear warmup + cosine decay to a floor (or the Transformer's Noam)
 - :mod:`~fromzero.training.optim`       AdamW with decay / no-decay parameter groups
 - :mod:`~fromzero.training.precision`   bf16/fp16 autocast and fp16 loss scaling
 - :mod:`~fromzero.training.trainer`     the loop: accumulation, clipping, eval, Ctrl-C
@@ -23,7 +24,10 @@ _EXPORTS = {
     "BatchPlan": "batches",
     "Batches": "batches",
     "CosineSchedule": "schedule",
+    "EpochBatches": "example_batches",
+    "FixedBatches": "example_batches",
     "LossNotFiniteError": "trainer",
+    "NoamSchedule": "schedule",
     "TrainConfig": "config",
     "TrainResult": "trainer",
     "Trainer": "trainer",

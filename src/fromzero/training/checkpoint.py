@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.markup import escape
-from safetensors.torch import save_file, save_model
+from safetensors.torch import load_model, save_file, save_model
 
 from fromzero.console import console
 from fromzero.errors import CorruptFileError, InputError, MissingFileError
@@ -109,10 +109,18 @@ def load_weights(model: torch.nn.Module, directory: Path) -> None:
     A GPT's file is read as a state dict, with the key conversion ``from_pretrained`` uses, and
     checked by the same rule; no second model is built.
     """
-    if hasattr(model, "save_pretrained"):
-        state = read_state(directory, model.config)
-    else:
-        state = read_safetensors(directory / WEIGHTS)
+    if not hasattr(model, "save_pretrained"):
+        # safetensors' own reader: it knows which names share one tensor (tied tables are stored once)
+        try:
+            missing, unexpected = load_model(model, str(directory / WEIGHTS), strict=False)
+        except RuntimeError as err:  # a shape that does not fit
+            raise InputError(f"the checkpoint in {directory} does not fit the model of this run's settings: "
+                             f"{str(err).splitlines()[-1].strip()}") from None
+        if missing or unexpected:
+            raise InputError(f"the checkpoint in {directory} does not fit the model of this run's settings "
+                             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        return
+    state = read_state(directory, model.config)
     check_state(state, model.state_dict(), f"the checkpoint in {directory}",
                 expected_by="the model of this run's settings", error=InputError)
     model.load_state_dict(state)

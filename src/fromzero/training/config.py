@@ -31,6 +31,7 @@ from typing import Any
 
 from fromzero.data.settings import DEFAULT_TEXT_FIELD
 from fromzero.errors import InputError
+from fromzero.training.schedule import SCHEDULES
 
 # Fields that override the preset when set (None: the preset's value).
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
@@ -58,6 +59,7 @@ class TrainConfig:
     lr: float = 3e-3
     min_lr: float | None = None  # floor of the cosine; default lr / 10
     warmup_steps: int = 100
+    schedule: str = "cosine"  # "cosine" (GPT-2, nanoGPT) or "noam" (the original Transformer's)
     decay_steps: int | None = None  # where the cosine reaches min_lr; default max_steps
     weight_decay: float = 0.1
     beta1: float = 0.9
@@ -93,6 +95,8 @@ class TrainConfig:
             raise InputError(f"--lr must be positive, got {self.lr}")
         if self.warmup_steps < 0:
             raise InputError(f"--warmup-steps must be 0 or more, got {self.warmup_steps}")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"--schedule must be {' or '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.batch_mode not in ("random", "sequential"):
             raise InputError(f"--batch-mode must be random or sequential, got {self.batch_mode!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

@@ -47,7 +47,7 @@ from fromzero.training.metrics import Speedometer, flops_per_token, peak_flops
 from fromzero.training.optim import build_adamw
 from fromzero.training.precision import Precision, cpu_has_fast_bf16, measured_cpu_dtype
 from fromzero.training.runlog import RunLog, require_tensorboard
-from fromzero.training.schedule import CosineSchedule
+from fromzero.training.schedule import build_schedule
 
 EVAL_SEED_OFFSET = 7919  # evaluation windows come from their own seed, fixed for the whole run
 
@@ -154,7 +154,7 @@ class Trainer:
         self.optimizer = build_adamw(
             self.raw_model, config.lr, config.weight_decay, (config.beta1, config.beta2), device=torch.device(device)
         )
-        self.schedule = CosineSchedule(config.lr, config.warmup_steps, config.cosine_end, config.floor_lr)
+        self.schedule = build_schedule(config.schedule, config.lr, config.warmup_steps, config.cosine_end, config.floor_lr)
         dtype = self._training_dtype(config, device)
         if dtype != config.dtype:  # measured: checkpoints keep the choice, so a resumed run trains the same way
             self.config = config = config.replace(dtype=dtype)
