@@ -24,10 +24,11 @@ def _picture(path) -> None:
 
 def test_level3_quick(tmp_path, monkeypatch, capsys, run_level):
     steps = run_level(3, tmp_path)
-    assert list(steps) == ["3.1", "3.2", "3.3", "3.4", "3.5", "3.6"]
+    assert list(steps) == ["3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7"]
     folder = tmp_path / "quick" / "level3"
     _picture(folder / "3_1_positions.png")
     _picture(folder / "3_4_attention_heads.png")
+    _picture(folder / "3_7_alignment.png")
 
     positions = steps["3.1"]
     assert positions["sinusoidal: parameters"] == 0 and positions["learned: parameters"] == 32 * 64
@@ -70,6 +71,12 @@ def test_level3_quick(tmp_path, monkeypatch, capsys, run_level):
     assert whole["parameters in all (counted on the model)"] == info["parameters"]["total"]
     assert whole["parameters: attention (4 blocks)"] == info["parameters"]["components"]["attention (4 blocks)"]
     assert whole["loss of the untrained model"] == pytest.approx(math.log(info["config"]["vocab_size"]), abs=0.2)
+    translation = steps["3.7"]
+    for name in ("the Transformer", "a GRU with attention", "a plain GRU"):
+        assert translation[f"{name}: parameters"] > 0
+        for letters in ("4-6", "10-12"):
+            assert 0 <= translation[f"{name}: reversed exactly, {letters} letters"] <= 100
+    assert 0 <= translation["mean attention on the mirrored letter"] <= 1
     lesson = find_level(3).lesson.read_text(encoding="utf-8")
     assert f"{info['parameters']['total']:,}" in lesson and f"{4 * (12 * e * e + 13 * e):,}" in lesson
 
