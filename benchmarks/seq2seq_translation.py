@@ -31,9 +31,9 @@ from pathlib import Path
 from timing import cpu_name, quick_path  # benchmarks/timing.py
 
 from fromzero.seq2seq.config import Seq2SeqTrainConfig
+from fromzero.seq2seq.tasks import load_task
 from fromzero.seq2seq.train import train_seq2seq
 from fromzero.seq2seq.translate import Translator
-from fromzero.seq2seq.tasks import load_task
 
 RESULTS = Path(__file__).resolve().parent / "results" / "seq2seq_translation.json"
 OUT = Path("out/bench/seq2seq")

@@ -51,7 +51,9 @@ TRAIN_FLAGS = [
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from fromzero.seq2seq.config import Seq2SeqTrainConfig  # light: no torch until a run starts
+    from fromzero.seq2seq.config import (
+        Seq2SeqTrainConfig,  # light: no torch until a run starts
+    )
 
     seq2seq = subparsers.add_parser(
         "seq2seq",

@@ -34,14 +34,14 @@ from fromzero.devices import resolve_device
 from fromzero.errors import InputError
 from fromzero.evaluate.translation_metrics import have_sacrebleu
 from fromzero.files import prepare_output_dir, read_json, write_json
-from fromzero.seq2seq.data import PairVocab, build_tokenizer, collate, encode_pairs
 from fromzero.seq2seq.config import Seq2SeqTrainConfig
+from fromzero.seq2seq.data import EncodedPair, PairVocab, build_tokenizer, collate, encode_pairs
 from fromzero.seq2seq.model_files import SEQ2SEQ_JSON, build_model, save_seq2seq
-from fromzero.seq2seq.tasks import load_task
+from fromzero.seq2seq.tasks import Pair, load_task
 from fromzero.seq2seq.translate import Translator
+from fromzero.training.checkpoint import latest_checkpoint
 from fromzero.training.config import TrainConfig
 from fromzero.training.example_batches import EpochBatches, FixedBatches
-from fromzero.training.checkpoint import latest_checkpoint
 from fromzero.training.trainer import Objective, Trainer, TrainingInterrupted
 
 SETTINGS_JSON = "train_settings.json"  # written first: what --resume rebuilds the run from
@@ -77,19 +77,8 @@ def train_seq2seq(config: Seq2SeqTrainConfig, *, resume: bool = False, overwrite
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    task = load_task(config.task, targets=config.targets, train_size=config.train_size, test_size=config.test_size,
-                     max_len=config.max_chars, seed=config.seed)
-    train_pairs, val_pairs = train_val_split(task.train, config.val_fraction, config.seed)
-    test_pairs = task.test or val_pairs
-    # deterministic: a resumed run learns the very same vocabulary again
-    vocab = PairVocab(build_tokenizer(config.tokenizer_spec, train_pairs))
-    train, dropped = encode_pairs(vocab, train_pairs, config.max_len)
-    val, _ = encode_pairs(vocab, val_pairs, config.max_len)
-    if dropped and not quiet:
-        console.print(f"[yellow]warning:[/] {dropped} training pair(s) are longer than --max-len {config.max_len} "
-                      "tokens and were left out")
-    if not train or not val:
-        raise InputError(f"no {'training' if not train else 'validation'} pair fits --max-len {config.max_len}: raise it")
+    data = prepare_data(config, quiet)
+    vocab, train, val = data.vocab, data.train, data.val
 
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.shape(vocab.size, vocab.pad)).to(device)
@@ -128,18 +117,44 @@ def train_seq2seq(config: Seq2SeqTrainConfig, *, resume: bool = False, overwrite
     wall = time.perf_counter() - started
 
     # BLEU and chrF when sacrebleu is installed; exact match says enough on the synthetic tasks
-    scores = Translator(model, vocab).evaluate(test_pairs, bleu=have_sacrebleu())
-    record = {"arch": config.arch, "task": task.name, "settings": config.to_dict(),
+    scores = Translator(model, vocab).evaluate(data.test, bleu=have_sacrebleu())
+    record = {"arch": config.arch, "task": data.name, "settings": config.to_dict(),
               "result": {"steps": result.step, "train_seconds": round(result.elapsed_s, 1),
-                         "wall_seconds": round(wall, 1), "val_loss": result.val_loss, "test_pairs": len(test_pairs),
+                         "wall_seconds": round(wall, 1), "val_loss": result.val_loss, "test_pairs": len(data.test),
                          "scores": scores, "parameters": parameters}}
     save_seq2seq(model, vocab, out, record)
     if not quiet:
         shown = ", ".join(f"{name} {value:.1f}" for name, value in scores.items())
-        console.print(f"[green]done[/] in {wall:.0f} s: val loss {result.val_loss:.4f}; on {len(test_pairs)} "
+        console.print(f"[green]done[/] in {wall:.0f} s: val loss {result.val_loss:.4f}; on {len(data.test)} "
                       f"held-out pairs: {shown}")
         stdout.print(str(out))
     return Seq2SeqResult(out, result.step, result.elapsed_s, wall, result.val_loss, scores, parameters)
+
+
+@dataclass
+class PairData:
+    name: str
+    vocab: PairVocab
+    train: list[EncodedPair]
+    val: list[EncodedPair]
+    test: list[Pair]  # scored at the end, as text
+
+
+def prepare_data(config: Seq2SeqTrainConfig, quiet: bool) -> PairData:
+    """Steps 1 and 2 of the recipe: the pairs, split, a vocabulary learned from the training ones, ids."""
+    task = load_task(config.task, targets=config.targets, train_size=config.train_size, test_size=config.test_size,
+                     max_len=config.max_chars, seed=config.seed)
+    train_pairs, val_pairs = train_val_split(task.train, config.val_fraction, config.seed)
+    # deterministic: a resumed run learns the very same vocabulary again
+    vocab = PairVocab(build_tokenizer(config.tokenizer_spec, train_pairs))
+    train, dropped = encode_pairs(vocab, train_pairs, config.max_len)
+    val, _ = encode_pairs(vocab, val_pairs, config.max_len)
+    if dropped and not quiet:
+        console.print(f"[yellow]warning:[/] {dropped} training pair(s) are longer than --max-len {config.max_len} "
+                      "tokens and were left out")
+    if not train or not val:
+        raise InputError(f"no {'training' if not train else 'validation'} pair fits --max-len {config.max_len}: raise it")
+    return PairData(task.name, vocab, train, val, task.test or val_pairs)
 
 
 def saved_config(out: str | Path, **changes: Any) -> Seq2SeqTrainConfig:
