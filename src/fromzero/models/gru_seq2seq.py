@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from fromzero.errors import InputError
-from fromzero.models.seq2seq import Seq2SeqOutput, seq2seq_loss
+from fromzero.models.seq2seq import Seq2SeqOutput, check_teacher_forcing, seq2seq_loss
 
 
 @dataclass
@@ -141,11 +141,7 @@ class GRUSeq2Seq(nn.Module):
                 need_weights: bool = False) -> Seq2SeqOutput:
         """Teacher forcing: ``tgt_in`` is BOS + the target, ``targets`` the target + EOS (padding: ``pad_id``,
         skipped by the loss). Returns logits for every target position, and the label-smoothed loss."""
-        if src.dim() != 2 or tgt_in.dim() != 2 or src.size(0) != tgt_in.size(0):
-            raise InputError(f"src and tgt_in must be (batch, length) with one batch size, got "
-                             f"{tuple(src.shape)} and {tuple(tgt_in.shape)}")
-        if targets is not None and targets.shape != tgt_in.shape:
-            raise InputError(f"targets must have the shape of tgt_in {tuple(tgt_in.shape)}, got {tuple(targets.shape)}")
+        check_teacher_forcing(src, tgt_in, targets)
         self._check_length(tgt_in, "target")
         memory, hidden = self.encode(src)
         logits, _, weights = self.decode(tgt_in, memory, self.source_mask(src), hidden, need_weights=need_weights)

@@ -88,6 +88,15 @@ def seq2seq_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int, label
                            label_smoothing=label_smoothing)
 
 
+def check_teacher_forcing(src: torch.Tensor, tgt_in: torch.Tensor, targets: torch.Tensor | None) -> None:
+    """The shapes every encoder–decoder's forward needs: (batch, length) ids, one batch, targets like tgt_in."""
+    if src.dim() != 2 or tgt_in.dim() != 2 or src.size(0) != tgt_in.size(0):
+        raise InputError(f"src and tgt_in must be (batch, length) with one batch size, got "
+                         f"{tuple(src.shape)} and {tuple(tgt_in.shape)}")
+    if targets is not None and targets.shape != tgt_in.shape:
+        raise InputError(f"targets must have the shape of tgt_in {tuple(tgt_in.shape)}, got {tuple(targets.shape)}")
+
+
 @dataclass
 class Seq2SeqOutput:
     logits: torch.Tensor  # (batch, T, tgt_vocab_size)
@@ -189,11 +198,7 @@ class Seq2SeqTransformer(nn.Module):
                 need_weights: bool = False) -> Seq2SeqOutput:
         """Teacher forcing: ``tgt_in`` is BOS + the target, ``targets`` the target + EOS (padding: ``pad_id``,
         skipped by the loss). Returns logits for every target position, and the label-smoothed loss."""
-        if src.dim() != 2 or tgt_in.dim() != 2 or src.size(0) != tgt_in.size(0):
-            raise InputError(f"src and tgt_in must be (batch, length) with one batch size, got "
-                             f"{tuple(src.shape)} and {tuple(tgt_in.shape)}")
-        if targets is not None and targets.shape != tgt_in.shape:
-            raise InputError(f"targets must have the shape of tgt_in {tuple(tgt_in.shape)}, got {tuple(targets.shape)}")
+        check_teacher_forcing(src, tgt_in, targets)
         encoder_weights = [] if need_weights else None
         memory = self.encode(src, weights=encoder_weights)
         out = self.decode(tgt_in, self.memory_kv(memory), self.source_mask(src), need_weights=need_weights)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import shlex
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,10 @@ def train_seq2seq(config: Seq2SeqTrainConfig, *, resume: bool = False, overwrite
 
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.shape(vocab.size, vocab.pad)).to(device)
-    batches = EpochBatches(train, config.batch_size, 1, config.seed, lambda items: collate(items, vocab), device)
-    evals = {"val": FixedBatches(val, config.batch_size, lambda items: collate(items, vocab), device),
-             "train": FixedBatches(train[:len(val)], config.batch_size, lambda items: collate(items, vocab), device)}
+    pad = partial(collate, vocab=vocab)
+    batches = EpochBatches(train, config.batch_size, 1, config.seed, pad, device)
+    evals = {"val": FixedBatches(val, config.batch_size, pad, device),
+             "train": FixedBatches(train[:len(val)], config.batch_size, pad, device)}
     loop = TrainConfig(
         data=config.task, batch_size=config.batch_size, max_steps=config.max_steps, lr=config.lr,
         schedule=config.schedule, warmup_steps=min(config.warmup_steps, config.max_steps // 2),
