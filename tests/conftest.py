@@ -64,6 +64,14 @@ def _pinned_kernel() -> str:
     return "packed" if onednn_packing_works() else "plain"
 
 
+def _pinned_bf16_kernel() -> str:
+    import torch
+
+    from fromzero.generation.quantize import onednn_packing_works
+
+    return "packed" if onednn_packing_works(torch.bfloat16) else "plain"
+
+
 def _pinned_train_dtype() -> str:
     from fromzero.training.precision import cpu_has_fast_bf16
 
@@ -71,6 +79,7 @@ def _pinned_train_dtype() -> str:
 
 
 _PINNED_KERNEL = _pinned_kernel()
+_PINNED_BF16_KERNEL = _pinned_bf16_kernel()
 _PINNED_TRAIN_DTYPE = _pinned_train_dtype()
 
 
@@ -79,10 +88,12 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     """Point $FROMZERO_HOME at a fresh directory so tests never touch the user's cache."""
     monkeypatch.setenv("FROMZERO_HOME", str(tmp_path_factory.mktemp("fromzero_home")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # one fp32 weight layout and one training precision everywhere: choices measured afresh in each
+    # one kernel per weight mode and one training precision everywhere: choices measured afresh in each
     # test's home could differ between a server (or a resumed run) and the reference it is compared
     # with. tests/test_tuning.py lifts this to test the measured choices themselves.
     monkeypatch.setenv("FROMZERO_LINEAR_KERNEL", _PINNED_KERNEL)
+    monkeypatch.setenv("FROMZERO_BF16_KERNEL", _PINNED_BF16_KERNEL)
+    monkeypatch.setenv("FROMZERO_INT8_KERNEL", "torch")
     monkeypatch.setenv("FROMZERO_TRAIN_DTYPE", _PINNED_TRAIN_DTYPE)  # --dtype auto as the rule had it
     monkeypatch.setenv("MPLBACKEND", "Agg")
 

@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fromzero"
 # Lower numbers are lower layers; a module may import its own layer or lower ones, never higher.
 LAYERS = {
     "errors": 0, "files": 0, "paths": 0, "console": 0, "lazy": 0, "devices": 0, "machine": 0, "tuning": 0,
-    "nn": 1,
+    "nn": 1, "kernels": 1,
     "models": 2, "tokenizers": 2,
     "generation": 3, "data": 3,
     "training": 4, "classic": 4,

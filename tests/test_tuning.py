@@ -18,17 +18,18 @@ from fromzero import machine, tuning
 from fromzero.cli import main
 from fromzero.errors import InputError
 from fromzero.generation import GenerationConfig, generate
-from fromzero.generation.quantize import FP32_KERNELS, TransposedLinear, fp32_kernel, onednn_packing_works, quantize
+from fromzero.generation.quantize import FP32_KERNELS, TransposedLinear, kernel_names, linear_kernel, quantize
 from fromzero.models import GPT
 
-KERNELS = [name for name in FP32_KERNELS if name != "packed" or onednn_packing_works()]
+KERNELS = kernel_names("fp32")
 TWO_CORES = pytest.mark.skipif(machine.usable_cores() < 2, reason="needs 2 usable cores")
 
 
 @pytest.fixture
 def measured(monkeypatch):
-    """Let the fp32 layout be measured (conftest pins it for every other test)."""
-    monkeypatch.delenv("FROMZERO_LINEAR_KERNEL", raising=False)
+    """Let the kernels be measured (conftest pins them for every other test)."""
+    for variable in ("FROMZERO_LINEAR_KERNEL", "FROMZERO_BF16_KERNEL", "FROMZERO_INT8_KERNEL"):
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_every_fp32_layout_gives_the_reference_tokens_and_logits(kernel, hf_fold
     reference = transformers.GPT2LMHeadModel.from_pretrained(hf_folder).eval()
     model = quantize(GPT.from_pretrained(hf_folder), "fp32")
     kinds = {type(m).__name__ for m in model.modules()}
-    assert {"packed": "PackedLinear", "transposed": "TransposedLinear", "plain": "Linear"}[kernel] in kinds
+    assert {"gemv": "GemvLinear", "packed": "PackedLinear", "transposed": "TransposedLinear", "plain": "Linear"}[kernel] in kinds
     ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-5, rtol=1e-5)
@@ -106,6 +107,13 @@ def test_a_choice_is_measured_once_then_read_back(measured):
     assert decision["chosen"] == "fast" and decision["median_seconds"]["slow"] > decision["median_seconds"]["fast"]
 
 
+def test_a_new_candidate_is_measured_against_the_recorded_ones(measured):
+    assert tuning.choose("demo", "k", {"a": lambda: None, "b": lambda: time.sleep(0.002)}, rounds=1) == "a"
+    assert tuning.choose("demo", "k", {"a": lambda: time.sleep(0.002), "b": lambda: None, "c": lambda: None},
+                         rounds=1) in ("b", "c")  # not "a" read back: a fromzero with a new kernel measures again
+    assert set(tuning.read_decisions()[machine.fingerprint()]["demo"]["k"]["median_seconds"]) == {"a", "b", "c"}
+
+
 def test_a_new_cpu_or_torch_measures_again(measured, monkeypatch):
     counted = []
     candidates = {"a": lambda: counted.append("a"), "b": lambda: counted.append("b")}
@@ -138,13 +146,38 @@ def test_a_corrupt_decisions_file_is_measured_over(measured):
 
 def test_the_fp32_layout_is_measured_on_the_models_shapes(measured, hf_folder):
     model = GPT.from_pretrained(hf_folder)
-    chosen = fp32_kernel(model, rows=4)
+    chosen = linear_kernel(model, rows=4)
     assert chosen in KERNELS
     (key, decision), = tuning.read_decisions()[machine.fingerprint()]["linear_kernel"].items()
     assert key.startswith("rows=4 threads=") and "(64, 192)" in key and "(64, 300)" in key
     assert decision["chosen"] == chosen and set(decision["median_seconds"]) == set(KERNELS)
     quantize(model, "fp32", rows=4)  # reads the decision back
     assert len(tuning.read_decisions()[machine.fingerprint()]["linear_kernel"]) == 1
+
+
+@pytest.mark.parametrize("mode", ["bf16", "int8"])
+def test_the_bf16_and_int8_kernels_are_measured_too_and_stay_close(mode, measured, hf_folder):
+    reference = GPT.from_pretrained(hf_folder).eval()
+    light = quantize(GPT.from_pretrained(hf_folder), mode)
+    choice = {"bf16": "bf16_kernel", "int8": "int8_kernel"}[mode]
+    (key, decision), = tuning.read_decisions()[machine.fingerprint()][choice].items()
+    assert decision["chosen"] in kernel_names(mode, {64, 256}) and set(decision["median_seconds"]) == set(kernel_names(mode, {64, 256}))
+    ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        exact = reference(ids).logits.log_softmax(-1)
+        approx = light(ids).logits.float().log_softmax(-1)
+    assert float((exact.exp() * (exact - approx)).sum(-1).mean()) < 0.01
+
+
+def test_torch_int8_kernel_is_only_offered_for_widths_it_can_take():
+    assert "torch" in kernel_names("int8", {64, 3072}) or not hasattr(torch, "_weight_int8pack_mm")
+    from fromzero.kernels.gemv import available
+
+    if available():
+        assert "torch" not in kernel_names("int8", {64, 40})  # torch 2.13's kernel crashes on a width of 40
+    else:
+        with pytest.raises(InputError, match="multiples of 16"):
+            kernel_names("int8", {64, 40})
 
 
 # ---------------------------------------------------------------- threads follow the free cores
@@ -188,7 +221,7 @@ def test_following_sets_then_restores_and_leaves_a_users_count(monkeypatch):
 # ---------------------------------------------------------------- fromzero doctor
 
 def test_doctor_reports_the_machine_and_the_decisions(measured, hf_folder, capsys):
-    fp32_kernel(GPT.from_pretrained(hf_folder))
+    linear_kernel(GPT.from_pretrained(hf_folder))
     assert main(["doctor", "--quick", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["machine"]["fingerprint"] == machine.fingerprint()

@@ -69,7 +69,8 @@ def forced(choice: str, names: list[str]) -> str | None:
 def choose(choice: str, key: str, candidates: dict[str, Callable[[], object]], rounds: int = 5) -> str:
     """The fastest of ``candidates`` (name -> one timed unit of work) for ``choice`` at ``key``.
 
-    Forced by ``FROMZERO_<CHOICE>``, else taken from the decisions of this machine, else measured:
+    Forced by ``FROMZERO_<CHOICE>``, else taken from the decisions of this machine (if they measured these
+    same candidates: a fromzero with a new kernel, or a machine that lost one, measures again), else measured:
     each candidate runs once to warm up, then ``rounds`` times in turn (so a slow moment of the
     machine hits all of them alike), and the lowest median wins. The timings are recorded with it.
     """
@@ -80,7 +81,7 @@ def choose(choice: str, key: str, candidates: dict[str, Callable[[], object]], r
         return names[0]
     machine = fingerprint()
     recorded = read_decisions().get(machine, {}).get(choice, {}).get(key)
-    if recorded and recorded.get("chosen") in candidates:
+    if recorded and set(recorded.get("median_seconds", ())) == set(names):  # a new candidate is measured too
         return recorded["chosen"]
     for run in candidates.values():
         run()

@@ -19,9 +19,13 @@ What runs fast differs from CPU to CPU, so fromzero measures instead of guessing
   speeds      memory read bandwidth on one thread and on all (decoding at batch 1 reads every weight
               per token: bandwidth / weight bytes bounds its tokens/s) and the matrix-multiply peak
               in fp32 and bf16 (what training's MFU is measured against); skipped with --quick
-  decisions   the choices measured on this machine and kept in $FROMZERO_HOME/tuning.json (e.g.
-              linear_kernel: the fp32 weight layout for decoding), with each candidate's time;
-              FROMZERO_LINEAR_KERNEL=packed|transposed|plain forces one, --forget measures again
+  kernels     fromzero's own matrix-vector kernel (C, compiled for this CPU at first use with $CC or cc),
+              the vector instructions it uses, or why it cannot be used (FROMZERO_NATIVE=0 turns it off)
+  decisions   the choices measured on this machine and kept in $FROMZERO_HOME/tuning.json, with each
+              candidate's time: linear_kernel, bf16_kernel and int8_kernel, the kernel that decodes
+              fastest with fp32, bf16 and int8 weights; FROMZERO_LINEAR_KERNEL=gemv|packed|transposed|plain,
+              FROMZERO_BF16_KERNEL=gemv|packed and FROMZERO_INT8_KERNEL=gemv|torch force one; --forget
+              measures again
 
 Examples:
   fromzero doctor
@@ -48,13 +52,16 @@ def run(args: Namespace) -> int:
     from fromzero import machine, tuning
     from fromzero.errors import InputError
     from fromzero.generation.quantize import onednn_packing_works
+    from fromzero.kernels import gemv
     from fromzero.training.metrics import measure_cpu_peak
     from fromzero.training.precision import cpu_has_fast_bf16
 
     if args.window <= 0:
         raise InputError(f"--window must be > 0 seconds, got {args.window}")
     forgotten = tuning.forget() if args.forget else None
+    reason = gemv.unavailable_reason()
     report = dict(machine=machine.describe(), onednn_packing=onednn_packing_works(torch.float32),
+                  native_kernel=dict(available=reason is None, isa=None if reason else gemv.isa(), reason=reason),
                   native_bf16=cpu_has_fast_bf16(), torch_threads=machine.threads.initial,
                   free_cores=machine.free_cores(args.window))
     if not args.quick:
@@ -79,6 +86,9 @@ def run(args: Namespace) -> int:
                            f"(decoding threads: {min(report['free_cores'], report['torch_threads'])})")
     table.add_row("torch", f"{about['torch']}; oneDNN packing {'yes' if report['onednn_packing'] else 'no'}, "
                            f"native bf16 {'yes' if report['native_bf16'] else 'no'}")
+    native = report["native_kernel"]
+    table.add_row("fromzero's gemv kernel", f"compiled for this CPU ({native['isa']})" if native["available"]
+                  else f"[yellow]unavailable[/]: {native['reason']}")
     table.add_row("fingerprint", about["fingerprint"])
     for name, value in report.get("read_gb_s", {}).items():
         table.add_row(f"read bandwidth, {name}", f"{value:.1f} GB/s")

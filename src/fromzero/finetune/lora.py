@@ -383,6 +383,8 @@ def print_trainable_parameters(model: nn.Module) -> None:
 def _like(layer: nn.Module) -> dict:
     """The device and dtype of new LoRA weights beside ``layer``: its weight's. A layer packed for serving
     (:mod:`fromzero.generation.quantize`) has no plain weight; its bias, or packed weight, tells instead."""
+    if (dtype := getattr(layer, "compute_dtype", None)) is not None:  # its stored weight may be bf16 or int8
+        return dict(device=layer.bias.device if layer.bias is not None else "cpu", dtype=dtype)
     for tensor in (getattr(layer, "weight", None), getattr(layer, "bias", None), getattr(layer, "packed_weight", None)):
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
             return dict(device=tensor.device, dtype=tensor.dtype)

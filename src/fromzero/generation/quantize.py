@@ -1,41 +1,48 @@
-"""Weights laid out for fast CPU decoding: fp32 in the fastest layout for this CPU, bf16, or weight-only int8.
+"""Weights laid out for fast CPU decoding: fp32, bf16 or weight-only int8, each with the fastest kernel for this CPU.
 
 Generating one token at batch 1 multiplies a single vector by every weight matrix, so the time
 goes into *reading the weights from memory* (498 MB per token for GPT-2 small in fp32), not into
 arithmetic. Two things therefore speed decoding up: reading the weights with a kernel that keeps
-the memory bus busy, and storing them in fewer bytes:
+the memory bus busy, and storing them in fewer bytes.
 
-- ``fp32``: the same numbers in one of three layouts, whichever multiplies fastest *on this machine*
-  (measured once on the model's own shapes and remembered: :mod:`fromzero.tuning`, choice
-  ``linear_kernel``; ``FROMZERO_LINEAR_KERNEL=packed|transposed|plain`` forces one):
-  ``packed`` reorders each weight once ("prepacks" it) into the blocked layout of oneDNN, the CPU
-  kernel library inside PyTorch, which uses every core: on an AMD EPYC it read the weights at about
-  60 GB/s against MKL's 20-24 on the matmuls of a batch-1 step, 2.6x faster, and 3.7x at batch 8
-  (``benchmarks/matmul_kernels.py``); ``transposed`` keeps the weight as (in, out) and calls a
-  plain matrix product, which on one thread read 19 GB/s there against packed's 14.5; ``plain`` is
-  ``nn.Linear`` as it is, which an Intel Xeon preferred at batch 1. The results agree up to float
-  rounding (another summation order). A head tied to the token embedding gets its own copy (more
-  memory: 154 MB for GPT-2). For a model on a GPU, Linear layers stay as they are.
-- ``bf16``: every parameter in bfloat16 (2 bytes; same exponent range as fp32, 8 bits of mantissa),
-  Linear weights packed for oneDNN as in fp32: half the bytes to read.
+Which kernel keeps the bus busiest depends on the CPU, the threads and the rows decoded at once, so
+for each mode the candidates are timed once on the model's own shapes and the winner remembered
+(:mod:`fromzero.tuning`; ``FROMZERO_LINEAR_KERNEL``, ``FROMZERO_BF16_KERNEL`` and
+``FROMZERO_INT8_KERNEL`` force one; ``fromzero doctor`` shows what was chosen and the timings):
+
+- ``fp32``: the same numbers in one of four layouts. ``gemv`` is fromzero's own matrix-vector
+  kernel (:mod:`fromzero.kernels.gemv`, C compiled for this CPU at first use), which streams the
+  weight rows in memory order; ``packed`` reorders each weight once ("prepacks" it) into the blocked
+  layout of oneDNN, the CPU kernel library inside PyTorch, which wins with a batch of rows;
+  ``transposed`` keeps the weight as (in, out) for torch's plain matrix product; ``plain`` is
+  ``nn.Linear`` as it is. The results agree up to float rounding (another summation order). A head
+  tied to the token embedding gets its own copy in the packed and transposed layouts (154 MB more for
+  GPT-2). For a model on a GPU, Linear layers stay as they are.
+- ``bf16``: Linear weights in bfloat16 (2 bytes; same exponent range as fp32, 8 bits of mantissa):
+  half the bytes to read. With ``gemv`` only the weights are bf16 and activations stay fp32; with
+  ``packed`` every parameter is cast to bf16 and the weights packed for oneDNN as in fp32.
 - ``int8``: each Linear weight row ``w`` becomes ``round(w / s)`` in int8 (1 byte) with one scale
-  ``s = max|w| / 127`` per output row ("weight-only, per-channel, symmetric"). The matmul runs on
-  those int8 weights directly (``torch._weight_int8pack_mm``, the CPU kernel gpt-fast and torchao
-  use) with bf16 activations; everything else (embeddings, LayerNorms, attention) stays as it was.
+  ``s = max|w| / 127`` per output row ("weight-only, per-channel, symmetric"). ``gemv`` multiplies
+  the int8 weights with fp32 activations; ``torch`` uses ``torch._weight_int8pack_mm`` (the CPU kernel
+  gpt-fast and torchao use) with bf16 activations. Embeddings, LayerNorms and attention stay as they were.
 
 bf16 and int8 lose a little accuracy; ``benchmarks/generation_quantized.py`` measures how much
 (perplexity) and how much faster decoding gets. Training needs the plain model: convert a copy for
-inference (a packed model cannot be copied or trained).
+inference (a converted model cannot be trained).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fromzero.errors import InputError
+from fromzero.kernels.gemv import gemv
+from fromzero.kernels.gemv import available as gemv_available
 
 MODES = ("fp32", "bf16", "int8")
 
@@ -113,58 +120,117 @@ class Int8Linear(InferenceLinear):
         return y.view(*x.shape[:-1], self.out_features)
 
 
+class GemvLinear(InferenceLinear):
+    """A Linear layer multiplied by fromzero's matrix-vector kernel, its weight kept as fp32, bf16 or int8
+    (with one fp32 scale per output row); activations and sums stay fp32.
+
+    Past :data:`GEMV_MAX_ROWS` rows at once (a prompt being read) torch's fp32 and bf16 matrix-multiply
+    kernels are faster, so those go to torch on the same weights; torch's int8 one is not.
+    """
+
+    compute_dtype = torch.float32  # what its inputs, outputs and a LoRA beside it are in
+
+    def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float32):
+        super().__init__(linear)
+        weight = linear.weight.detach()
+        if dtype == torch.int8:
+            scale = (weight.float().abs().amax(dim=1) / 127).clamp(min=1e-12)
+            self.register_buffer("weight", torch.round(weight.float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
+            self.register_buffer("scale", scale)
+        else:  # fp32 keeps the very tensor (a tied head shares the token table): nothing is copied
+            self.register_buffer("weight", weight.to(dtype).contiguous())
+            self.register_buffer("scale", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            raise InputError("a model converted for decoding is for inference only; train the unconverted model")
+        rows = x.reshape(-1, self.in_features).float()
+        if rows.shape[0] <= GEMV_MAX_ROWS or self.weight.dtype == torch.int8:  # torch's int8 matmul is no faster
+            y = gemv(rows, self.weight, self.bias, self.scale)
+        else:
+            y = self._torch_matmul(rows)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def _torch_matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.weight.dtype == torch.bfloat16:
+            y = F.linear(rows.to(torch.bfloat16), self.weight).float()
+        else:
+            y = F.linear(rows, self.weight)
+        return y if self.bias is None else y + self.bias
+
+
 def quantize(model: nn.Module, mode: str, rows: int = 1) -> nn.Module:
     """Convert ``model`` in place for inference in ``mode`` ("fp32", "bf16" or "int8"); returns it.
 
-    bf16 first casts every parameter. Then every ``nn.Linear`` (attention, feed-forward and the
-    output head) becomes an :class:`Int8Linear` (int8), a :class:`PackedLinear` (bf16), or in fp32
-    the layout :func:`fp32_kernel` measures fastest for ``rows`` rows at a time (1: one sequence
-    decoding; a server passes its batch); a head tied to the token embedding gets its own copy,
-    while the embedding lookup keeps the table.
+    Every ``nn.Linear`` (attention, feed-forward and the output head) becomes the layer of the kernel
+    :func:`linear_kernel` measures fastest for ``mode`` and ``rows`` rows at a time (1: one sequence
+    decoding; a server passes its batch). bf16 with oneDNN's packed kernel first casts every parameter.
     """
     if mode not in MODES:
         raise InputError(f"unknown weight mode {mode!r}: choose one of {', '.join(MODES)}")
     model.requires_grad_(False)  # for inference: no autograd graph behind the logits
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())  # GPUs have their own fast kernels
-    if mode == "int8":
-        if not on_cpu:
+    if not on_cpu:
+        if mode == "int8":
             raise InputError("int8 weights are a CPU decoding mode: move the model to the CPU (--device cpu), "
                              "or use bf16 weights (--weights bf16) on a GPU")
-        if not hasattr(torch, "_weight_int8pack_mm"):
-            raise InputError(f"int8 weights need torch's _weight_int8pack_mm (torch >= 2.4); "
-                             f"this is torch {torch.__version__}")
-        _replace_linears(model, Int8Linear)
-        return model.eval()
-    dtype = torch.bfloat16 if mode == "bf16" else torch.float32
-    model.to(dtype)
-    if not on_cpu:
-        return model.eval()
-    if dtype == torch.float32:
-        kernel = fp32_kernel(model, rows)
-        if kernel != "plain":
-            _replace_linears(model, FP32_KERNELS[kernel])
-    elif onednn_packing_works(dtype):
-        _replace_linears(model, PackedLinear)
+        return model.to(torch.bfloat16 if mode == "bf16" else torch.float32).eval()
+    model.float()
+    kernel = linear_kernel(model, mode, rows)
+    if (mode, kernel) in (("bf16", "packed"), ("bf16", "plain")):
+        model.to(torch.bfloat16)
+    layer = KERNELS[mode][kernel]
+    if layer is not None:
+        _replace_linears(model, layer)
     return model.eval()
 
 
-FP32_KERNELS: dict[str, type[nn.Module] | None] = {"packed": PackedLinear, "transposed": TransposedLinear, "plain": None}
+KERNELS: dict[str, dict[str, Callable[[nn.Linear], nn.Module] | None]] = {
+    "fp32": {"gemv": GemvLinear, "packed": PackedLinear, "transposed": TransposedLinear, "plain": None},
+    "bf16": {"gemv": functools.partial(GemvLinear, dtype=torch.bfloat16), "packed": PackedLinear, "plain": None},
+    "int8": {"gemv": functools.partial(GemvLinear, dtype=torch.int8), "torch": Int8Linear},
+}
+FP32_KERNELS = KERNELS["fp32"]
+CHOICES = {"fp32": "linear_kernel", "bf16": "bf16_kernel", "int8": "int8_kernel"}  # names in tuning.json
+GEMV_MAX_ROWS = 4  # more rows than this at once go to torch's matmul (benchmarks/matmul_kernels.py)
 _SAMPLE_BYTES = 96 * 2**20  # weights timed per candidate: past the caches, so memory is read as in decoding
 
 
-def fp32_kernel(model: nn.Module, rows: int = 1) -> str:
-    """The fp32 Linear layout that multiplies ``rows`` rows fastest through this model's layers, here.
+def kernel_names(mode: str, widths: set[int] = frozenset()) -> list[str]:
+    """The kernels for ``mode`` that this machine can run on Linear layers with these input ``widths``."""
+    usable = {"gemv": gemv_available,
+              "packed": lambda: onednn_packing_works(torch.bfloat16 if mode == "bf16" else torch.float32),
+              "plain": lambda: mode == "fp32" or not onednn_packing_works(torch.bfloat16),
+              "transposed": lambda: True,
+              # torch's int8 kernel crashes unless the width is a multiple of 16 (torch 2.13)
+              "torch": lambda: hasattr(torch, "_weight_int8pack_mm") and all(w % 16 == 0 for w in widths)}
+    names = [name for name in KERNELS[mode] if usable[name]()]
+    if not names:
+        from fromzero.kernels.gemv import unavailable_reason
 
-    Measured once per machine, shapes, rows and thread count (:func:`fromzero.tuning.choose`) on the
-    model's own weights, in the order a forward pass reads them, up to ~96 MB of them (more than
-    any CPU cache, so the weights come from memory as they do in decoding), at the thread count
-    decoding will start with (the free cores).
+        raise InputError(f"no int8 kernel works here: torch's needs torch >= 2.4 and layer widths that are multiples "
+                         f"of 16 (these are {sorted(widths)}), and fromzero's own is unavailable: {unavailable_reason()}")
+    return names
+
+
+def linear_kernel(model: nn.Module, mode: str = "fp32", rows: int = 1) -> str:
+    """The kernel that multiplies ``rows`` rows fastest through this fp32 model's layers in ``mode``, here.
+
+    Measured once per machine, mode, shapes, rows and thread count (:func:`fromzero.tuning.choose`) on
+    the model's own weights converted each way, in the order a forward pass reads them, up to ~96 MB of
+    them (more than any CPU cache, so the weights come from memory as they do in decoding), at the
+    thread count decoding will start with (the free cores).
     """
     from fromzero.machine import threads
-    from fromzero.tuning import choose
+    from fromzero.tuning import choose, forced
 
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    names = [name for name in FP32_KERNELS if name != "packed" or onednn_packing_works(torch.float32)]
+    names = kernel_names(mode, {m.in_features for m in linears})
+    if forced(CHOICES[mode], list(KERNELS[mode])) not in (None, *names):
+        from fromzero.kernels.gemv import unavailable_reason
+
+        raise InputError(f"FROMZERO_{CHOICES[mode].upper()} asks for a kernel this machine cannot run "
+                         f"(it has {', '.join(names)}): {unavailable_reason() or 'oneDNN packing does not work here'}")
     if not linears or len(names) == 1:
         return names[0]
     sample, total = [], 0
@@ -179,17 +245,28 @@ def fp32_kernel(model: nn.Module, rows: int = 1) -> str:
         inputs = {m.in_features: torch.randn(rows, m.in_features, generator=torch.Generator().manual_seed(0))
                   for m in sample}
 
-        def candidate(layer: type[nn.Module] | None):
+        def candidate(name: str):
             layers: list[nn.Module] = []
+            bf16_model = mode == "bf16" and name in ("packed", "plain")  # these run the whole model in bf16
 
             def run() -> None:  # the layout is only built if it is measured (its first, warm-up call)
                 if not layers:
-                    layers.extend(sample if layer is None else [layer(m) for m in sample])
+                    layers.extend(convert_linear(m, KERNELS[mode][name], torch.bfloat16 if bf16_model else None) for m in sample)
                 for module in layers:
-                    module(inputs[module.in_features])
+                    x = inputs[module.in_features]
+                    module(x.to(torch.bfloat16) if bf16_model else x)
             return run
 
-        return choose("linear_kernel", key, {name: candidate(FP32_KERNELS[name]) for name in names})
+        return choose(CHOICES[mode], key, {name: candidate(name) for name in names})
+
+
+def convert_linear(linear: nn.Linear, layer: Callable[[nn.Linear], nn.Module] | None, dtype: torch.dtype | None) -> nn.Module:
+    """``linear`` as ``layer`` would make it, leaving ``linear`` as it is (a copy when cast to ``dtype``)."""
+    if dtype is not None:
+        copy = nn.Linear(linear.in_features, linear.out_features, linear.bias is not None, dtype=dtype)
+        copy.load_state_dict(linear.state_dict())
+        linear = copy.requires_grad_(False)
+    return linear if layer is None else layer(linear)
 
 
 def _replace_linears(module: nn.Module, layer: type[nn.Module]) -> None:

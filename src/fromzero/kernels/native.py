@@ -1,0 +1,97 @@
+"""fromzero's C kernels, compiled for this CPU at first use and loaded with ctypes.
+
+Why compile here and not ship a binary: the kernel is fastest when the compiler targets the CPU it
+runs on (``-march=native``: AVX-512 on one machine, AVX2 on the next, NEON on an ARM laptop), and a
+wheel built elsewhere cannot know that CPU. Compiling a C file takes under a second with the system's
+``cc`` (``$CC`` picks another); the library is kept in ``$FROMZERO_HOME/kernels`` under a hash of the
+source, the compiler command and the machine fingerprint, so a new CPU, torch or source compiles again.
+
+Why ctypes and not a torch extension: the kernel needs no torch headers, so it builds in a second
+instead of a minute. It is loaded *after* torch, so its OpenMP calls share torch's OpenMP runtime and
+thread pool (the same ``libgomp.so.1``) instead of starting a second one that would fight it for the cores.
+
+Without a compiler, or with ``FROMZERO_NATIVE=0``, everything runs on torch's kernels:
+:func:`load` raises :class:`NativeUnavailable` with the reason, which ``fromzero doctor`` prints.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from fromzero.files import atomic_path
+from fromzero.machine import fingerprint
+from fromzero.paths import fromzero_home
+
+SOURCES = Path(__file__).parent
+# tried in order: the first that compiles wins (-mcpu=native: ARM compilers; no -fopenmp: one thread)
+FLAG_SETS = (("-O3", "-march=native", "-fopenmp"), ("-O3", "-mcpu=native", "-fopenmp"),
+             ("-O3", "-march=native"), ("-O3",))
+COMMON_FLAGS = ("-std=c11", "-shared", "-fPIC")
+
+
+class NativeUnavailable(RuntimeError):
+    """fromzero's C kernels cannot be used here; the message says why."""
+
+
+def compiler() -> list[str]:
+    """The C compiler command: ``$CC`` or ``cc``."""
+    command = shlex.split(os.environ.get("CC") or "cc")
+    if not command or shutil.which(command[0]) is None:
+        raise NativeUnavailable(f"no C compiler found ({' '.join(command) or '$CC is empty'}); install gcc or clang "
+                                f"or point $CC at one")
+    return command
+
+
+def library_path(name: str, command: list[str], flags: tuple[str, ...]) -> Path:
+    source = (SOURCES / f"{name}.c").read_bytes()
+    text = "|".join([*command, *flags, fingerprint()]).encode()
+    digest = hashlib.sha256(source + b"\0" + text).hexdigest()[:16]
+    return fromzero_home() / "kernels" / f"{name}-{digest}.so"
+
+
+def build(name: str) -> Path:
+    """Compile ``<name>.c`` for this CPU (or find it compiled before); the path of the shared library."""
+    command = compiler()
+    failures = []
+    for flags in FLAG_SETS:
+        path = library_path(name, command, flags)
+        if path.exists():
+            return path
+        try:
+            with atomic_path(path) as tmp:  # a crash or a concurrent build never leaves half a library
+                done = subprocess.run([*command, *flags, *COMMON_FLAGS, str(SOURCES / f"{name}.c"), "-o", str(tmp)],
+                                      capture_output=True, text=True, timeout=120)
+                if done.returncode:
+                    raise _CompileFailed((done.stderr.strip().splitlines() or ["failed"])[-1])
+        except _CompileFailed as failed:
+            failures.append(f"{' '.join(flags)}: {failed}")
+            continue
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise NativeUnavailable(f"the C compiler {command[0]} did not run: {error}") from None
+        return path
+    raise NativeUnavailable(f"{name}.c did not compile with {command[0]} (" + "; ".join(failures) + ")")
+
+
+class _CompileFailed(Exception):
+    pass
+
+
+@functools.cache
+def load(name: str) -> ctypes.CDLL:
+    """The compiled library ``name`` (built at the first call of a process, then cached on disk)."""
+    if os.environ.get("FROMZERO_NATIVE", "1").strip().lower() in ("0", "no", "off", "false"):
+        raise NativeUnavailable("FROMZERO_NATIVE=0 turns fromzero's C kernels off")
+    import torch  # noqa: F401  first: the library then binds to torch's OpenMP runtime, not a second one
+
+    path = build(name)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as error:
+        raise NativeUnavailable(f"{path} did not load: {error}") from None
