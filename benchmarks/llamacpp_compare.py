@@ -97,7 +97,7 @@ def build_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def convert(source: Path, checkpoint: Path, kind: str) -> Path:
+def convert(source: Path | None, checkpoint: Path, kind: str) -> Path:
     target = checkpoint.parent / f"gpt2-{kind}.gguf"
     if not target.is_file():
         env = dict(os.environ, PYTHONPATH=str(source / "gguf-py"))
@@ -150,8 +150,9 @@ def main() -> None:
     except ImportError:
         skip('llama-cpp-python is not installed: CMAKE_ARGS="-DGGML_NATIVE=ON" pip install --no-binary '
              "llama-cpp-python llama-cpp-python")
-    source = llama_cpp_sources(args.llama_cpp_src)
     checkpoint = build_checkpoint(WORK / "gpt2-random")
+    converted = all((checkpoint.parent / f"gpt2-{kind}.gguf").is_file() for kind in GGUF_TYPES)
+    source = None if converted else llama_cpp_sources(args.llama_cpp_src)  # the converter, only if needed
     ggufs = {kind: convert(source, checkpoint, kind) for kind in GGUF_TYPES}
     threads = free_cores(0.5)
     bandwidth = read_bandwidth(threads)

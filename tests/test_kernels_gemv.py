@@ -83,8 +83,9 @@ def test_gemv_is_bit_identical_on_one_and_two_threads():
         torch.set_num_threads(before)
 
 
-FLAGS = {"avx512": ["-march=native"], "avx2": ["-march=native", "-mno-avx512f"], "portable": []}
-NEEDS = {"avx512": "avx512f", "avx2": "avx2", "portable": None}
+FLAGS = {"avx512+bf16": ["-march=native"], "avx512": ["-march=native", "-mno-avx512bf16"],
+         "avx2": ["-march=native", "-mno-avx512f"], "portable": []}
+NEEDS = {"avx512+bf16": "avx512_bf16", "avx512": "avx512f", "avx2": "avx2", "portable": None}
 
 
 @pytest.mark.parametrize("isa", list(FLAGS))
