@@ -133,6 +133,7 @@ class GemvLinear(InferenceLinear):
     def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float32):
         super().__init__(linear)
         weight = linear.weight.detach()
+        self.many_rows_to_torch = dtype != torch.int8  # torch's int8 matmul is no faster than this kernel
         if dtype == torch.int8:
             scale = (weight.float().abs().amax(dim=1) / 127).clamp(min=1e-12)
             self.register_buffer("weight", torch.round(weight.float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
@@ -141,14 +142,16 @@ class GemvLinear(InferenceLinear):
             self.register_buffer("weight", weight.to(dtype).contiguous())
             self.register_buffer("scale", None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # every decoding step runs it 49 times for GPT-2: kept lean
         if x.requires_grad and torch.is_grad_enabled():
             raise InputError("a model converted for decoding is for inference only; train the unconverted model")
-        rows = x.reshape(-1, self.in_features).float()
-        if rows.shape[0] <= GEMV_MAX_ROWS or self.weight.dtype == torch.int8:  # torch's int8 matmul is no faster
-            y = gemv(rows, self.weight, self.bias, self.scale)
-        else:
+        rows = x.reshape(-1, self.in_features)
+        if rows.dtype != torch.float32:
+            rows = rows.float()
+        if rows.shape[0] > GEMV_MAX_ROWS and self.many_rows_to_torch:
             y = self._torch_matmul(rows)
+        else:
+            y = gemv(rows, self.weight, self.bias, self.scale)
         return y.view(*x.shape[:-1], self.out_features)
 
     def _torch_matmul(self, rows: torch.Tensor) -> torch.Tensor:

@@ -142,14 +142,14 @@ static uint16_t f32_to_bf16(float f) { /* round to nearest even */
 int fromzero_gemv(int kind, const void *W, const float *scale, const float *x, const float *bias,
                   float *y, int64_t out, int64_t in, int64_t rows, int threads) {
     if (kind != WEIGHT_F32 && kind != WEIGHT_BF16 && kind != WEIGHT_I8) return 1;
-    uint16_t *split = NULL; /* x as bf16 hi and lo halves, for the bf16 dot product instruction */
+    int64_t n = rows * in;
+    uint16_t *split = NULL; /* x as bf16 hi halves, then lo halves, for the bf16 dot product instruction */
 #ifdef SPLIT_BF16
     if (kind == WEIGHT_BF16) {
-        split = malloc((size_t)(2 * rows * in) * sizeof *split);
-        if (!split) return 2;
-        for (int64_t i = 0; i < rows * in; i++) {
+        if (!(split = malloc((size_t)(2 * n) * sizeof *split))) return 2;
+        for (int64_t i = 0; i < n; i++) {
             split[i] = f32_to_bf16(x[i]);
-            split[rows * in + i] = f32_to_bf16(x[i] - bf16_to_f32(split[i]));
+            split[n + i] = f32_to_bf16(x[i] - bf16_to_f32(split[i]));
         }
     }
 #endif
@@ -160,8 +160,7 @@ int fromzero_gemv(int kind, const void *W, const float *scale, const float *x, c
             float sum;
             if (kind == WEIGHT_F32) sum = dot_f32((const float *)W + r * in, xb, in);
 #ifdef SPLIT_BF16
-            else if (kind == WEIGHT_BF16) sum = dot_bf16_split((const uint16_t *)W + r * in, split + b * in,
-                                                               split + rows * in + b * in, in);
+            else if (split) sum = dot_bf16_split((const uint16_t *)W + r * in, split + b * in, split + n + b * in, in);
 #endif
             else if (kind == WEIGHT_BF16) sum = dot_bf16((const uint16_t *)W + r * in, xb, in);
             else sum = dot_i8((const int8_t *)W + r * in, xb, in);
