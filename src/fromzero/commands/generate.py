@@ -76,9 +76,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="random seed for sampling (default: a fresh one, printed, so the run can be repeated)")
     p.add_argument("--greedy", action="store_true", help="no sampling: always take the most likely token")
     p.add_argument("--weights", choices=("fp32", "bf16", "int8"), default="fp32",
-                   help="weights for inference: fp32 (full precision, in the layout measured fastest on this "
-                        "CPU: see fromzero doctor), or bf16 / int8, which decode faster on CPU and slightly less exactly "
-                        "(int8 is the smallest and fastest for one sequence, bf16 for beams; CPU only for int8)")
+                   help="weights for inference: fp32 (full precision), or bf16 / int8, which decode faster on CPU "
+                        "and slightly less exactly (int8 is the smallest and fastest for one sequence, bf16 for beams; "
+                        "CPU only for int8); each is multiplied by the kernel measured fastest on this CPU (fromzero's "
+                        "own, compiled at first use, or torch's: see fromzero doctor)")
     add_device_flag(p)
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     p.add_argument("--stats", action="store_true",

@@ -4,8 +4,9 @@
    weights stream from memory. This kernel reads each weight row once, in memory order (one
    sequential stream per thread, which the CPU's prefetchers follow best), and multiplies it with
    every row of x while it is in the L1 cache. The weights may be fp32, bf16 or int8 (with one fp32
-   scale per output row); x, the sums and y are always fp32, so bf16 and int8 weights cost memory,
-   not activation precision.
+   scale per output row); x, the sums and y are fp32, so bf16 and int8 weights save memory without
+   rounding the activations (on CPUs with bf16 dot products, bf16 weights meet x split into two bf16
+   halves: 16 of its 24 bits).
 
    Each output is summed by one thread, in an order that does not depend on the thread count:
    results are bit-identical on 1 or N threads. The vector code is chosen when compiling for this

@@ -67,9 +67,12 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     out_features, in_features = weight.shape
     x = x.contiguous()
     y = torch.empty(x.shape[0], out_features)
-    library().fromzero_gemv(WEIGHT_KINDS[weight.dtype], weight.data_ptr(), None if scale is None else scale.data_ptr(),
-                            x.data_ptr(), None if bias is None else bias.data_ptr(), y.data_ptr(),
-                            out_features, in_features, x.shape[0], torch.get_num_threads())
+    failed = library().fromzero_gemv(WEIGHT_KINDS[weight.dtype], weight.data_ptr(),
+                                     None if scale is None else scale.data_ptr(), x.data_ptr(),
+                                     None if bias is None else bias.data_ptr(), y.data_ptr(),
+                                     out_features, in_features, x.shape[0], torch.get_num_threads())
+    if failed:
+        raise MemoryError(f"the gemv kernel could not allocate {x.numel() * 4} bytes for x")
     return y
 
 
