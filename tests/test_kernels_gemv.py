@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fromzero import machine
 from fromzero.errors import InputError
 from fromzero.generation import GenerationConfig, generate
-from fromzero.generation.quantize import GEMV_MAX_ROWS, GemvLinear, KERNELS, linear_kernel, quantize
+from fromzero.generation.quantize import GEMV_MAX_INT8_ROWS, GEMV_MAX_ROWS, GemvLinear, KERNELS, linear_kernel, quantize
 from fromzero.kernels import gemv as gemv_module
 from fromzero.kernels import native
 from fromzero.kernels.gemv import WEIGHT_KINDS, gemv
@@ -174,9 +174,10 @@ def test_gemv_linear_agrees_with_torch_for_few_rows_and_many(dtype):
     layer = GemvLinear(linear, dtype)
     tolerance = {torch.float32: 1e-5, torch.bfloat16: 3e-2, torch.int8: 3e-2}[dtype]
     with torch.inference_mode():
-        for rows in (1, GEMV_MAX_ROWS, GEMV_MAX_ROWS + 3):  # the kernel, then torch's matmul on the same weights
+        for rows in (1, layer.max_rows, layer.max_rows + 3):  # the kernel, then torch's matmul on the same weights
             x = torch.randn(rows, 2, 40)
             torch.testing.assert_close(layer(x), F.linear(x, linear.weight, linear.bias), rtol=tolerance, atol=tolerance)
+    assert layer.max_rows == (GEMV_MAX_INT8_ROWS if dtype == torch.int8 else GEMV_MAX_ROWS)
     if dtype == torch.float32:
         assert layer.weight.data_ptr() == linear.weight.data_ptr()  # fp32 shares the weight (a tied head: no copy)
     with pytest.raises(InputError, match="inference only"):

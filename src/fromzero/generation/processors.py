@@ -119,6 +119,8 @@ def apply_processors(processors: list[Processor], input_ids: torch.Tensor,
     Settings can forbid every token (``no_repeat_ngram_size=1`` once each token has been used): then
     that row keeps its unprocessed scores for this step, where sampling from nothing would fail.
     """
+    if not processors:  # plain greedy or sampling: nothing to run, nothing forbidden
+        return scores
     original = scores
     for processor in processors:
         scores = processor(input_ids, scores)

@@ -125,7 +125,9 @@ class GemvLinear(InferenceLinear):
     (with one fp32 scale per output row); activations and sums stay fp32.
 
     Past :data:`GEMV_MAX_ROWS` rows at once (a prompt being read) torch's fp32 and bf16 matrix-multiply
-    kernels are faster, so those go to torch on the same weights; torch's int8 one is not.
+    kernels are faster, so those go to torch on the same weights; int8 weights stay with this kernel up
+    to :data:`GEMV_MAX_INT8_ROWS` rows (torch's int8 kernel is no faster), past that a long prompt goes
+    through torch's bf16 matmul on the weights widened to bf16 (exactly: int8 values fit in bf16).
     """
 
     compute_dtype = torch.float32  # what its inputs, outputs and a LoRA beside it are in
@@ -133,7 +135,7 @@ class GemvLinear(InferenceLinear):
     def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float32):
         super().__init__(linear)
         weight = linear.weight.detach()
-        self.many_rows_to_torch = dtype != torch.int8  # torch's int8 matmul is no faster than this kernel
+        self.max_rows = GEMV_MAX_INT8_ROWS if dtype == torch.int8 else GEMV_MAX_ROWS
         if dtype == torch.int8:
             scale = (weight.float().abs().amax(dim=1) / 127).clamp(min=1e-12)
             self.register_buffer("weight", torch.round(weight.float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
@@ -148,17 +150,19 @@ class GemvLinear(InferenceLinear):
         rows = x.reshape(-1, self.in_features)
         if rows.dtype != torch.float32:
             rows = rows.float()
-        if rows.shape[0] > GEMV_MAX_ROWS and self.many_rows_to_torch:
+        if rows.shape[0] > self.max_rows:
             y = self._torch_matmul(rows)
         else:
             y = gemv(rows, self.weight, self.bias, self.scale)
         return y.view(*x.shape[:-1], self.out_features)
 
     def _torch_matmul(self, rows: torch.Tensor) -> torch.Tensor:
-        if self.weight.dtype == torch.bfloat16:
-            y = F.linear(rows.to(torch.bfloat16), self.weight).float()
-        else:
+        if self.weight.dtype == torch.float32:
             y = F.linear(rows, self.weight)
+        else:
+            y = F.linear(rows.to(torch.bfloat16), self.weight.to(torch.bfloat16)).float()
+            if self.scale is not None:
+                y = y * self.scale
         return y if self.bias is None else y + self.bias
 
 
@@ -196,6 +200,7 @@ KERNELS: dict[str, dict[str, Callable[[nn.Linear], nn.Module] | None]] = {
 FP32_KERNELS = KERNELS["fp32"]
 CHOICES = {"fp32": "linear_kernel", "bf16": "bf16_kernel", "int8": "int8_kernel"}  # names in tuning.json
 GEMV_MAX_ROWS = 4  # more rows than this at once go to torch's matmul (benchmarks/matmul_kernels.py)
+GEMV_MAX_INT8_ROWS = 16  # int8: past this widening to bf16 for torch's matmul pays (256 rows: 233 vs 664 ms)
 _SAMPLE_BYTES = 96 * 2**20  # weights timed per candidate: past the caches, so memory is read as in decoding
 
 
