@@ -217,3 +217,14 @@ def test_a_lora_adapter_beside_a_bf16_gemv_layer_computes_in_fp32(monkeypatch):
 def test_every_mode_names_its_kernels():
     assert set(KERNELS) == {"fp32", "bf16", "int8"} and all("gemv" in names for names in KERNELS.values())
 
+
+
+@needs_kernel
+def test_an_adapter_cannot_be_merged_into_a_converted_layer(monkeypatch):
+    from fromzero.finetune.lora import LoRAConfig, add_adapter, merge
+
+    monkeypatch.setenv("FROMZERO_INT8_KERNEL", "gemv")
+    model = quantize(tiny_model(), "int8")
+    add_adapter(model, "a", LoRAConfig(r=4, target_modules=["c_attn"]))
+    with pytest.raises(InputError, match="merge before converting"):
+        merge(model)

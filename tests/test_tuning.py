@@ -226,6 +226,8 @@ def test_doctor_reports_the_machine_and_the_decisions(measured, hf_folder, capsy
     report = json.loads(capsys.readouterr().out)
     assert report["machine"]["fingerprint"] == machine.fingerprint()
     assert 1 <= report["free_cores"] <= machine.usable_cores()
+    native = report["native_kernel"]  # fromzero's gemv: compiled here (with its vector instructions) or why not
+    assert (native["isa"] is not None) == native["available"] == (native["reason"] is None)
     assert list(report["decisions"]) == ["linear_kernel"]
     assert main(["doctor", "--quick", "--forget"]) == 0
     out = capsys.readouterr().out

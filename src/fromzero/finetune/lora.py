@@ -145,6 +145,9 @@ class LoRALinear(nn.Module):
     def merge(self) -> None:
         """Add the active adapter into ``base.weight`` (if this layer has it)."""
         if self.active in self.configs and self.merged is None:
+            if not isinstance(self.base, nn.Linear):  # packed, bf16 or int8 for decoding: no fp32 weight to add to
+                raise InputError("adapters can only be merged into a model's own Linear layers; merge before "
+                                 "converting the model for decoding (quantize)")
             with torch.no_grad():
                 self.base.weight += self.delta_weight(self.active)
             self.merged = self.active
