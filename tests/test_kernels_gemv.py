@@ -27,11 +27,11 @@ needs_kernel = pytest.mark.skipif(not gemv_module.available(), reason=f"no nativ
 @pytest.fixture
 def fresh(monkeypatch):
     """Forget the library loaded in this process, so a test's environment decides again."""
-    native.load.cache_clear()
-    gemv_module.library.cache_clear()
+    for cached in (native.load, native.kernels_dir, gemv_module.library):
+        cached.cache_clear()
     yield
-    native.load.cache_clear()
-    gemv_module.library.cache_clear()
+    for cached in (native.load, native.kernels_dir, gemv_module.library):
+        cached.cache_clear()
 
 
 def reference(x, weight, bias=None, scale=None):
@@ -134,6 +134,21 @@ def test_the_library_is_compiled_once_and_found_again(fresh, monkeypatch, tmp_pa
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary file left behind
     monkeypatch.setattr(native, "fingerprint", lambda: "another-machine")
     assert native.build("gemv") != first  # a new CPU or torch compiles its own
+
+
+@needs_kernel
+def test_a_damaged_library_is_built_again_and_a_read_only_home_uses_a_private_folder(fresh, monkeypatch, tmp_path):
+    monkeypatch.setenv("FROMZERO_HOME", str(tmp_path / "home"))
+    built = native.build("gemv")
+    built.write_bytes(b"not a shared library")
+    native.load.cache_clear()
+    assert native.load("gemv").fromzero_gemv_isa  # rebuilt, loaded
+    assert built.stat().st_size > 1000
+    for cached in (native.load, native.kernels_dir):
+        cached.cache_clear()
+    (tmp_path / "file").write_text("a file where the home's folder would be")
+    monkeypatch.setenv("FROMZERO_HOME", str(tmp_path / "file" / "home"))
+    assert native.build("gemv").parent.name.startswith("fromzero-kernels-")
 
 
 def test_without_a_compiler_the_reason_is_given_and_torch_is_used(fresh, monkeypatch, tmp_path):

@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from fromzero.files import atomic_path
@@ -53,7 +54,20 @@ def library_path(name: str, command: list[str], flags: tuple[str, ...]) -> Path:
     source = (SOURCES / f"{name}.c").read_bytes()
     text = "|".join([*command, *flags, fingerprint()]).encode()
     digest = hashlib.sha256(source + b"\0" + text).hexdigest()[:16]
-    return fromzero_home() / "kernels" / f"{name}-{digest}.so"
+    return kernels_dir() / f"{name}-{digest}.so"
+
+
+@functools.cache
+def kernels_dir() -> Path:
+    """``$FROMZERO_HOME/kernels``, or a folder for this process only if the home cannot be written."""
+    folder = fromzero_home() / "kernels"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder)
+        probe.close()
+    except OSError:
+        folder = Path(tempfile.mkdtemp(prefix="fromzero-kernels-"))
+    return folder
 
 
 def build(name: str) -> Path:
@@ -93,5 +107,10 @@ def load(name: str) -> ctypes.CDLL:
     path = build(name)
     try:
         return ctypes.CDLL(str(path))
-    except OSError as error:
-        raise NativeUnavailable(f"{path} did not load: {error}") from None
+    except OSError:  # damaged on disk since it was built: build it once more
+        path.unlink(missing_ok=True)
+        path = build(name)
+        try:
+            return ctypes.CDLL(str(path))
+        except OSError as error:
+            raise NativeUnavailable(f"{path} did not load: {error}") from None
