@@ -90,9 +90,11 @@ def main() -> None:
         table.add_row(row["mode"], str(row["batch"]),
                       ", ".join(f"{k} {v['ms']:.1f} ({v['read_gb_s']:.0f})" for k, v in kernels.items()), fastest)
     Console().print(table)
-    out = quick_path(RESULTS) if args.quick else RESULTS
+    out = RESULTS
     if args.threads:
         out = out.with_name(f"{out.stem}_{args.threads}thread{'s' if args.threads > 1 else ''}.json")
+    if args.quick:  # last, so the name ends in _quick.json, which git ignores
+        out = quick_path(out)
     write_json(out, {"machine": describe(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                      "read_gb_s": bandwidth, "repeats": repeats, "rows": rows})
     print(f"wrote {out}")

@@ -27,10 +27,10 @@ needs_kernel = pytest.mark.skipif(not gemv_module.available(), reason=f"no nativ
 @pytest.fixture
 def fresh(monkeypatch):
     """Forget the library loaded in this process, so a test's environment decides again."""
-    for cached in (native.load, native.kernels_dir, gemv_module.library):
+    for cached in (native.load, native.kernels_dir, gemv_module._outcome):
         cached.cache_clear()
     yield
-    for cached in (native.load, native.kernels_dir, gemv_module.library):
+    for cached in (native.load, native.kernels_dir, gemv_module._outcome):
         cached.cache_clear()
 
 
@@ -158,8 +158,15 @@ def test_without_a_compiler_the_reason_is_given_and_torch_is_used(fresh, monkeyp
     assert "no C compiler found (no-such-compiler-here)" in gemv_module.unavailable_reason()
     assert "gemv" not in linear_kernel(tiny_model(), "fp32")
     monkeypatch.setenv("FROMZERO_LINEAR_KERNEL", "gemv")
-    with pytest.raises(InputError, match="FROMZERO_LINEAR_KERNEL asks for a kernel this machine cannot run.*no C compiler"):
+    with pytest.raises(InputError, match="FROMZERO_LINEAR_KERNEL=gemv asks for a kernel this machine cannot run: no C compiler"):
         quantize(tiny_model(), "fp32")
+
+
+def test_a_forced_kernel_is_the_only_one_probed(fresh, monkeypatch):
+    monkeypatch.setenv("FROMZERO_LINEAR_KERNEL", "transposed")
+    monkeypatch.setenv("CC", "false")  # would fail if anything tried to build the C kernel
+    assert linear_kernel(tiny_model(), "fp32") == "transposed"
+    assert gemv_module._outcome.cache_info().misses == 0  # the C kernel was never built nor loaded
 
 
 def test_a_compiler_that_fails_leaves_nothing_behind(fresh, monkeypatch, tmp_path):

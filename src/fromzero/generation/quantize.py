@@ -42,7 +42,6 @@ from torch import nn
 
 from fromzero.errors import InputError
 from fromzero.kernels.gemv import gemv
-from fromzero.kernels.gemv import available as gemv_available
 
 MODES = ("fp32", "bf16", "int8")
 
@@ -206,20 +205,30 @@ GEMV_MAX_INT8_ROWS = 16  # int8: past this widening to bf16 for torch's matmul p
 _SAMPLE_BYTES = 96 * 2**20  # weights timed per candidate: past the caches, so memory is read as in decoding
 
 
-def kernel_names(mode: str, widths: set[int] = frozenset()) -> list[str]:
-    """The kernels for ``mode`` that this machine can run on Linear layers with these input ``widths``."""
-    usable = {"gemv": gemv_available,
-              "packed": lambda: onednn_packing_works(torch.bfloat16 if mode == "bf16" else torch.float32),
-              "plain": lambda: mode == "fp32" or not onednn_packing_works(torch.bfloat16),
-              "transposed": lambda: True,
-              # torch's int8 kernel crashes unless the width is a multiple of 16 (torch 2.13)
-              "torch": lambda: hasattr(torch, "_weight_int8pack_mm") and all(w % 16 == 0 for w in widths)}
-    names = [name for name in KERNELS[mode] if usable[name]()]
-    if not names:
+def why_not(mode: str, name: str, widths: set[int] = frozenset()) -> str | None:
+    """Why kernel ``name`` cannot run ``mode`` here on Linear layers with these input ``widths``, or None."""
+    if name == "gemv":
         from fromzero.kernels.gemv import unavailable_reason
 
-        raise InputError(f"no int8 kernel works here: torch's needs torch >= 2.4 and layer widths that are multiples "
-                         f"of 16 (these are {sorted(widths)}), and fromzero's own is unavailable: {unavailable_reason()}")
+        return unavailable_reason()
+    if name == "packed" and not onednn_packing_works(torch.bfloat16 if mode == "bf16" else torch.float32):
+        return "this torch build cannot pack weights for oneDNN"
+    if name == "plain" and mode == "bf16" and onednn_packing_works(torch.bfloat16):
+        return "bf16 Linear layers are packed for oneDNN wherever it can"
+    if name == "torch":
+        if not hasattr(torch, "_weight_int8pack_mm"):
+            return f"torch {torch.__version__} has no _weight_int8pack_mm (torch >= 2.4 has)"
+        if any(width % 16 for width in widths):  # torch 2.13's kernel crashes on such widths
+            return f"torch's int8 kernel needs layer widths that are multiples of 16 (these are {sorted(widths)})"
+    return None
+
+
+def kernel_names(mode: str, widths: set[int] = frozenset()) -> list[str]:
+    """The kernels for ``mode`` that this machine can run on Linear layers with these input ``widths``."""
+    names = [name for name in KERNELS[mode] if why_not(mode, name, widths) is None]
+    if not names:
+        raise InputError(f"no {mode} kernel works here: " + "; ".join(f"{name}: {why_not(mode, name, widths)}"
+                                                                     for name in KERNELS[mode]))
     return names
 
 
@@ -235,12 +244,13 @@ def linear_kernel(model: nn.Module, mode: str = "fp32", rows: int = 1) -> str:
     from fromzero.tuning import choose, forced
 
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    names = kernel_names(mode, {m.in_features for m in linears})
-    if forced(CHOICES[mode], list(KERNELS[mode])) not in (None, *names):
-        from fromzero.kernels.gemv import unavailable_reason
-
-        raise InputError(f"FROMZERO_{CHOICES[mode].upper()} asks for a kernel this machine cannot run "
-                         f"(it has {', '.join(names)}): {unavailable_reason() or 'oneDNN packing does not work here'}")
+    widths = {m.in_features for m in linears}
+    if (name := forced(CHOICES[mode], list(KERNELS[mode]))) is not None:  # only the forced kernel is probed
+        if (reason := why_not(mode, name, widths)) is not None:
+            raise InputError(f"FROMZERO_{CHOICES[mode].upper()}={name} asks for a kernel this machine cannot run: "
+                             f"{reason}")
+        return name
+    names = kernel_names(mode, widths)
     if not linears or len(names) == 1:
         return names[0]
     sample, total = [], 0

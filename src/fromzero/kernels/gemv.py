@@ -23,33 +23,39 @@ from fromzero.kernels.native import NativeUnavailable, load
 WEIGHT_KINDS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}  # as in gemv.c
 
 
-@functools.cache
 def library() -> ctypes.CDLL:
-    """The compiled kernel, checked once against torch on awkward shapes (raises :class:`NativeUnavailable`)."""
-    lib = load("gemv")
-    pointer, size = ctypes.c_void_p, ctypes.c_int64
-    lib.fromzero_gemv.argtypes = [ctypes.c_int, pointer, pointer, pointer, pointer, pointer, size, size, size, ctypes.c_int]
-    lib.fromzero_gemv.restype = ctypes.c_int
-    lib.fromzero_gemv_isa.restype = ctypes.c_char_p
-    _check(lib)
+    """The compiled kernel (raises :class:`NativeUnavailable` with the reason it cannot be used)."""
+    outcome = _outcome()
+    if isinstance(outcome, str):
+        raise NativeUnavailable(outcome)
+    return outcome
+
+
+@functools.cache
+def _outcome() -> ctypes.CDLL | str:
+    """Built, loaded and checked once against torch on awkward shapes, or why not: a failure is kept too,
+    so a machine whose compiler fails does not run it again at every conversion."""
+    try:
+        lib = load("gemv")
+        pointer, size = ctypes.c_void_p, ctypes.c_int64
+        lib.fromzero_gemv.argtypes = [ctypes.c_int, pointer, pointer, pointer, pointer, pointer, size, size, size,
+                                      ctypes.c_int]
+        lib.fromzero_gemv.restype = ctypes.c_int
+        lib.fromzero_gemv_isa.restype = ctypes.c_char_p
+        _check(lib)
+    except NativeUnavailable as error:
+        return str(error)
     return lib
 
 
 def available() -> bool:
-    try:
-        library()
-    except NativeUnavailable:
-        return False
-    return True
+    return not isinstance(_outcome(), str)
 
 
 def unavailable_reason() -> str | None:
     """Why the kernel cannot be used here, or None if it can."""
-    try:
-        library()
-    except NativeUnavailable as error:
-        return str(error)
-    return None
+    outcome = _outcome()
+    return outcome if isinstance(outcome, str) else None
 
 
 def isa() -> str:
