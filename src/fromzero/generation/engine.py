@@ -18,6 +18,7 @@ from typing import Protocol
 
 import torch
 
+from fromzero.generation.fused_step import fused_step_for
 from fromzero.machine import threads
 from fromzero.models import KVCache
 
@@ -56,6 +57,8 @@ class CachedDecoder:
         self.mask = torch.ones(rows, self.capacity, dtype=torch.long, device=input_ids.device)
         if self.padded:
             self.mask[:, :prompt_len] = attention_mask
+        # one token per row without padding: the whole step in one call to C where the model allows
+        self.fused = None if self.padded else fused_step_for(model)
 
     def prefill(self) -> torch.Tensor:
         """Run the prompt; return the logits for the first new token."""
@@ -76,6 +79,9 @@ class CachedDecoder:
         self.length += 1
         positions = self.next_position
         self.next_position = positions + 1
+        if self.fused is not None and tokens.numel() <= self.fused.max_rows:
+            threads.follow()
+            return self.fused(tokens, self.cache)
         return self._forward(tokens.unsqueeze(1), positions)
 
     def _slide(self, sequences: torch.Tensor | None) -> torch.Tensor:

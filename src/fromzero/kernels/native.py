@@ -51,7 +51,7 @@ def compiler() -> list[str]:
 
 
 def library_path(name: str, command: list[str], flags: tuple[str, ...]) -> Path:
-    source = (SOURCES / f"{name}.c").read_bytes()
+    source = b"".join(path.read_bytes() for path in sorted(SOURCES.glob("*.c")))  # with what it includes
     text = "|".join([*command, *flags, fingerprint()]).encode()
     digest = hashlib.sha256(source + b"\0" + text).hexdigest()[:16]
     return kernels_dir() / f"{name}-{digest}.so"

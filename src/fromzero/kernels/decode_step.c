@@ -1,0 +1,178 @@
+/* One decoding step of a GPT-2-style model in a single call from Python.
+
+   At batch 1 a step of GPT-2 small is 49 matrix-vector products (gemv.c) and about 150 small
+   operations between them: LayerNorms, the attention over the cache, GELU, residual additions. In
+   eager PyTorch each of those small operations costs microseconds of dispatch, together about a
+   third of the step once the products are fast. Here they are plain loops over a few thousand
+   floats, run between the products without going back to Python.
+
+   It computes exactly what fromzero.models.GPT computes for one new token per row (no padding, every
+   row at the same position), layer by layer:
+
+       x = x + c_proj(attention(c_attn(ln_1(x))))      keys and values appended to the cache
+       x = x + mlp_proj(activation(c_fc(ln_2(x))))
+       logits = lm_head(ln_f(x))
+
+   The products are the same calls to fromzero_gemv as the model's GemvLinear layers make, so they
+   give identical numbers; the small operations round like torch's up to a few float ulps. */
+
+#include <math.h>
+
+#include "gemv.c"
+
+enum { GELU_TANH = 0, GELU_ERF = 1, RELU = 2 }; /* fromzero.nn.feedforward's gelu_new, gelu, relu */
+
+typedef struct {
+    int kind; /* WEIGHT_F32, WEIGHT_BF16 or WEIGHT_I8 */
+    const void *weight; /* (out, in) */
+    const float *scale; /* (out) or NULL */
+    const float *bias;  /* (out) or NULL */
+    int64_t out, in;
+} Linear;
+
+typedef struct {
+    const float *weight, *bias; /* bias may be NULL */
+    float eps;
+} Norm;
+
+typedef struct {
+    Norm ln_1;
+    Linear c_attn, attn_proj;
+    Norm ln_2;
+    Linear c_fc, mlp_proj;
+} Layer;
+
+typedef struct {
+    int64_t n_layer, n_embd, n_head, n_inner;
+    int activation;
+    const Layer *layers;
+    Norm ln_f;
+    Linear lm_head;
+} Model;
+
+/* e^x for x <= 0 (all that softmax and tanh need) to about 2 ulps, in arithmetic the compiler
+   vectorises (the C library's expf is one call per float): x = n ln2 + r with |r| <= ln2 / 2, e^r by
+   its Taylor polynomial (Cephes' coefficients), then 2^n put straight into the exponent bits. Below
+   2^-126 (x < -87.3, the smallest normal float) n stops at -127, whose exponent bits are 0: the result
+   is 0. Only max-style clamps, no other branches: they would stop the vectorisation. */
+static inline float exp_vec(float x) {
+    float t = x * 1.44269504088896341f;
+    int32_t n = (int32_t)(t + copysignf(0.5f, t)); /* rounded to nearest (floorf would not vectorise) */
+    n = n < -127 ? -127 : n; /* also a huge or infinite x, whose conversion gives INT_MIN */
+    float r = x - (float)n * 0.693359375f + (float)n * 2.12194440e-4f;
+    r = r < -0.35f ? -0.35f : r; /* keeps the polynomial of an x below -88 finite: it is multiplied by 0 */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t bits; float value; } two_to_n = { .bits = (n + 127) << 23 };
+    return p * two_to_n.value;
+}
+
+void fromzero_activate(float *h, int64_t n, int kind) { /* exported for the tests */
+    if (kind == GELU_TANH) { /* 0.5 u (1 + tanh(z)), z = sqrt(2/pi) (u + 0.044715 u^3) */
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            float u = h[i], z = 0.7978845608028654f * (u + 0.044715f * u * u * u);
+            /* 0.5 (1 + tanh(z)) = 1 / (1 + e^-2z) = e^2z / (1 + e^2z): the form whose exponent is <= 0, so
+               a very negative u keeps its tiny value instead of rounding 1 - 0.99999994 */
+            float t = exp_vec(-2.0f * fabsf(z)), sign = copysignf(0.5f, z);
+            float numerator = (0.5f + sign) + (0.5f - sign) * t; /* 1 if z >= 0, else t: exactly, no branch */
+            h[i] = u * numerator / (1.0f + t);
+        }
+    } else if (kind == GELU_ERF) {
+        for (int64_t i = 0; i < n; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * 0.70710678118654752f));
+    } else {
+        for (int64_t i = 0; i < n; i++) h[i] = h[i] < 0.0f ? 0.0f : h[i]; /* NaN stays NaN, as in torch */
+    }
+}
+
+static void layer_norm(const Norm *norm, const float *x, float *y, int64_t rows, int64_t n) {
+    for (int64_t b = 0; b < rows; b++, x += n, y += n) {
+        float mean = 0.0f, var = 0.0f;
+        #pragma omp simd reduction(+:mean)
+        for (int64_t i = 0; i < n; i++) mean += x[i];
+        mean /= (float)n;
+        #pragma omp simd reduction(+:var)
+        for (int64_t i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+        float inv = 1.0f / sqrtf(var / (float)n + norm->eps);
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            y[i] = (x[i] - mean) * inv * norm->weight[i] + (norm->bias ? norm->bias[i] : 0.0f);
+    }
+}
+
+static int linear(const Linear *l, const float *x, float *y, int64_t rows, int threads) {
+    return fromzero_gemv(l->kind, l->weight, l->scale, x, l->bias, y, l->out, l->in, rows, threads);
+}
+
+/* Each (row, head) in its own thread: append this step's key and value at `pos`, then softmax over the
+   scores of positions 0..pos and the weighted sum of their values. */
+static void attend(const Model *m, const float *qkv, float *key_cache, float *value_cache, int64_t max_len,
+                   int64_t pos, int64_t rows, float *scores, float *out, int threads) {
+    int64_t n_embd = m->n_embd, heads = m->n_head, dim = n_embd / heads;
+    float scale = 1.0f / sqrtf((float)dim);
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t bh = 0; bh < rows * heads; bh++) {
+        int64_t b = bh / heads, h = bh % heads;
+        const float *q = qkv + b * 3 * n_embd + h * dim;
+        float *keys = key_cache + bh * max_len * dim, *values = value_cache + bh * max_len * dim;
+        memcpy(keys + pos * dim, q + n_embd, (size_t)dim * sizeof *keys);
+        memcpy(values + pos * dim, q + 2 * n_embd, (size_t)dim * sizeof *values);
+        float *s = scores + bh * max_len, top = -INFINITY, total = 0.0f;
+        for (int64_t j = 0; j <= pos; j++) {
+            s[j] = dot_f32(keys + j * dim, q, dim) * scale;
+            top = s[j] > top ? s[j] : top;
+        }
+        #pragma omp simd reduction(+:total)
+        for (int64_t j = 0; j <= pos; j++) {
+            s[j] = exp_vec(s[j] - top);
+            total += s[j];
+        }
+        float *y = out + b * n_embd + h * dim;
+        for (int64_t d = 0; d < dim; d++) y[d] = 0.0f;
+        for (int64_t j = 0; j <= pos; j++) {
+            float w = s[j] / total;
+            const float *v = values + j * dim;
+            #pragma omp simd
+            for (int64_t d = 0; d < dim; d++) y[d] += w * v[d];
+        }
+    }
+}
+
+static void add(float *x, const float *y, int64_t n) {
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* x: (rows, n_embd), the new tokens' embeddings (token + position), overwritten by the residual
+   stream. keys[l], values[l]: layer l's cache, (rows, n_head, max_len, head_dim), positions 0..pos-1
+   filled; this step writes position pos. scratch: see fromzero.kernels.decode_step.scratch_size.
+   logits: (rows, lm_head.out). Returns 0, or gemv's error code. */
+int fromzero_decode_step(const Model *m, float *x, int64_t rows, float *const *keys, float *const *values,
+                         int64_t max_len, int64_t pos, float *scratch, float *logits, int threads) {
+    int64_t n_embd = m->n_embd;
+    float *normed = scratch, *qkv = normed + rows * n_embd, *attended = qkv + rows * 3 * n_embd;
+    float *branch = attended + rows * n_embd, *hidden = branch + rows * n_embd;
+    float *scores = hidden + rows * m->n_inner;
+    int failed = 0;
+    for (int64_t l = 0; l < m->n_layer && !failed; l++) {
+        const Layer *layer = m->layers + l;
+        layer_norm(&layer->ln_1, x, normed, rows, n_embd);
+        failed |= linear(&layer->c_attn, normed, qkv, rows, threads);
+        attend(m, qkv, keys[l], values[l], max_len, pos, rows, scores, attended, threads);
+        failed |= linear(&layer->attn_proj, attended, branch, rows, threads);
+        add(x, branch, rows * n_embd);
+        layer_norm(&layer->ln_2, x, normed, rows, n_embd);
+        failed |= linear(&layer->c_fc, normed, hidden, rows, threads);
+        fromzero_activate(hidden, rows * m->n_inner, m->activation);
+        failed |= linear(&layer->mlp_proj, hidden, branch, rows, threads);
+        add(x, branch, rows * n_embd);
+    }
+    if (failed) return failed;
+    layer_norm(&m->ln_f, x, normed, rows, n_embd);
+    return linear(&m->lm_head, normed, logits, rows, threads);
+}
