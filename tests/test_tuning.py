@@ -228,10 +228,13 @@ def test_doctor_reports_the_machine_and_the_decisions(measured, hf_folder, capsy
     assert 1 <= report["free_cores"] <= machine.usable_cores()
     native = report["native_kernel"]  # fromzero's gemv: compiled here (with its vector instructions) or why not
     assert (native["isa"] is not None) == native["available"] == (native["reason"] is None)
+    fused = report["fused_step"]  # the whole decoding step in C: on wherever the kernel is, or why not
+    assert fused["available"] == (fused["reason"] is None) and (native["available"] or not fused["available"])
     assert list(report["decisions"]) == ["linear_kernel"]
     assert main(["doctor", "--quick", "--forget"]) == 0
     out = capsys.readouterr().out
     assert "no decisions measured on this machine yet" in out and not tuning.decisions_path().exists()
+    assert "fused decoding step" in out
     assert main(["doctor", "--quick", "--window", "0"]) == 2  # a one-line error
 
 

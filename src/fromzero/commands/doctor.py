@@ -20,7 +20,9 @@ What runs fast differs from CPU to CPU, so fromzero measures instead of guessing
               per token: bandwidth / weight bytes bounds its tokens/s) and the matrix-multiply peak
               in fp32 and bf16 (what training's MFU is measured against); skipped with --quick
   kernels     fromzero's own matrix-vector kernel (C, compiled for this CPU at first use with $CC or cc),
-              the vector instructions it uses, or why it cannot be used (FROMZERO_NATIVE=0 turns it off)
+              the vector instructions it uses, or why it cannot be used (FROMZERO_NATIVE=0 turns it off);
+              and the fused decoding step built on it, which runs a whole GPT step in one call to C
+              wherever the gemv kernel was chosen (FROMZERO_FUSED_STEP=0 turns it off)
   decisions   the choices measured on this machine and kept in $FROMZERO_HOME/tuning.json, with each
               candidate's time: linear_kernel, bf16_kernel and int8_kernel, the kernel that decodes
               fastest with fp32, bf16 and int8 weights; FROMZERO_LINEAR_KERNEL=gemv|packed|transposed|plain,
@@ -52,6 +54,7 @@ def run(args: Namespace) -> int:
     from fromzero import machine, tuning
     from fromzero.errors import InputError
     from fromzero.generation.quantize import onednn_packing_works
+    from fromzero.generation.fused_step import unavailable_reason as fused_step_reason
     from fromzero.kernels import gemv
     from fromzero.training.metrics import measure_cpu_peak
     from fromzero.training.precision import cpu_has_fast_bf16
@@ -62,6 +65,7 @@ def run(args: Namespace) -> int:
     reason = gemv.unavailable_reason()
     report = dict(machine=machine.describe(), onednn_packing=onednn_packing_works(torch.float32),
                   native_kernel=dict(available=reason is None, isa=None if reason else gemv.isa(), reason=reason),
+                  fused_step=dict(available=(step := fused_step_reason()) is None, reason=step),
                   native_bf16=cpu_has_fast_bf16(), torch_threads=machine.threads.initial,
                   free_cores=machine.free_cores(args.window))
     if not args.quick:
@@ -89,6 +93,9 @@ def run(args: Namespace) -> int:
     native = report["native_kernel"]
     table.add_row("fromzero's gemv kernel", f"compiled for this CPU ({native['isa']})" if native["available"]
                   else f"[yellow]unavailable[/]: {native['reason']}")
+    fused = report["fused_step"]
+    table.add_row("fused decoding step", "on wherever gemv is chosen" if fused["available"]
+                  else f"[yellow]off[/]: {fused['reason']}")
     table.add_row("fingerprint", about["fingerprint"])
     for name, value in report.get("read_gb_s", {}).items():
         table.add_row(f"read bandwidth, {name}", f"{value:.1f} GB/s")

@@ -79,7 +79,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="weights for inference: fp32 (full precision), or bf16 / int8, which decode faster on CPU "
                         "and slightly less exactly (int8 is the smallest and fastest for one sequence, bf16 for beams; "
                         "CPU only for int8); each is multiplied by the kernel measured fastest on this CPU (fromzero's "
-                        "own, compiled at first use, or torch's: see fromzero doctor)")
+                        "own, compiled at first use, which also runs each step in one call to C; or torch's: see "
+                        "fromzero doctor)")
     add_device_flag(p)
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     p.add_argument("--stats", action="store_true",

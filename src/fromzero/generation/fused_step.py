@@ -27,11 +27,16 @@ from fromzero.models import GPT, KVCache
 from fromzero.nn import Block, FeedForward, LearnedPositionalEmbedding, MultiHeadAttention
 
 
-def why_not(model: nn.Module) -> str | None:
-    """Why ``model``'s decoding steps cannot be fused, or None if they can."""
+def unavailable_reason() -> str | None:
+    """Why no model's steps can be fused here (switched off, or no native kernel), or None."""
     if os.environ.get("FROMZERO_FUSED_STEP", "1").strip().lower() in ("0", "no", "off", "false"):
         return "FROMZERO_FUSED_STEP=0 turns the fused step off"
-    if (reason := decode_step.unavailable_reason()) is not None:
+    return decode_step.unavailable_reason()
+
+
+def why_not(model: nn.Module) -> str | None:
+    """Why ``model``'s decoding steps cannot be fused, or None if they can."""
+    if (reason := unavailable_reason()) is not None:
         return reason
     if type(model) is not GPT:
         return f"the fused step knows fromzero's GPT, not {type(model).__name__}"

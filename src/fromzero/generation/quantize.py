@@ -26,6 +26,9 @@ for each mode the candidates are timed once on the model's own shapes and the wi
   the int8 weights with fp32 activations; ``torch`` uses ``torch._weight_int8pack_mm`` (the CPU kernel
   gpt-fast and torchao use) with bf16 activations. Embeddings, LayerNorms and attention stay as they were.
 
+Where gemv is chosen, ``generate`` also runs each decoding step of a GPT in one call to C
+(:mod:`fromzero.generation.fused_step`): the same products, without eager PyTorch between them.
+
 bf16 and int8 lose a little accuracy; ``benchmarks/generation_quantized.py`` measures how much
 (perplexity) and how much faster decoding gets. Training needs the plain model: convert a copy for
 inference (a converted model cannot be trained).
