@@ -59,7 +59,7 @@ TOY_PREFERENCE_PAIRS = [("What colour is the sky?", "The sky is blue.", "The sky
 
 
 def _pinned_kernel() -> str:
-    from fromzero.generation.quantize import onednn_packing_works
+    from fromzero.generation.inference_layers import onednn_packing_works
 
     return "packed" if onednn_packing_works() else "plain"
 
@@ -67,7 +67,7 @@ def _pinned_kernel() -> str:
 def _pinned_bf16_kernel() -> str:
     import torch
 
-    from fromzero.generation.quantize import onednn_packing_works
+    from fromzero.generation.inference_layers import onednn_packing_works
 
     return "packed" if onednn_packing_works(torch.bfloat16) else "plain"
 

@@ -4,7 +4,6 @@ GPT-2), for every weight kind and model variant it accepts; everything it does n
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest

@@ -325,7 +325,8 @@ def test_bad_inputs_raise_input_errors(ours):
 def test_lighter_weights_stay_close_to_fp32(ours, mode, tolerance):
     import copy
 
-    from fromzero.generation.quantize import Int8Linear, PackedLinear, onednn_packing_works, quantize
+    from fromzero.generation.inference_layers import Int8Linear, PackedLinear, onednn_packing_works
+    from fromzero.generation.quantize import quantize
 
     light = quantize(copy.deepcopy(ours), mode)
     ids = prompts(4, 12, seed=11)
@@ -350,7 +351,8 @@ def test_lighter_weights_stay_close_to_fp32(ours, mode, tolerance):
 def test_fp32_inference_layout_gives_the_same_numbers_and_tokens(models, tmp_path):
     import copy
 
-    from fromzero.generation.quantize import PackedLinear, onednn_packing_works, quantize
+    from fromzero.generation.inference_layers import PackedLinear, onednn_packing_works
+    from fromzero.generation.quantize import quantize
 
     if not onednn_packing_works():
         pytest.skip("this torch build has no oneDNN, so fp32 weights stay in plain Linear layers")

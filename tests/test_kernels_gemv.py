@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from fromzero import machine
 from fromzero.errors import InputError
 from fromzero.generation import GenerationConfig, generate
-from fromzero.generation.quantize import GEMV_MAX_INT8_ROWS, GEMV_MAX_ROWS, GemvLinear, KERNELS, linear_kernel, quantize
+from fromzero.generation.inference_layers import GEMV_MAX_INT8_ROWS, GEMV_MAX_ROWS, GemvLinear
+from fromzero.generation.quantize import KERNELS, linear_kernel, quantize
 from fromzero.kernels import gemv as gemv_module
 from fromzero.kernels import native
 from fromzero.kernels.gemv import WEIGHT_KINDS, gemv

@@ -18,8 +18,11 @@ from fromzero import machine, tuning
 from fromzero.cli import main
 from fromzero.errors import InputError
 from fromzero.generation import GenerationConfig, generate
-from fromzero.generation.quantize import FP32_KERNELS, TransposedLinear, kernel_names, linear_kernel, quantize
+from fromzero.generation import fused_step
+from fromzero.generation.inference_layers import TransposedLinear
+from fromzero.generation.quantize import FP32_KERNELS, kernel_names, linear_kernel, quantize
 from fromzero.models import GPT
+from fromzero.nn import Block
 
 KERNELS = kernel_names("fp32")
 TWO_CORES = pytest.mark.skipif(machine.usable_cores() < 2, reason="needs 2 usable cores")
@@ -153,6 +156,35 @@ def test_the_fp32_layout_is_measured_on_the_models_shapes(measured, hf_folder):
     assert decision["chosen"] == chosen and set(decision["median_seconds"]) == set(KERNELS)
     quantize(model, "fp32", rows=4)  # reads the decision back
     assert len(tuning.read_decisions()[machine.fingerprint()]["linear_kernel"]) == 1
+
+
+@pytest.mark.skipif(fused_step.unavailable_reason() is not None, reason=f"no fused step here: {fused_step.unavailable_reason()}")
+@pytest.mark.parametrize("mode", ["fp32", "bf16", "int8"])
+def test_a_gpt_is_measured_as_it_decodes_whole_steps(mode, measured, hf_folder, monkeypatch):
+    """gemv is timed through the fused step (what decoding will run), the others as eager blocks."""
+    fused_calls, eager_calls = [], []
+    real_step, real_forward = fused_step.blocks_step, Block.forward
+    monkeypatch.setattr(fused_step, "blocks_step", lambda *a, **k: fused_calls.append(1) or real_step(*a, **k))
+    monkeypatch.setattr(Block, "forward", lambda self, *a, **k: eager_calls.append(1) or real_forward(self, *a, **k))
+    model = GPT.from_pretrained(hf_folder)
+    linear_kernel(model, mode, rows=2)
+    choice = {"fp32": "linear_kernel", "bf16": "bf16_kernel", "int8": "int8_kernel"}[mode]
+    (key, decision), = tuning.read_decisions()[machine.fingerprint()][choice].items()
+    assert key.startswith("rows=2 threads=") and " step blocks=2/2 " in key
+    assert set(decision["median_seconds"]) == set(kernel_names(mode, {64, 256}))
+    assert len(fused_calls) == 1 and len(eager_calls) > 0  # gemv built its step once; the others ran blocks
+
+
+def test_other_models_are_measured_layer_by_layer(measured, hf_folder):
+    from fromzero.finetune.lora import LoRAConfig, add_adapter
+
+    stack = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
+    assert linear_kernel(stack, rows=3) in KERNELS
+    adapted = GPT.from_pretrained(hf_folder)
+    add_adapter(adapted, config=LoRAConfig(r=2))  # its steps cannot be fused: timed layer by layer too
+    linear_kernel(adapted, rows=3)
+    keys = list(tuning.read_decisions()[machine.fingerprint()]["linear_kernel"])
+    assert len(keys) == 2 and all(k.startswith("rows=3 threads=") and " layers=" in k for k in keys)
 
 
 @pytest.mark.parametrize("mode", ["bf16", "int8"])

@@ -53,7 +53,7 @@ def run(args: Namespace) -> int:
 
     from fromzero import machine, tuning
     from fromzero.errors import InputError
-    from fromzero.generation.quantize import onednn_packing_works
+    from fromzero.generation.inference_layers import onednn_packing_works
     from fromzero.generation.fused_step import unavailable_reason as fused_step_reason
     from fromzero.kernels import gemv
     from fromzero.training.metrics import measure_cpu_peak

@@ -50,7 +50,7 @@ from torch import nn
 
 from fromzero.console import console
 from fromzero.errors import InputError
-from fromzero.generation.quantize import InferenceLinear
+from fromzero.generation.inference_layers import InferenceLinear
 
 ALL_LINEAR = "all-linear"
 

@@ -8,7 +8,7 @@ attention over the cache, GELU and residual additions as loops in C. The tokens 
 logits agree with the eager step to float rounding (tests/test_fused_step.py).
 
 It applies only where it computes exactly what the model would: a :class:`~fromzero.models.GPT` whose
-every Linear layer is a :class:`~fromzero.generation.quantize.GemvLinear`, in fp32 on the CPU, with no
+every Linear layer is a :class:`~fromzero.generation.inference_layers.GemvLinear`, in fp32 on the CPU, with no
 hooks, decoding unpadded rows (every row at the same position), at most as many rows as the gemv
 layers take. Anything else (padding, LoRA adapters, packed or plain layers, a GPU) keeps the eager
 step, as does ``FROMZERO_FUSED_STEP=0``. :func:`why_not` says which condition failed.
@@ -21,7 +21,7 @@ import os
 import torch
 from torch import nn
 
-from fromzero.generation.quantize import GemvLinear
+from fromzero.generation.inference_layers import GemvLinear
 from fromzero.kernels import decode_step
 from fromzero.models import GPT, KVCache
 from fromzero.nn import Block, FeedForward, LearnedPositionalEmbedding, MultiHeadAttention
@@ -34,8 +34,11 @@ def unavailable_reason() -> str | None:
     return decode_step.unavailable_reason()
 
 
-def why_not(model: nn.Module) -> str | None:
-    """Why ``model``'s decoding steps cannot be fused, or None if they can."""
+def why_not(model: nn.Module, linear: type[nn.Module] = GemvLinear) -> str | None:
+    """Why ``model``'s decoding steps cannot be fused, or None if they can.
+
+    ``linear=nn.Linear`` asks of a model not converted yet: could its steps be fused once its Linear
+    layers are gemv layers?"""
     if (reason := unavailable_reason()) is not None:
         return reason
     if type(model) is not GPT:
@@ -45,13 +48,13 @@ def why_not(model: nn.Module) -> str | None:
         if (type(block), type(block.attn), type(block.mlp)) != (Block, MultiHeadAttention, FeedForward):
             return "a block was changed (adapters or custom layers): the eager step runs it"
     linears = [model.lm_head, *(m for b in blocks for m in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj))]
-    if not all(type(m) is GemvLinear for m in linears):
+    if not all(type(m) is linear for m in linears):
         return "its Linear layers are not all gemv layers (quantize chose another kernel or did not run, or adapters wrap them)"
     norms = [model.transformer.ln_f, *(m for b in blocks for m in (b.ln_1, b.ln_2))]
     if not all(type(m) is nn.LayerNorm and m.weight is not None for m in norms):
         return "its LayerNorms are not the standard ones"
     tensors = [model.transformer.wte.weight, *(n.weight for n in norms), *(n.bias for n in norms),
-               *(m.bias for m in linears), *(m.scale for m in linears)]
+               *(m.bias for m in linears), *(getattr(m, "scale", None) for m in linears)]
     if any(t is not None and (t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous())
            for t in tensors):
         return "its embeddings, norms or biases are not fp32 on the CPU"
@@ -74,10 +77,7 @@ class FusedStep:
         self.token_table = transformer.wte.weight
         self.positions = transformer.wpe
         self.max_rows = min(m.max_rows for m in model.modules() if isinstance(m, GemvLinear))
-        layers = [decode_step.Layer(_norm(b.ln_1), _linear(b.attn.c_attn), _linear(b.attn.c_proj), _norm(b.ln_2),
-                                    _linear(b.mlp.c_fc), _linear(b.mlp.c_proj)) for b in blocks]
-        self.step = decode_step.DecodeStep(layers, _norm(transformer.ln_f), _linear(model.lm_head),
-                                           model.config.n_head, blocks[0].mlp.activation)
+        self.step = blocks_step(blocks, transformer.ln_f, model.config.n_head, _linear(model.lm_head))
 
     @torch.no_grad()
     def __call__(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -96,6 +96,19 @@ class FusedStep:
 def fused_step_for(model: nn.Module) -> FusedStep | None:
     """A :class:`FusedStep` for ``model``, or None where its steps must stay eager (:func:`why_not`)."""
     return None if why_not(model) is not None else FusedStep(model)
+
+
+def blocks_step(blocks: list[nn.Module], ln_f: nn.LayerNorm, n_head: int,
+                lm_head: decode_step.Linear | None = None) -> decode_step.DecodeStep:
+    """The C step over these GPT blocks (their Linear layers gemv layers), ``ln_f`` and ``lm_head``.
+
+    Without ``lm_head`` the head is a single row of zeros: :func:`fromzero.generation.quantize.linear_kernel`
+    times a few blocks this way, as decoding will run them."""
+    if lm_head is None:
+        lm_head = decode_step.Linear(torch.zeros(1, ln_f.weight.numel()))
+    layers = [decode_step.Layer(_norm(b.ln_1), _linear(b.attn.c_attn), _linear(b.attn.c_proj), _norm(b.ln_2),
+                                _linear(b.mlp.c_fc), _linear(b.mlp.c_proj)) for b in blocks]
+    return decode_step.DecodeStep(layers, _norm(ln_f), lm_head, n_head, blocks[0].mlp.activation)
 
 
 def _linear(layer: GemvLinear) -> decode_step.Linear:

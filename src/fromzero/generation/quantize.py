@@ -36,136 +36,19 @@ inference (a converted model cannot be trained).
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fromzero.errors import InputError
-from fromzero.kernels.gemv import gemv
+import fromzero.generation.fused_step as fused_step
+from fromzero.generation.inference_layers import GemvLinear, Int8Linear, PackedLinear, TransposedLinear, onednn_packing_works
+from fromzero.models import KVCache
 
 MODES = ("fp32", "bf16", "int8")
-
-
-class InferenceLinear(nn.Module):
-    """What every converted Linear layer keeps of the original: its sizes and its bias (a buffer:
-    nothing here is trained)."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.in_features = linear.in_features
-        self.out_features = linear.out_features
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-class PackedLinear(InferenceLinear):
-    """A Linear layer whose weight (fp32 or bf16) is prepacked for oneDNN and multiplied by it."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__(linear)
-        weight = linear.weight.detach().contiguous()
-        self.register_buffer("packed_weight", torch.ops.mkldnn._reorder_linear_weight(weight))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.requires_grad and torch.is_grad_enabled():  # oneDNN's op has no backward: fail loudly
-            raise InputError("a model with packed weights is for inference only; train the unpacked model")
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
-
-
-@functools.cache
-def onednn_packing_works(dtype: torch.dtype = torch.float32) -> bool:
-    """Whether this torch build can pack and multiply ``dtype`` weights with oneDNN (x86 builds can)."""
-    weight = torch.linspace(-1, 1, 32, dtype=dtype).reshape(4, 8)  # not random: leave the RNG alone
-    x = torch.linspace(0, 1, 24, dtype=dtype).reshape(3, 8)
-    try:
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight)
-        y = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-    except (AttributeError, NotImplementedError, RuntimeError):  # no such op, or oneDNN disabled
-        return False
-    return bool(torch.allclose(y.float(), (x @ weight.t()).float(), atol=1e-2 if dtype == torch.bfloat16 else 1e-5))
-
-
-class TransposedLinear(InferenceLinear):
-    """A Linear layer whose weight is kept transposed, (in, out), and multiplied by ``addmm``: torch's
-    plain kernel then streams the weight row by row, which on some CPUs reads memory fastest."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__(linear)
-        self.register_buffer("weight_t", linear.weight.detach().t().contiguous())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        y = rows @ self.weight_t if self.bias is None else torch.addmm(self.bias, rows, self.weight_t)
-        return y.view(*x.shape[:-1], self.out_features)
-
-
-class Int8Linear(InferenceLinear):
-    """A Linear layer whose weight is stored as int8 rows times one bf16 scale per row."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__(linear)
-        weight = linear.weight.detach().float()
-        scale = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
-        self.register_buffer("qweight", torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale.to(torch.bfloat16))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
-        y = torch._weight_int8pack_mm(rows, self.qweight, self.scale).to(x.dtype)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.view(*x.shape[:-1], self.out_features)
-
-
-class GemvLinear(InferenceLinear):
-    """A Linear layer multiplied by fromzero's matrix-vector kernel, its weight kept as fp32, bf16 or int8
-    (with one fp32 scale per output row); activations and sums stay fp32.
-
-    Past :data:`GEMV_MAX_ROWS` rows at once (a prompt being read) torch's fp32 and bf16 matrix-multiply
-    kernels are faster, so those go to torch on the same weights; int8 weights stay with this kernel up
-    to :data:`GEMV_MAX_INT8_ROWS` rows (torch's int8 kernel is no faster), past that a long prompt goes
-    through torch's bf16 matmul on the weights widened to bf16 (exactly: int8 values fit in bf16).
-    """
-
-    compute_dtype = torch.float32  # what its inputs, outputs and a LoRA beside it are in
-
-    def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float32):
-        super().__init__(linear)
-        weight = linear.weight.detach()
-        self.max_rows = GEMV_MAX_INT8_ROWS if dtype == torch.int8 else GEMV_MAX_ROWS
-        if dtype == torch.int8:
-            scale = (weight.float().abs().amax(dim=1) / 127).clamp(min=1e-12)
-            self.register_buffer("weight", torch.round(weight.float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
-            self.register_buffer("scale", scale)
-        else:  # fp32 keeps the very tensor (a tied head shares the token table): nothing is copied
-            self.register_buffer("weight", weight.to(dtype).contiguous())
-            self.register_buffer("scale", None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # every decoding step runs it 49 times for GPT-2: kept lean
-        if x.requires_grad and torch.is_grad_enabled():
-            raise InputError("a model converted for decoding is for inference only; train the unconverted model")
-        rows = x.reshape(-1, self.in_features)
-        if rows.dtype != torch.float32:
-            rows = rows.float()
-        if rows.shape[0] > self.max_rows:
-            y = self._torch_matmul(rows)
-        else:
-            y = gemv(rows, self.weight, self.bias, self.scale)
-        return y.view(*x.shape[:-1], self.out_features)
-
-    def _torch_matmul(self, rows: torch.Tensor) -> torch.Tensor:
-        if self.weight.dtype == torch.float32:
-            y = F.linear(rows, self.weight)
-        else:
-            y = F.linear(rows.to(torch.bfloat16), self.weight.to(torch.bfloat16)).float()
-            if self.scale is not None:
-                y = y * self.scale
-        return y if self.bias is None else y + self.bias
 
 
 def quantize(model: nn.Module, mode: str, rows: int = 1) -> nn.Module:
@@ -203,8 +86,6 @@ KERNELS: dict[str, dict[str, Callable[[nn.Linear], nn.Module] | None]] = {
 }
 FP32_KERNELS = KERNELS["fp32"]
 CHOICES = {"fp32": "linear_kernel", "bf16": "bf16_kernel", "int8": "int8_kernel"}  # names in tuning.json
-GEMV_MAX_ROWS = 4  # more rows than this at once go to torch's matmul (benchmarks/matmul_kernels.py)
-GEMV_MAX_INT8_ROWS = 16  # int8: past this widening to bf16 for torch's matmul pays (256 rows: 233 vs 664 ms)
 _SAMPLE_BYTES = 96 * 2**20  # weights timed per candidate: past the caches, so memory is read as in decoding
 
 
@@ -236,12 +117,15 @@ def kernel_names(mode: str, widths: set[int] = frozenset()) -> list[str]:
 
 
 def linear_kernel(model: nn.Module, mode: str = "fp32", rows: int = 1) -> str:
-    """The kernel that multiplies ``rows`` rows fastest through this fp32 model's layers in ``mode``, here.
+    """The kernel that decodes ``rows`` rows fastest through this fp32 model's layers in ``mode``, here.
 
     Measured once per machine, mode, shapes, rows and thread count (:func:`fromzero.tuning.choose`) on
     the model's own weights converted each way, in the order a forward pass reads them, up to ~96 MB of
     them (more than any CPU cache, so the weights come from memory as they do in decoding), at the
-    thread count decoding will start with (the free cores).
+    thread count decoding will start with (the free cores). A GPT whose steps can be fused is timed as it
+    will decode: whole blocks, one new token per row over a cache, the gemv kernel through the fused step
+    (:mod:`fromzero.generation.fused_step`: no eager PyTorch between its products) and the others eager;
+    any other model, layer by layer.
     """
     from fromzero.machine import threads
     from fromzero.tuning import choose, forced
@@ -256,31 +140,96 @@ def linear_kernel(model: nn.Module, mode: str = "fp32", rows: int = 1) -> str:
     names = kernel_names(mode, widths)
     if not linears or len(names) == 1:
         return names[0]
+    with threads.following() as count, torch.inference_mode():
+        if fused_step.why_not(model, nn.Linear) is None:
+            key, candidates = _step_candidates(model, mode, names, rows)
+        else:
+            key, candidates = _layer_candidates(linears, mode, names, rows)
+        return choose(CHOICES[mode], f"rows={rows} threads={count} {key}", candidates)
+
+
+def _whole_model_in_bf16(mode: str, name: str) -> bool:
+    return mode == "bf16" and name in ("packed", "plain")  # these kernels run every parameter in bf16
+
+
+def _layer_candidates(linears: list[nn.Linear], mode: str, names: list[str], rows: int
+                      ) -> tuple[str, dict[str, Callable[[], None]]]:
+    """Each kernel timed on the first ~96 MB of Linear layers, ``rows`` rows through each."""
     sample, total = [], 0
     for linear in linears:
         sample.append(linear)
         total += linear.weight.numel() * 4
         if total >= _SAMPLE_BYTES:
             break
+    inputs = {m.in_features: torch.randn(rows, m.in_features, generator=torch.Generator().manual_seed(0))
+              for m in sample}
+
+    def candidate(name: str) -> Callable[[], None]:
+        layers: list[nn.Module] = []
+        bf16_model = _whole_model_in_bf16(mode, name)
+
+        def run() -> None:  # the layout is only built if it is measured (its first, warm-up call)
+            if not layers:
+                layers.extend(convert_linear(m, KERNELS[mode][name], torch.bfloat16 if bf16_model else None)
+                              for m in sample)
+            for module in layers:
+                x = inputs[module.in_features]
+                module(x.to(torch.bfloat16) if bf16_model else x)
+        return run
+
     shapes = sorted({(m.in_features, m.out_features) for m in linears})
-    with threads.following() as count, torch.inference_mode():
-        key = f"rows={rows} threads={count} layers={len(linears)} shapes={shapes}"
-        inputs = {m.in_features: torch.randn(rows, m.in_features, generator=torch.Generator().manual_seed(0))
-                  for m in sample}
+    return f"layers={len(linears)} shapes={shapes}", {name: candidate(name) for name in names}
 
-        def candidate(name: str):
-            layers: list[nn.Module] = []
-            bf16_model = mode == "bf16" and name in ("packed", "plain")  # these run the whole model in bf16
 
-            def run() -> None:  # the layout is only built if it is measured (its first, warm-up call)
-                if not layers:
-                    layers.extend(convert_linear(m, KERNELS[mode][name], torch.bfloat16 if bf16_model else None) for m in sample)
-                for module in layers:
-                    x = inputs[module.in_features]
-                    module(x.to(torch.bfloat16) if bf16_model else x)
-            return run
+_PROBE_PAST = 64  # cached positions the attention of a timed step reads
 
-        return choose(CHOICES[mode], key, {name: candidate(name) for name in names})
+
+def _step_candidates(model: nn.Module, mode: str, names: list[str], rows: int
+                     ) -> tuple[str, dict[str, Callable[[], None]]]:
+    """Each kernel timed as decoding runs it: one new token per row through the first ~96 MB of the GPT's
+    blocks, over a cache of 64 positions; gemv through the fused step where it takes ``rows`` rows."""
+    blocks, total = [], 0
+    for block in model.transformer.h:
+        blocks.append(block)
+        total += sum(p.numel() for p in block.parameters()) * 4
+        if total >= _SAMPLE_BYTES:
+            break
+    config = model.config
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, config.n_embd, generator=generator)
+    past = [torch.randn(rows, config.n_head, _PROBE_PAST + 1, config.head_dim, generator=generator)
+            for _ in range(2 * len(blocks))]
+
+    def candidate(name: str) -> Callable[[], None]:
+        built: list = []
+
+        def build() -> None:  # only when measured (its first, warm-up call)
+            dtype = torch.bfloat16 if _whole_model_in_bf16(mode, name) else torch.float32
+            layers = [copy.deepcopy(block).to(dtype) for block in blocks]
+            for layer in layers:
+                if KERNELS[mode][name] is not None:
+                    _replace_linears(layer, KERNELS[mode][name])
+            cache = KVCache(len(layers), rows, config.n_head, config.head_dim, _PROBE_PAST + 1, dtype=dtype)
+            cache.keys, cache.values = [t.to(dtype) for t in past[::2]], [t.to(dtype) for t in past[1::2]]
+            cache.seq_len = _PROBE_PAST
+            fused = name == "gemv" and rows <= layers[0].attn.c_attn.max_rows
+            step = fused_step.blocks_step(layers, model.transformer.ln_f, config.n_head) if fused else None
+            built.extend([layers, cache, x.to(dtype), step])
+
+        def run() -> None:
+            if not built:
+                build()
+            layers, cache, h, step = built
+            if step is not None:
+                step(h.clone(), cache.keys, cache.values, _PROBE_PAST)
+                return
+            h = h.unsqueeze(1)
+            for layer in layers:
+                h, _ = layer(h, cache=cache)
+        return run
+
+    shapes = sorted({(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)})
+    return f"step blocks={len(blocks)}/{len(model.transformer.h)} shapes={shapes}", {name: candidate(name) for name in names}
 
 
 def convert_linear(linear: nn.Linear, layer: Callable[[nn.Linear], nn.Module] | None, dtype: torch.dtype | None) -> nn.Module:

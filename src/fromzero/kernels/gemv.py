@@ -7,7 +7,7 @@ memory gives 28-32, and their bf16 and int8 paths also round the activations (be
 ``gemv.c`` does only this one thing: each thread streams its share of the weight rows in memory order
 and multiplies each row with every row of ``x`` while it sits in the L1 cache, summing in fp32.
 
-Use it through :class:`fromzero.generation.quantize.GemvLinear`, which falls back to torch for many
+Use it through :class:`fromzero.generation.inference_layers.GemvLinear`, which falls back to torch for many
 rows (a long prompt), where a real matrix-multiply kernel wins.
 """
 

@@ -1,0 +1,143 @@
+"""The Linear layers a model converted for CPU decoding is made of (:mod:`fromzero.generation.quantize`
+chooses among them, by measurement): each keeps an ``nn.Linear``'s sizes and bias, holds its weight in
+the layout or precision of one kernel, and refuses to be trained.
+
+- :class:`GemvLinear`: fromzero's own matrix-vector kernel (:mod:`fromzero.kernels.gemv`), weights in
+  fp32, bf16 or int8, activations fp32;
+- :class:`PackedLinear`: the weight prepacked for oneDNN, the CPU kernel library inside PyTorch;
+- :class:`TransposedLinear`: the weight kept as (in, out) for torch's plain matrix product;
+- :class:`Int8Linear`: int8 weights for torch's ``_weight_int8pack_mm``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fromzero.errors import InputError
+from fromzero.kernels.gemv import gemv
+
+GEMV_MAX_ROWS = 4  # more rows than this at once go to torch's matmul (benchmarks/matmul_kernels.py)
+GEMV_MAX_INT8_ROWS = 16  # int8: past this widening to bf16 for torch's matmul pays (256 rows: 233 vs 664 ms)
+
+
+class InferenceLinear(nn.Module):
+    """What every converted Linear layer keeps of the original: its sizes and its bias (a buffer:
+    nothing here is trained)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class PackedLinear(InferenceLinear):
+    """A Linear layer whose weight (fp32 or bf16) is prepacked for oneDNN and multiplied by it."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        weight = linear.weight.detach().contiguous()
+        self.register_buffer("packed_weight", torch.ops.mkldnn._reorder_linear_weight(weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():  # oneDNN's op has no backward: fail loudly
+            raise InputError("a model with packed weights is for inference only; train the unpacked model")
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
+
+
+@functools.cache
+def onednn_packing_works(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether this torch build can pack and multiply ``dtype`` weights with oneDNN (x86 builds can)."""
+    weight = torch.linspace(-1, 1, 32, dtype=dtype).reshape(4, 8)  # not random: leave the RNG alone
+    x = torch.linspace(0, 1, 24, dtype=dtype).reshape(3, 8)
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight)
+        y = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+    except (AttributeError, NotImplementedError, RuntimeError):  # no such op, or oneDNN disabled
+        return False
+    return bool(torch.allclose(y.float(), (x @ weight.t()).float(), atol=1e-2 if dtype == torch.bfloat16 else 1e-5))
+
+
+class TransposedLinear(InferenceLinear):
+    """A Linear layer whose weight is kept transposed, (in, out), and multiplied by ``addmm``: torch's
+    plain kernel then streams the weight row by row, which on some CPUs reads memory fastest."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        self.register_buffer("weight_t", linear.weight.detach().t().contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        y = rows @ self.weight_t if self.bias is None else torch.addmm(self.bias, rows, self.weight_t)
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+class Int8Linear(InferenceLinear):
+    """A Linear layer whose weight is stored as int8 rows times one bf16 scale per row."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        weight = linear.weight.detach().float()
+        scale = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
+        self.register_buffer("qweight", torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale.to(torch.bfloat16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        y = torch._weight_int8pack_mm(rows, self.qweight, self.scale).to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+class GemvLinear(InferenceLinear):
+    """A Linear layer multiplied by fromzero's matrix-vector kernel, its weight kept as fp32, bf16 or int8
+    (with one fp32 scale per output row); activations and sums stay fp32.
+
+    Past :data:`GEMV_MAX_ROWS` rows at once (a prompt being read) torch's fp32 and bf16 matrix-multiply
+    kernels are faster, so those go to torch on the same weights; int8 weights stay with this kernel up
+    to :data:`GEMV_MAX_INT8_ROWS` rows (torch's int8 kernel is no faster), past that a long prompt goes
+    through torch's bf16 matmul on the weights widened to bf16 (exactly: int8 values fit in bf16).
+    """
+
+    compute_dtype = torch.float32  # what its inputs, outputs and a LoRA beside it are in
+
+    def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float32):
+        super().__init__(linear)
+        weight = linear.weight.detach()
+        self.max_rows = GEMV_MAX_INT8_ROWS if dtype == torch.int8 else GEMV_MAX_ROWS
+        if dtype == torch.int8:
+            scale = (weight.float().abs().amax(dim=1) / 127).clamp(min=1e-12)
+            self.register_buffer("weight", torch.round(weight.float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
+            self.register_buffer("scale", scale)
+        else:  # fp32 keeps the very tensor (a tied head shares the token table): nothing is copied
+            self.register_buffer("weight", weight.to(dtype).contiguous())
+            self.register_buffer("scale", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # every decoding step runs it 49 times for GPT-2: kept lean
+        if x.requires_grad and torch.is_grad_enabled():
+            raise InputError("a model converted for decoding is for inference only; train the unconverted model")
+        rows = x.reshape(-1, self.in_features)
+        if rows.dtype != torch.float32:
+            rows = rows.float()
+        if rows.shape[0] > self.max_rows:
+            y = self._torch_matmul(rows)
+        else:
+            y = gemv(rows, self.weight, self.bias, self.scale)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def _torch_matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.weight.dtype == torch.float32:
+            y = F.linear(rows, self.weight)
+        else:
+            y = F.linear(rows.to(torch.bfloat16), self.weight.to(torch.bfloat16)).float()
+            if self.scale is not None:
+                y = y * self.scale
+        return y if self.bias is None else y + self.bias
