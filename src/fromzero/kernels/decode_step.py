@@ -86,9 +86,13 @@ def library() -> ctypes.CDLL:
 @functools.cache
 def _outcome() -> ctypes.CDLL | str:
     try:
-        lib = load("decode_step")
+        return bind(load("decode_step"))
     except NativeUnavailable as error:
         return str(error)
+
+
+def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the step's C signatures on a loaded library (tests load each vector code path this way)."""
     lib.fromzero_decode_step.argtypes = [ctypes.POINTER(_Model), _pointer, _size, _pointer, _pointer, _size, _size,
                                          _pointer, _pointer, ctypes.c_int]
     lib.fromzero_decode_step.restype = ctypes.c_int

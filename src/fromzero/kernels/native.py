@@ -35,6 +35,7 @@ SOURCES = Path(__file__).parent
 FLAG_SETS = (("-O3", "-march=native", "-fopenmp"), ("-O3", "-mcpu=native", "-fopenmp"),
              ("-O3", "-march=native"), ("-O3",))
 COMMON_FLAGS = ("-std=c11", "-shared", "-fPIC")
+LIBRARIES = ("-lm",)  # after the source: erff, sqrtf, copysignf
 
 
 class NativeUnavailable(RuntimeError):
@@ -52,7 +53,7 @@ def compiler() -> list[str]:
 
 def library_path(name: str, command: list[str], flags: tuple[str, ...]) -> Path:
     source = b"".join(path.read_bytes() for path in sorted(SOURCES.glob("*.c")))  # with what it includes
-    text = "|".join([*command, *flags, fingerprint()]).encode()
+    text = "|".join([*command, *flags, *LIBRARIES, fingerprint()]).encode()
     digest = hashlib.sha256(source + b"\0" + text).hexdigest()[:16]
     return kernels_dir() / f"{name}-{digest}.so"
 
@@ -80,7 +81,8 @@ def build(name: str) -> Path:
             return path
         try:
             with atomic_path(path) as tmp:  # a crash or a concurrent build never leaves half a library
-                done = subprocess.run([*command, *flags, *COMMON_FLAGS, str(SOURCES / f"{name}.c"), "-o", str(tmp)],
+                done = subprocess.run([*command, *flags, *COMMON_FLAGS, str(SOURCES / f"{name}.c"), *LIBRARIES,
+                                       "-o", str(tmp)],
                                       capture_output=True, text=True, timeout=120)
                 if done.returncode:
                     raise _CompileFailed((done.stderr.strip().splitlines() or ["failed"])[-1])
