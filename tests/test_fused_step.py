@@ -39,16 +39,21 @@ def tiny(**overrides) -> GPT:
     return GPT(GPTConfig(**(settings | overrides))).eval()
 
 
-def steps(model, ids, count, fused: bool, monkeypatch):
+def steps(model, ids, count, fused: bool, monkeypatch, mask=None):
     """Logits of ``count`` single-token steps after the prompt ``ids``, fused or eager."""
     monkeypatch.setenv("FROMZERO_FUSED_STEP", "1" if fused else "0")
     with torch.inference_mode():
-        decoder = CachedDecoder(model, ids, None, count)
+        decoder = CachedDecoder(model, ids, mask, count)
         assert (decoder.fused is not None) == fused
         logits = [decoder.prefill()]
         for i in range(count):
             logits.append(decoder.step(torch.full((ids.size(0),), (7 * i) % 97)))
     return torch.stack(logits)
+
+
+def left_padding(ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """A mask giving row r only its last ``lengths[r]`` tokens."""
+    return (torch.arange(ids.size(1)) >= ids.size(1) - torch.tensor(lengths)[:, None]).long()
 
 
 # ---------------------------------------------------------------- the pieces of the step
@@ -90,6 +95,16 @@ def test_fused_steps_give_the_eager_logits(mode, rows, monkeypatch):
 
 
 @needs_step
+@pytest.mark.parametrize("mode", ["fp32", "int8"])
+def test_left_padded_rows_give_the_eager_logits(mode, monkeypatch):
+    model = quantize(tiny(pos_encoding="sinusoidal") if mode == "int8" else tiny(), mode, rows=3)
+    ids = torch.randint(0, 97, (3, 9), generator=torch.Generator().manual_seed(11))
+    mask = left_padding(ids, [9, 4, 1])
+    fused, eager = steps(model, ids, 20, True, monkeypatch, mask), steps(model, ids, 20, False, monkeypatch, mask)
+    torch.testing.assert_close(fused, eager, rtol=1e-5, atol=2e-5)
+
+
+@needs_step
 @pytest.mark.parametrize("variant", [dict(activation="gelu"), dict(activation="relu"), dict(bias=False),
                                      dict(pos_encoding="sinusoidal"), dict(tie_weights=False), dict(n_inner=72),
                                      dict(layer_norm_epsilon=1e-3)])
@@ -103,16 +118,23 @@ def test_every_model_variant_is_fused_exactly(variant, monkeypatch):
 @needs_step
 @pytest.mark.parametrize("config", [
     GenerationConfig(max_new_tokens=70),  # past block_size 48: the window slides (eager), then fused again
+    GenerationConfig(max_new_tokens=30),  # the padded batch below fits: fused with its rows' own columns
+    GenerationConfig(max_new_tokens=30, do_sample=True, temperature=1.5, seed=3),
     GenerationConfig(max_new_tokens=20, num_beams=3),  # beams reorder the cache between fused steps
     GenerationConfig(max_new_tokens=20, do_sample=True, top_k=20, seed=4, num_return_sequences=3),
 ])
 def test_generate_gives_the_same_tokens_fused_or_eager(config, monkeypatch):
     model = quantize(tiny(), "fp32", rows=3)
     ids = torch.randint(0, 97, (1, 8), generator=torch.Generator().manual_seed(5))
+    batch = torch.randint(0, 97, (2, 8), generator=torch.Generator().manual_seed(5))
+    mask = left_padding(batch, [8, 3])
     monkeypatch.setenv("FROMZERO_FUSED_STEP", "0")
     eager = generate(model, ids, config)
+    eager_batch = generate(model, batch, config, mask) if config.max_new_tokens + 8 <= 48 else None
     monkeypatch.setenv("FROMZERO_FUSED_STEP", "1")
     assert torch.equal(generate(model, ids, config), eager)
+    if eager_batch is not None:  # padded rows do not slide: only when they fit
+        assert torch.equal(generate(model, batch, config, mask), eager_batch)
 
 
 @needs_step
@@ -180,12 +202,14 @@ def test_an_unconverted_or_adapted_model_stays_eager(monkeypatch):
 
 
 @needs_step
-def test_padded_rows_and_wide_batches_take_the_eager_step():
+def test_masks_with_holes_and_wide_batches_take_the_eager_step():
     model = quantize(tiny(), "fp32")
     ids = torch.randint(1, 97, (2, 6), generator=torch.Generator().manual_seed(7))
     mask = torch.ones_like(ids)
     mask[0, :2] = 0
-    assert CachedDecoder(model, ids, mask, 5).fused is None
+    assert CachedDecoder(model, ids, mask, 5).fused is not None  # left padding: fused
+    mask[1, 3] = 0
+    assert CachedDecoder(model, ids, mask, 5).fused is None  # a hole in the middle: eager
     decoder = CachedDecoder(model, ids, None, 5)
     assert decoder.fused is not None and decoder.fused.max_rows == 4
     with torch.inference_mode():

@@ -57,8 +57,15 @@ class CachedDecoder:
         self.mask = torch.ones(rows, self.capacity, dtype=torch.long, device=input_ids.device)
         if self.padded:
             self.mask[:, :prompt_len] = attention_mask
-        # one token per row without padding: the whole step in one call to C where the model allows
-        self.fused = None if self.padded else fused_step_for(model)
+        # a step is one call to C where the model allows; padding must then be on the left, where each
+        # row's real tokens start at a column of their own
+        self.fused = fused_step_for(model)
+        self.starts = None
+        if self.padded and self.fused is not None:
+            self.starts = (attention_mask == 0).sum(-1)
+            left = torch.arange(prompt_len, device=input_ids.device) >= self.starts[:, None]
+            if not torch.equal(attention_mask.bool(), left):
+                self.fused = None
 
     def prefill(self) -> torch.Tensor:
         """Run the prompt; return the logits for the first new token."""
@@ -81,6 +88,8 @@ class CachedDecoder:
         self.next_position = positions + 1
         if self.fused is not None and tokens.numel() <= self.fused.max_rows:
             threads.follow()
+            if self.padded:
+                return self.fused(tokens, self.cache, positions.view(-1), self.starts)
             return self.fused(tokens, self.cache)
         return self._forward(tokens.unsqueeze(1), positions)
 
@@ -96,6 +105,8 @@ class CachedDecoder:
         """Keep (and repeat) the given rows: beams that survive, or copies of a prompt."""
         self.cache.reorder(rows)
         self.mask = self.mask.index_select(0, rows)
+        if self.starts is not None:
+            self.starts = self.starts.index_select(0, rows)
         self.next_position = self.next_position.index_select(0, rows)
 
     @torch.no_grad()  # also when called from a streaming generator, outside generate's inference mode

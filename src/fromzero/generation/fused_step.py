@@ -9,9 +9,9 @@ logits agree with the eager step to float rounding (tests/test_fused_step.py).
 
 It applies only where it computes exactly what the model would: a :class:`~fromzero.models.GPT` whose
 every Linear layer is a :class:`~fromzero.generation.inference_layers.GemvLinear`, in fp32 on the CPU, with no
-hooks, decoding unpadded rows (every row at the same position), at most as many rows as the gemv
-layers take. Anything else (padding, LoRA adapters, packed or plain layers, a GPU) keeps the eager
-step, as does ``FROMZERO_FUSED_STEP=0``. :func:`why_not` says which condition failed.
+hooks, decoding unpadded or left-padded rows, at most as many rows as the gemv layers take. Anything
+else (other padding, LoRA adapters, packed or plain layers, a GPU) keeps the eager step, as does
+``FROMZERO_FUSED_STEP=0``. :func:`why_not` says which condition failed.
 """
 
 from __future__ import annotations
@@ -80,15 +80,21 @@ class FusedStep:
         self.step = blocks_step(blocks, transformer.ln_f, model.config.n_head, _linear(model.lm_head))
 
     @torch.no_grad()
-    def __call__(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Append ``tokens`` (rows,) at position ``cache.seq_len`` of every row; return logits (rows, V) fp32."""
-        position = cache.seq_len
-        if isinstance(self.positions, LearnedPositionalEmbedding):
-            where = self.positions.weight[position]
+    def __call__(self, tokens: torch.Tensor, cache: KVCache, positions: torch.Tensor | None = None,
+                 starts: torch.Tensor | None = None) -> torch.Tensor:
+        """Append ``tokens`` (rows,) at cache column ``cache.seq_len``; return logits (rows, V) fp32.
+
+        Unpadded rows need nothing more: their position is the column. Left-padded rows give their
+        ``positions`` (rows,) and the column each one's real tokens ``starts`` at (rows,).
+        """
+        column = cache.seq_len
+        learned = isinstance(self.positions, LearnedPositionalEmbedding)
+        if positions is None:
+            where = self.positions.weight[column] if learned else self.positions(torch.tensor([column]))
         else:
-            where = self.positions(torch.tensor([position]))[0]
+            where = self.positions.weight.index_select(0, positions) if learned else self.positions(positions)
         x = self.token_table.index_select(0, tokens) + where
-        logits = self.step(x, cache.keys, cache.values, position)
+        logits = self.step(x, cache.keys, cache.values, column, starts)
         cache.advance(1)
         return logits
 

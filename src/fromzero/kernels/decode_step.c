@@ -6,8 +6,8 @@
    third of the step once the products are fast. Here they are plain loops over a few thousand
    floats, run between the products without going back to Python.
 
-   It computes exactly what fromzero.models.GPT computes for one new token per row (no padding, every
-   row at the same position), layer by layer:
+   It computes exactly what fromzero.models.GPT computes for one new token per row (every row writing the
+   same cache column; left-padded rows skip their padding), layer by layer:
 
        x = x + c_proj(attention(c_attn(ln_1(x))))      keys and values appended to the cache
        x = x + mlp_proj(activation(c_fc(ln_2(x))))
@@ -109,10 +109,11 @@ static int linear(const Linear *l, const float *x, float *y, int64_t rows, int t
     return fromzero_gemv(l->kind, l->weight, l->scale, x, l->bias, y, l->out, l->in, rows, threads);
 }
 
-/* Each (row, head) in its own thread: append this step's key and value at `pos`, then softmax over the
-   scores of positions 0..pos and the weighted sum of their values. */
+/* Each (row, head) in its own thread: append this step's key and value at column `pos`, then softmax over
+   the scores of columns starts[b]..pos (a left-padded row's padding comes before starts[b]; NULL: 0) and
+   the weighted sum of their values. */
 static void attend(const Model *m, const float *qkv, float *key_cache, float *value_cache, int64_t max_len,
-                   int64_t pos, int64_t rows, float *scores, float *out, int threads) {
+                   int64_t pos, const int64_t *starts, int64_t rows, float *scores, float *out, int threads) {
     int64_t n_embd = m->n_embd, heads = m->n_head, dim = n_embd / heads;
     float scale = 1.0f / sqrtf((float)dim);
     #pragma omp parallel for schedule(static) num_threads(threads)
@@ -122,19 +123,20 @@ static void attend(const Model *m, const float *qkv, float *key_cache, float *va
         float *keys = key_cache + bh * max_len * dim, *values = value_cache + bh * max_len * dim;
         memcpy(keys + pos * dim, q + n_embd, (size_t)dim * sizeof *keys);
         memcpy(values + pos * dim, q + 2 * n_embd, (size_t)dim * sizeof *values);
+        int64_t first = starts ? starts[b] : 0;
         float *s = scores + bh * max_len, top = -INFINITY, total = 0.0f;
-        for (int64_t j = 0; j <= pos; j++) {
+        for (int64_t j = first; j <= pos; j++) {
             s[j] = dot_f32(keys + j * dim, q, dim) * scale;
             top = s[j] > top ? s[j] : top;
         }
         #pragma omp simd reduction(+:total)
-        for (int64_t j = 0; j <= pos; j++) {
+        for (int64_t j = first; j <= pos; j++) {
             s[j] = exp_vec(s[j] - top);
             total += s[j];
         }
         float *y = out + b * n_embd + h * dim;
         for (int64_t d = 0; d < dim; d++) y[d] = 0.0f;
-        for (int64_t j = 0; j <= pos; j++) {
+        for (int64_t j = first; j <= pos; j++) {
             float w = s[j] / total;
             const float *v = values + j * dim;
             #pragma omp simd
@@ -149,11 +151,13 @@ static void add(float *x, const float *y, int64_t n) {
 }
 
 /* x: (rows, n_embd), the new tokens' embeddings (token + position), overwritten by the residual
-   stream. keys[l], values[l]: layer l's cache, (rows, n_head, max_len, head_dim), positions 0..pos-1
-   filled; this step writes position pos. scratch: see fromzero.kernels.decode_step.scratch_size.
+   stream. keys[l], values[l]: layer l's cache, (rows, n_head, max_len, head_dim), columns 0..pos-1
+   filled; this step writes column pos. starts: (rows) the first column each row attends to (after its
+   left padding), or NULL for 0. scratch: as fromzero.kernels.decode_step lays it out.
    logits: (rows, lm_head.out). Returns 0, or gemv's error code. */
 int fromzero_decode_step(const Model *m, float *x, int64_t rows, float *const *keys, float *const *values,
-                         int64_t max_len, int64_t pos, float *scratch, float *logits, int threads) {
+                         int64_t max_len, int64_t pos, const int64_t *starts, float *scratch, float *logits,
+                         int threads) {
     int64_t n_embd = m->n_embd;
     float *normed = scratch, *qkv = normed + rows * n_embd, *attended = qkv + rows * 3 * n_embd;
     float *branch = attended + rows * n_embd, *hidden = branch + rows * n_embd;
@@ -163,7 +167,7 @@ int fromzero_decode_step(const Model *m, float *x, int64_t rows, float *const *k
         const Layer *layer = m->layers + l;
         layer_norm(&layer->ln_1, x, normed, rows, n_embd);
         failed |= linear(&layer->c_attn, normed, qkv, rows, threads);
-        attend(m, qkv, keys[l], values[l], max_len, pos, rows, scores, attended, threads);
+        attend(m, qkv, keys[l], values[l], max_len, pos, starts, rows, scores, attended, threads);
         failed |= linear(&layer->attn_proj, attended, branch, rows, threads);
         add(x, branch, rows * n_embd);
         layer_norm(&layer->ln_2, x, normed, rows, n_embd);

@@ -94,7 +94,7 @@ def _outcome() -> ctypes.CDLL | str:
 def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     """Declare the step's C signatures on a loaded library (tests load each vector code path this way)."""
     lib.fromzero_decode_step.argtypes = [ctypes.POINTER(_Model), _pointer, _size, _pointer, _pointer, _size, _size,
-                                         _pointer, _pointer, ctypes.c_int]
+                                         _pointer, _pointer, _pointer, ctypes.c_int]
     lib.fromzero_decode_step.restype = ctypes.c_int
     lib.fromzero_activate.argtypes = [_pointer, _size, ctypes.c_int]
     return lib
@@ -135,20 +135,24 @@ class DecodeStep:
         self._tensors = (layers, ln_f, lm_head)  # the pointers above stay valid as long as this object lives
 
     def __call__(self, x: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor],
-                 position: int) -> torch.Tensor:
+                 position: int, starts: torch.Tensor | None = None) -> torch.Tensor:
         """Run ``x`` (rows, n_embd), the new tokens' embeddings, through every layer; return logits (rows, V).
 
         ``keys[l]``/``values[l]``: layer l's cache, (rows, n_head, max_len, head_dim) fp32, contiguous,
-        filled up to ``position``; this step's keys and values are written at ``position``. ``x`` is
-        overwritten (it becomes the residual stream).
+        filled up to column ``position``; this step's keys and values are written at ``position``.
+        ``starts`` (rows,) int64: the first column each row attends to (its left padding comes before);
+        None: 0. ``x`` is overwritten (it becomes the residual stream).
         """
         rows, max_len = x.shape[0], keys[0].shape[2]
         expected = (rows, self.n_head, max_len, self.n_embd // self.n_head)
         if (x.dtype != torch.float32 or not x.is_contiguous() or x.shape[1] != self.n_embd
                 or len(keys) != len(self._layers) or len(values) != len(keys) or tuple(keys[0].shape) != expected
-                or keys[0].dtype != torch.float32 or not keys[0].is_contiguous() or not 0 <= position < max_len):
-            raise ValueError(f"the fused step needs x ({rows}, {self.n_embd}) fp32 and {len(self._layers)} contiguous "
-                             f"fp32 caches of {expected} with room at position {position}")
+                or keys[0].dtype != torch.float32 or not keys[0].is_contiguous() or not 0 <= position < max_len
+                or starts is not None and (starts.dtype != torch.int64 or starts.shape != (rows,)
+                                           or not starts.is_contiguous() or int(starts.max()) > position)):
+            raise ValueError(f"the fused step needs x ({rows}, {self.n_embd}) fp32, {len(self._layers)} contiguous "
+                             f"fp32 caches of {expected} with room at position {position}, and int64 starts "
+                             f"({rows},) up to {position}, or None")
         needed = rows * (6 * self.n_embd + self.n_inner + self.n_head * max_len)  # as decode_step.c lays it out
         if self._scratch.numel() < needed:
             self._scratch = torch.empty(needed)
@@ -158,7 +162,8 @@ class DecodeStep:
             ctypes.byref(self._model), x.data_ptr(), rows,
             ctypes.cast((_pointer * layers)(*(k.data_ptr() for k in keys)), _pointer),
             ctypes.cast((_pointer * layers)(*(v.data_ptr() for v in values)), _pointer),
-            max_len, position, self._scratch.data_ptr(), logits.data_ptr(), torch.get_num_threads())
+            max_len, position, None if starts is None else starts.data_ptr(), self._scratch.data_ptr(),
+            logits.data_ptr(), torch.get_num_threads())
         if failed:
             raise MemoryError("the fused decoding step ran out of memory")
         return logits
