@@ -181,19 +181,46 @@ def test_every_code_path_of_the_c_step_gives_the_eager_logits(isa, tmp_path, mon
         torch.testing.assert_close(fused, eager, rtol=1e-5, atol=2e-5)
 
 
+@needs_step
+@pytest.mark.parametrize("mode", ["fp32", "int8"])
+@pytest.mark.parametrize("adapters_first", [True, False])
+def test_lora_adapters_are_added_in_the_fused_step_as_the_model_adds_them(mode, adapters_first, monkeypatch):
+    """The chat loads adapters, then converts (their own layers become gemv layers too); a library user may
+    add one after converting (plain Linear layers beside gemv ones). Either way, the active adapter's update
+    is in the fused step, and switching adapters off leaves the base model."""
+    from fromzero.finetune.lora import LoRAConfig, add_adapter, disabled_adapters
+
+    model = tiny()
+    if not adapters_first:
+        quantize(model, mode, rows=2)
+    add_adapter(model, config=LoRAConfig(r=4, alpha=8, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.2, generator=torch.Generator().manual_seed(len(name)))  # B starts at 0
+    if adapters_first:
+        quantize(model, mode, rows=2)
+    model.eval()
+    assert fused_step.why_not(model) is None
+    ids = torch.randint(0, 97, (2, 6), generator=torch.Generator().manual_seed(12))
+    fused, eager = steps(model, ids, 10, True, monkeypatch), steps(model, ids, 10, False, monkeypatch)
+    torch.testing.assert_close(fused, eager, rtol=1e-5, atol=2e-5)
+    with disabled_adapters(model):
+        base = steps(model, ids, 10, True, monkeypatch)
+        torch.testing.assert_close(base, steps(model, ids, 10, False, monkeypatch), rtol=1e-5, atol=2e-5)
+    assert (base - fused).abs().max() > 1e-2  # the adapter did change the logits
+
+
 # ---------------------------------------------------------------- what stays eager, and why
 
-def test_an_unconverted_or_adapted_model_stays_eager(monkeypatch):
-    from fromzero.finetune.lora import LoRAConfig, add_adapter
-
+def test_an_unconverted_packed_hooked_or_training_model_stays_eager(monkeypatch):
     plain = tiny()
     assert "gemv" in fused_step.why_not(plain)
     monkeypatch.setenv("FROMZERO_LINEAR_KERNEL", "packed")
     assert "gemv" in fused_step.why_not(quantize(tiny(), "fp32"))
     monkeypatch.setenv("FROMZERO_LINEAR_KERNEL", "gemv")
-    adapted = quantize(tiny(), "fp32")
-    add_adapter(adapted, config=LoRAConfig(r=2))
-    assert "adapters" in fused_step.why_not(adapted)
+    training = quantize(tiny(), "fp32").train()
+    assert fused_step.why_not(training) is None and fused_step.fused_step_for(training) is None  # dropout
     hooked = quantize(tiny(), "fp32")
     hooked.transformer.h[1].mlp.register_forward_hook(lambda *args: None)
     assert "hook" in fused_step.why_not(hooked)

@@ -159,13 +159,21 @@ class LoRALinear(nn.Module):
                 self.base.weight -= self.delta_weight(self.merged)
             self.merged = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
+    def active_update(self) -> tuple[nn.Module, nn.Module, float] | None:
+        """``(A, B, scaling)`` of the update this layer adds to ``base`` now, or None: no adapter active,
+        adapters disabled, or the adapter already inside ``base.weight`` (merged). The fused decoding
+        step (:mod:`fromzero.generation.fused_step`) reads it to add the same update in C."""
         name = self.active
         if self.disabled or self.merged is not None or name not in self.configs:
+            return None
+        return self.lora_A[name], self.lora_B[name], self.configs[name].scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if (update := self.active_update()) is None:
             return y  # bare base layer (or the adapter is already inside its weight)
-        update = self.lora_B[name](self.lora_A[name](self.lora_dropout[name](x)))
-        return y + update * self.configs[name].scaling
+        lora_a, lora_b, scaling = update
+        return y + lora_b(lora_a(self.lora_dropout[self.active](x))) * scaling
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:

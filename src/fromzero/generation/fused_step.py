@@ -7,10 +7,11 @@ eager PyTorch between them. :class:`FusedStep` hands the whole step to
 attention over the cache, GELU and residual additions as loops in C. The tokens are the same; the
 logits agree with the eager step to float rounding (tests/test_fused_step.py).
 
-It applies only where it computes exactly what the model would: a :class:`~fromzero.models.GPT` whose
-every Linear layer is a :class:`~fromzero.generation.inference_layers.GemvLinear`, in fp32 on the CPU, with no
+It applies only where it computes exactly what the model would: a :class:`~fromzero.models.GPT` in eval
+mode whose every Linear layer is a :class:`~fromzero.generation.inference_layers.GemvLinear` (LoRA
+adapters beside them included: the active one's update is added in C), in fp32 on the CPU, with no
 hooks, decoding unpadded or left-padded rows, at most as many rows as the gemv layers take. Anything
-else (other padding, LoRA adapters, packed or plain layers, a GPU) keeps the eager step, as does
+else (other padding, packed or plain layers, a GPU) keeps the eager step, as does
 ``FROMZERO_FUSED_STEP=0``. :func:`why_not` says which condition failed.
 """
 
@@ -47,17 +48,19 @@ def why_not(model: nn.Module, linear: type[nn.Module] = GemvLinear) -> str | Non
     for block in blocks:
         if (type(block), type(block.attn), type(block.mlp)) != (Block, MultiHeadAttention, FeedForward):
             return "a block was changed (adapters or custom layers): the eager step runs it"
-    linears = [model.lm_head, *(m for b in blocks for m in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj))]
-    if not all(type(m) is linear for m in linears):
-        return "its Linear layers are not all gemv layers (quantize chose another kernel or did not run, or adapters wrap them)"
+    positions = [model.lm_head, *(m for b in blocks for m in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj))]
+    if any(_parts(m, linear) is None for m in positions):
+        return "its Linear layers are not all gemv layers (quantize chose another kernel, or did not run)"
+    linears = [part for m in positions for part in _parts(m, linear)]
     norms = [model.transformer.ln_f, *(m for b in blocks for m in (b.ln_1, b.ln_2))]
     if not all(type(m) is nn.LayerNorm and m.weight is not None for m in norms):
         return "its LayerNorms are not the standard ones"
     tensors = [model.transformer.wte.weight, *(n.weight for n in norms), *(n.bias for n in norms),
-               *(m.bias for m in linears), *(getattr(m, "scale", None) for m in linears)]
+               *(m.bias for m in linears), *(getattr(m, "scale", None) for m in linears),
+               *(m.weight for m in linears if type(m) is nn.Linear)]
     if any(t is not None and (t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous())
            for t in tensors):
-        return "its embeddings, norms or biases are not fp32 on the CPU"
+        return "its embeddings, norms, biases or adapters are not fp32 on the CPU"
     if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
         return "a forward hook is registered: the eager step calls it"
     return None
@@ -100,8 +103,26 @@ class FusedStep:
 
 
 def fused_step_for(model: nn.Module) -> FusedStep | None:
-    """A :class:`FusedStep` for ``model``, or None where its steps must stay eager (:func:`why_not`)."""
-    return None if why_not(model) is not None else FusedStep(model)
+    """A :class:`FusedStep` for ``model``, or None where its steps must stay eager (:func:`why_not`, or the
+    model is training: its dropout would have to run)."""
+    return None if model.training or why_not(model) is not None else FusedStep(model)
+
+
+def _parts(layer: nn.Module, linear: type[nn.Module] = GemvLinear) -> list[nn.Module] | None:
+    """The Linear layers at one place of the model: the layer itself, or a layer carrying an adapter (a
+    LoRA layer: ``base`` and its ``active_update()``) with the adapter's two; None if it is neither."""
+    if type(layer) is linear:
+        return [layer]
+    update = getattr(layer, "active_update", None)
+    if update is None or type(getattr(layer, "base", None)) is not linear:
+        return None
+    adapter = update()
+    if adapter is None:
+        return [layer.base]
+    lora_a, lora_b, _ = adapter
+    if not all(type(m) in (linear, nn.Linear) and m.bias is None for m in (lora_a, lora_b)):
+        return None
+    return [layer.base, lora_a, lora_b]
 
 
 def blocks_step(blocks: list[nn.Module], ln_f: nn.LayerNorm, n_head: int,
@@ -117,8 +138,14 @@ def blocks_step(blocks: list[nn.Module], ln_f: nn.LayerNorm, n_head: int,
     return decode_step.DecodeStep(layers, _norm(ln_f), lm_head, n_head, blocks[0].mlp.activation)
 
 
-def _linear(layer: GemvLinear) -> decode_step.Linear:
-    return decode_step.Linear(layer.weight, layer.bias, layer.scale)
+def _linear(layer: nn.Module) -> decode_step.Linear:
+    """A gemv layer, or one carrying an adapter (see :func:`_parts`), as the C step reads it."""
+    base = getattr(layer, "base", layer)
+    adapter = layer.active_update() if base is not layer else None
+    if adapter is not None:
+        lora_a, lora_b, scaling = adapter
+        adapter = (_linear(lora_a), _linear(lora_b), scaling)
+    return decode_step.Linear(base.weight, base.bias, getattr(base, "scale", None), adapter)
 
 
 def _norm(norm: nn.LayerNorm) -> decode_step.Norm:

@@ -212,7 +212,7 @@ def _step_candidates(model: nn.Module, mode: str, names: list[str], rows: int
             cache = KVCache(len(layers), rows, config.n_head, config.head_dim, _PROBE_PAST + 1, dtype=dtype)
             cache.keys, cache.values = [t.to(dtype) for t in past[::2]], [t.to(dtype) for t in past[1::2]]
             cache.seq_len = _PROBE_PAST
-            fused = name == "gemv" and rows <= layers[0].attn.c_attn.max_rows
+            fused = name == "gemv" and rows <= min(m.max_rows for m in layers[0].modules() if isinstance(m, GemvLinear))
             step = fused_step.blocks_step(layers, model.transformer.ln_f, config.n_head) if fused else None
             built.extend([layers, cache, x.to(dtype), step])
 

@@ -13,6 +13,8 @@
        x = x + mlp_proj(activation(c_fc(ln_2(x))))
        logits = lm_head(ln_f(x))
 
+   Any of these Linear layers may carry a LoRA adapter's low-rank update, added as LoRALinear adds it.
+
    The products are the same calls to fromzero_gemv as the model's GemvLinear layers make, so they
    give identical numbers; the small operations round like torch's up to a few float ulps. */
 
@@ -22,13 +24,16 @@
 
 enum { GELU_TANH = 0, GELU_ERF = 1, RELU = 2 }; /* fromzero.nn.feedforward's gelu_new, gelu, relu */
 
-typedef struct {
+typedef struct Linear Linear;
+struct Linear {
     int kind; /* WEIGHT_F32, WEIGHT_BF16 or WEIGHT_I8 */
     const void *weight; /* (out, in) */
     const float *scale; /* (out) or NULL */
     const float *bias;  /* (out) or NULL */
     int64_t out, in;
-} Linear;
+    const Linear *lora_a, *lora_b; /* a low-rank update beside the layer (a LoRA adapter): (r, in), (out, r) */
+    float lora_scale;              /* y += lora_scale * lora_b(lora_a(x)); lora_a NULL: none */
+};
 
 typedef struct {
     const float *weight, *bias; /* bias may be NULL */
@@ -105,8 +110,16 @@ static void layer_norm(const Norm *norm, const float *x, float *y, int64_t rows,
     }
 }
 
-static int linear(const Linear *l, const float *x, float *y, int64_t rows, int threads) {
-    return fromzero_gemv(l->kind, l->weight, l->scale, x, l->bias, y, l->out, l->in, rows, threads);
+/* spare: room for rows * (lora_a->out + out) floats, the adapter's intermediate and its update */
+static int linear(const Linear *l, const float *x, float *y, int64_t rows, float *spare, int threads) {
+    int failed = fromzero_gemv(l->kind, l->weight, l->scale, x, l->bias, y, l->out, l->in, rows, threads);
+    if (failed || !l->lora_a) return failed;
+    const Linear *a = l->lora_a, *b = l->lora_b;
+    float *low = spare, *update = spare + rows * a->out;
+    failed |= fromzero_gemv(a->kind, a->weight, a->scale, x, NULL, low, a->out, a->in, rows, threads);
+    failed |= fromzero_gemv(b->kind, b->weight, b->scale, low, NULL, update, b->out, b->in, rows, threads);
+    for (int64_t i = 0; i < rows * l->out; i++) y[i] += update[i] * l->lora_scale;
+    return failed;
 }
 
 /* Each (row, head) in its own thread: append this step's key and value at column `pos`, then softmax over
@@ -153,7 +166,8 @@ static void add(float *x, const float *y, int64_t n) {
 /* x: (rows, n_embd), the new tokens' embeddings (token + position), overwritten by the residual
    stream. keys[l], values[l]: layer l's cache, (rows, n_head, max_len, head_dim), columns 0..pos-1
    filled; this step writes column pos. starts: (rows) the first column each row attends to (after its
-   left padding), or NULL for 0. scratch: as fromzero.kernels.decode_step lays it out.
+   left padding), or NULL for 0. scratch: as fromzero.kernels.decode_step lays it out (the adapters'
+   room last).
    logits: (rows, lm_head.out). Returns 0, or gemv's error code. */
 int fromzero_decode_step(const Model *m, float *x, int64_t rows, float *const *keys, float *const *values,
                          int64_t max_len, int64_t pos, const int64_t *starts, float *scratch, float *logits,
@@ -161,22 +175,22 @@ int fromzero_decode_step(const Model *m, float *x, int64_t rows, float *const *k
     int64_t n_embd = m->n_embd;
     float *normed = scratch, *qkv = normed + rows * n_embd, *attended = qkv + rows * 3 * n_embd;
     float *branch = attended + rows * n_embd, *hidden = branch + rows * n_embd;
-    float *scores = hidden + rows * m->n_inner;
+    float *scores = hidden + rows * m->n_inner, *spare = scores + rows * m->n_head * max_len;
     int failed = 0;
     for (int64_t l = 0; l < m->n_layer && !failed; l++) {
         const Layer *layer = m->layers + l;
         layer_norm(&layer->ln_1, x, normed, rows, n_embd);
-        failed |= linear(&layer->c_attn, normed, qkv, rows, threads);
+        failed |= linear(&layer->c_attn, normed, qkv, rows, spare, threads);
         attend(m, qkv, keys[l], values[l], max_len, pos, starts, rows, scores, attended, threads);
-        failed |= linear(&layer->attn_proj, attended, branch, rows, threads);
+        failed |= linear(&layer->attn_proj, attended, branch, rows, spare, threads);
         add(x, branch, rows * n_embd);
         layer_norm(&layer->ln_2, x, normed, rows, n_embd);
-        failed |= linear(&layer->c_fc, normed, hidden, rows, threads);
+        failed |= linear(&layer->c_fc, normed, hidden, rows, spare, threads);
         fromzero_activate(hidden, rows * m->n_inner, m->activation);
-        failed |= linear(&layer->mlp_proj, hidden, branch, rows, threads);
+        failed |= linear(&layer->mlp_proj, hidden, branch, rows, spare, threads);
         add(x, branch, rows * n_embd);
     }
     if (failed) return failed;
     layer_norm(&m->ln_f, x, normed, rows, n_embd);
-    return linear(&m->lm_head, normed, logits, rows, threads);
+    return linear(&m->lm_head, normed, logits, rows, spare, threads);
 }

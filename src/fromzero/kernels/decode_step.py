@@ -27,8 +27,12 @@ _pointer, _size = ctypes.c_void_p, ctypes.c_int64
 
 
 class _Linear(ctypes.Structure):
-    _fields_ = [("kind", ctypes.c_int), ("weight", _pointer), ("scale", _pointer), ("bias", _pointer),
-                ("out", _size), ("in_", _size)]
+    pass
+
+
+_Linear._fields_ = [("kind", ctypes.c_int), ("weight", _pointer), ("scale", _pointer), ("bias", _pointer),
+                    ("out", _size), ("in_", _size), ("lora_a", ctypes.POINTER(_Linear)),
+                    ("lora_b", ctypes.POINTER(_Linear)), ("lora_scale", ctypes.c_float)]
 
 
 class _Norm(ctypes.Structure):
@@ -47,11 +51,14 @@ class _Model(ctypes.Structure):
 
 @dataclass(frozen=True)
 class Linear:
-    """``y = x weight^T (* scale) + bias``: weight (out, in) fp32, bf16 or int8 (with an fp32 ``scale`` per row)."""
+    """``y = x weight^T (* scale) + bias``: weight (out, in) fp32, bf16 or int8 (with an fp32 ``scale`` per row).
+
+    ``adapter``: a LoRA update beside it, ``(A, B, scaling)``: ``y += scaling * B(A(x))``."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None = None
     scale: torch.Tensor | None = None
+    adapter: tuple[Linear, Linear, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,11 +133,14 @@ class DecodeStep:
         n_embd = ln_f.weight.numel()
         self.n_embd, self.n_head, self.n_inner = n_embd, n_head, layers[0].c_fc.weight.shape[0]
         self.vocab_size = lm_head.weight.shape[0]
+        self._adapters: list[_Linear] = []  # the structures the layers point to, kept alive here
         self._layers = (_Layer * len(layers))(*(
-            _Layer(_norm(layer.ln_1), _linear(layer.c_attn), _linear(layer.attn_proj), _norm(layer.ln_2),
-                   _linear(layer.c_fc), _linear(layer.mlp_proj)) for layer in layers))
+            _Layer(_norm(layer.ln_1), self._linear(layer.c_attn), self._linear(layer.attn_proj), _norm(layer.ln_2),
+                   self._linear(layer.c_fc), self._linear(layer.mlp_proj)) for layer in layers))
         self._model = _Model(len(layers), n_embd, n_head, self.n_inner, ACTIVATIONS[activation], self._layers,
-                             _norm(ln_f), _linear(lm_head))
+                             _norm(ln_f), self._linear(lm_head))
+        linears = [lm_head, *(l for layer in layers for l in (layer.c_attn, layer.attn_proj, layer.c_fc, layer.mlp_proj))]
+        self._spare = max((l.adapter[0].weight.shape[0] + l.weight.shape[0] for l in linears if l.adapter), default=0)
         self._scratch = torch.empty(0)
         self._tensors = (layers, ln_f, lm_head)  # the pointers above stay valid as long as this object lives
 
@@ -153,7 +163,7 @@ class DecodeStep:
             raise ValueError(f"the fused step needs x ({rows}, {self.n_embd}) fp32, {len(self._layers)} contiguous "
                              f"fp32 caches of {expected} with room at position {position}, and int64 starts "
                              f"({rows},) up to {position}, or None")
-        needed = rows * (6 * self.n_embd + self.n_inner + self.n_head * max_len)  # as decode_step.c lays it out
+        needed = rows * (6 * self.n_embd + self.n_inner + self.n_head * max_len + self._spare)  # as decode_step.c lays it out
         if self._scratch.numel() < needed:
             self._scratch = torch.empty(needed)
         logits = torch.empty(rows, self.vocab_size)
@@ -168,11 +178,16 @@ class DecodeStep:
             raise MemoryError("the fused decoding step ran out of memory")
         return logits
 
-
-def _linear(linear: Linear) -> _Linear:
-    weight = linear.weight
-    return _Linear(WEIGHT_KINDS[weight.dtype], weight.data_ptr(), _address(linear.scale), _address(linear.bias),
-                   weight.shape[0], weight.shape[1])
+    def _linear(self, linear: Linear) -> _Linear:
+        weight = linear.weight
+        described = _Linear(WEIGHT_KINDS[weight.dtype], weight.data_ptr(), _address(linear.scale),
+                            _address(linear.bias), weight.shape[0], weight.shape[1])
+        if linear.adapter is not None:
+            lora_a, lora_b, scaling = linear.adapter
+            self._adapters += [self._linear(lora_a), self._linear(lora_b)]
+            described.lora_a, described.lora_b = ctypes.pointer(self._adapters[-2]), ctypes.pointer(self._adapters[-1])
+            described.lora_scale = scaling
+        return described
 
 
 def _norm(norm: Norm) -> _Norm:
