@@ -4,22 +4,19 @@ GPT-2), for every weight kind and model variant it accepts; everything it does n
 
 from __future__ import annotations
 
-import ctypes
 import math
-import subprocess
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fromzero import machine
 from fromzero.generation import GenerationConfig, generate, quantize
 from fromzero.generation import fused_step
 from fromzero.generation.engine import CachedDecoder
 from fromzero.kernels import decode_step, native
 from fromzero.models import GPT, GPTConfig
 from fromzero.nn import activate
-from test_kernels_gemv import FLAGS, NEEDS  # the compiler flags that pick each vector code path
+from test_kernels_gemv import FLAGS, compiled_for  # each vector code path, built on purpose
 
 needs_step = pytest.mark.skipif(decode_step.unavailable_reason() is not None,
                                 reason=f"no native kernel here: {decode_step.unavailable_reason()}")
@@ -156,18 +153,7 @@ def test_a_gpt2_checkpoint_gives_transformers_tokens(tmp_path, transformers):
 @pytest.mark.parametrize("isa", list(FLAGS))
 def test_every_code_path_of_the_c_step_gives_the_eager_logits(isa, tmp_path, monkeypatch):
     """decode_step.c includes gemv.c, whose vector code the compiler's target picks: build each on purpose."""
-    if missing := [flag for flag in NEEDS[isa] if flag not in machine.cpu_flags()]:
-        pytest.skip(f"this CPU has no {', '.join(missing)}")
-    try:
-        command = native.compiler()
-    except native.NativeUnavailable as error:
-        pytest.skip(str(error))
-    library = tmp_path / f"decode_step-{isa}.so"
-    subprocess.run([*command, "-O3", *FLAGS[isa], "-fopenmp", *native.COMMON_FLAGS,
-                    str(native.SOURCES / "decode_step.c"), *native.LIBRARIES, "-o", str(library)], check=True)
-    lib = decode_step.bind(ctypes.CDLL(str(library)))
-    lib.fromzero_gemv_isa.restype = ctypes.c_char_p
-    assert lib.fromzero_gemv_isa().decode() == isa
+    lib = decode_step.bind(compiled_for(isa, "decode_step", tmp_path))
     ids = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(10))
     x = torch.linspace(-12, 12, 1001)
     for mode in ("fp32", "bf16", "int8"):
@@ -261,7 +247,6 @@ def test_the_step_refuses_caches_that_do_not_fit():
 
 def test_without_the_native_kernel_every_step_is_eager(monkeypatch):
     from fromzero.kernels import gemv as gemv_module
-    from fromzero.kernels import native
 
     caches = (native.load, native.kernels_dir, gemv_module._outcome, decode_step._outcome)
     for cached in caches:

@@ -95,21 +95,28 @@ FLAGS = {"avx512+bf16": ["-march=native"], "avx512": ["-march=native", "-mno-avx
 NEEDS = {"avx512+bf16": ("avx512_bf16",), "avx512": ("avx512f",), "avx2": ("avx2",), "portable": ()}
 
 
-@pytest.mark.parametrize("isa", list(FLAGS))
-def test_every_code_path_of_the_c_source_gives_the_product(isa, tmp_path):
-    """The vector code is picked by the compiler's target: build each path on purpose and check it."""
+def compiled_for(isa: str, name: str, folder) -> ctypes.CDLL:
+    """``<name>.c`` built with the flags that pick vector code path ``isa`` (skips where this CPU or machine
+    cannot), loaded and checked to be that path."""
     if missing := [flag for flag in NEEDS[isa] if flag not in machine.cpu_flags()]:
         pytest.skip(f"this CPU has no {', '.join(missing)}")
     try:
         command = native.compiler()
     except native.NativeUnavailable as error:
         pytest.skip(str(error))
-    library = tmp_path / f"gemv-{isa}.so"
-    subprocess.run([*command, "-O3", *FLAGS[isa], "-fopenmp", *native.COMMON_FLAGS, str(native.SOURCES / "gemv.c"),
-                    "-o", str(library)], check=True)
+    library = folder / f"{name}-{isa}.so"
+    subprocess.run([*command, "-O3", *FLAGS[isa], "-fopenmp", *native.COMMON_FLAGS, str(native.SOURCES / f"{name}.c"),
+                    *native.LIBRARIES, "-o", str(library)], check=True)
     lib = ctypes.CDLL(str(library))
     lib.fromzero_gemv_isa.restype = ctypes.c_char_p
     assert lib.fromzero_gemv_isa().decode() == isa
+    return lib
+
+
+@pytest.mark.parametrize("isa", list(FLAGS))
+def test_every_code_path_of_the_c_source_gives_the_product(isa, tmp_path):
+    """The vector code is picked by the compiler's target: build each path on purpose and check it."""
+    lib = compiled_for(isa, "gemv", tmp_path)
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     lib.fromzero_gemv.argtypes = [ctypes.c_int, pointer, pointer, pointer, pointer, pointer, size, size, size, ctypes.c_int]
     generator = torch.Generator().manual_seed(1)

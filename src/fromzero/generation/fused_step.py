@@ -25,7 +25,12 @@ from torch import nn
 from fromzero.generation.inference_layers import GemvLinear
 from fromzero.kernels import decode_step
 from fromzero.models import GPT, KVCache
-from fromzero.nn import Block, FeedForward, LearnedPositionalEmbedding, MultiHeadAttention
+from fromzero.nn import (
+    Block,
+    FeedForward,
+    LearnedPositionalEmbedding,
+    MultiHeadAttention,
+)
 
 
 def unavailable_reason() -> str | None:
@@ -47,7 +52,7 @@ def why_not(model: nn.Module, linear: type[nn.Module] = GemvLinear) -> str | Non
     blocks = list(model.transformer.h)
     for block in blocks:
         if (type(block), type(block.attn), type(block.mlp)) != (Block, MultiHeadAttention, FeedForward):
-            return "a block was changed (adapters or custom layers): the eager step runs it"
+            return "a block was changed (custom layers): the eager step runs it"
     positions = [model.lm_head, *(m for b in blocks for m in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj))]
     if any(_parts(m, linear) is None for m in positions):
         return "its Linear layers are not all gemv layers (quantize chose another kernel, or did not run)"

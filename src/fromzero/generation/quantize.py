@@ -27,7 +27,8 @@ for each mode the candidates are timed once on the model's own shapes and the wi
   gpt-fast and torchao use) with bf16 activations. Embeddings, LayerNorms and attention stay as they were.
 
 Where gemv is chosen, ``generate`` also runs each decoding step of a GPT in one call to C
-(:mod:`fromzero.generation.fused_step`): the same products, without eager PyTorch between them.
+(:mod:`fromzero.generation.fused_step`): the same products, without eager PyTorch between them. The
+layers themselves live in :mod:`fromzero.generation.inference_layers`; this module chooses and converts.
 
 bf16 and int8 lose a little accuracy; ``benchmarks/generation_quantized.py`` measures how much
 (perplexity) and how much faster decoding gets. Training needs the plain model: convert a copy for
@@ -43,9 +44,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from fromzero.errors import InputError
 import fromzero.generation.fused_step as fused_step
-from fromzero.generation.inference_layers import GemvLinear, Int8Linear, PackedLinear, TransposedLinear, onednn_packing_works
+from fromzero.errors import InputError
+from fromzero.generation.inference_layers import (
+    GemvLinear,
+    Int8Linear,
+    PackedLinear,
+    TransposedLinear,
+    onednn_packing_works,
+)
 from fromzero.models import KVCache
 
 MODES = ("fp32", "bf16", "int8")

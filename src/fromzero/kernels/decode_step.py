@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from fromzero.kernels.gemv import WEIGHT_KINDS
-from fromzero.kernels.native import NativeUnavailable, load
+from fromzero.kernels.native import attempt, reason, usable
 
 ACTIVATIONS = {"gelu_new": 0, "gelu": 1, "relu": 2}  # as in decode_step.c
 _pointer, _size = ctypes.c_void_p, ctypes.c_int64
@@ -84,18 +84,12 @@ class Layer:
 
 def library() -> ctypes.CDLL:
     """The compiled step (raises :class:`NativeUnavailable` with the reason it cannot be used)."""
-    outcome = _outcome()
-    if isinstance(outcome, str):
-        raise NativeUnavailable(outcome)
-    return outcome
+    return usable(_outcome())
 
 
 @functools.cache
 def _outcome() -> ctypes.CDLL | str:
-    try:
-        return bind(load("decode_step"))
-    except NativeUnavailable as error:
-        return str(error)
+    return attempt("decode_step", bind)
 
 
 def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -109,8 +103,7 @@ def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
 
 def unavailable_reason() -> str | None:
     """Why the fused step cannot be used here, or None if it can."""
-    outcome = _outcome()
-    return outcome if isinstance(outcome, str) else None
+    return reason(_outcome())
 
 
 def activate(x: torch.Tensor, kind: str) -> torch.Tensor:

@@ -18,33 +18,29 @@ import functools
 
 import torch
 
-from fromzero.kernels.native import NativeUnavailable, load
+from fromzero.kernels.native import NativeUnavailable, attempt, reason, usable
 
 WEIGHT_KINDS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}  # as in gemv.c
 
 
 def library() -> ctypes.CDLL:
     """The compiled kernel (raises :class:`NativeUnavailable` with the reason it cannot be used)."""
-    outcome = _outcome()
-    if isinstance(outcome, str):
-        raise NativeUnavailable(outcome)
-    return outcome
+    return usable(_outcome())
 
 
 @functools.cache
 def _outcome() -> ctypes.CDLL | str:
-    """Built, loaded and checked once against torch on awkward shapes, or why not: a failure is kept too,
-    so a machine whose compiler fails does not run it again at every conversion."""
-    try:
-        lib = load("gemv")
-        pointer, size = ctypes.c_void_p, ctypes.c_int64
-        lib.fromzero_gemv.argtypes = [ctypes.c_int, pointer, pointer, pointer, pointer, pointer, size, size, size,
-                                      ctypes.c_int]
-        lib.fromzero_gemv.restype = ctypes.c_int
-        lib.fromzero_gemv_isa.restype = ctypes.c_char_p
-        _check(lib)
-    except NativeUnavailable as error:
-        return str(error)
+    """Built, loaded and checked once against torch on awkward shapes, or why not."""
+    return attempt("gemv", _prepare)
+
+
+def _prepare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    lib.fromzero_gemv.argtypes = [ctypes.c_int, pointer, pointer, pointer, pointer, pointer, size, size, size,
+                                  ctypes.c_int]
+    lib.fromzero_gemv.restype = ctypes.c_int
+    lib.fromzero_gemv_isa.restype = ctypes.c_char_p
+    _check(lib)
     return lib
 
 
@@ -54,8 +50,7 @@ def available() -> bool:
 
 def unavailable_reason() -> str | None:
     """Why the kernel cannot be used here, or None if it can."""
-    outcome = _outcome()
-    return outcome if isinstance(outcome, str) else None
+    return reason(_outcome())
 
 
 def isa() -> str:

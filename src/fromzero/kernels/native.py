@@ -24,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from fromzero.files import atomic_path
@@ -116,3 +117,24 @@ def load(name: str) -> ctypes.CDLL:
             return ctypes.CDLL(str(path))
         except OSError as error:
             raise NativeUnavailable(f"{path} did not load: {error}") from None
+
+
+def attempt(name: str, prepare: Callable[[ctypes.CDLL], ctypes.CDLL]) -> ctypes.CDLL | str:
+    """``prepare(load(name))`` (declare its C signatures, check it), or the reason it cannot be used: a
+    module keeps either, so a machine whose compiler fails does not run it again at every call."""
+    try:
+        return prepare(load(name))
+    except NativeUnavailable as error:
+        return str(error)
+
+
+def usable(outcome: ctypes.CDLL | str) -> ctypes.CDLL:
+    """The library of an :func:`attempt`, or :class:`NativeUnavailable` with the reason it failed."""
+    if isinstance(outcome, str):
+        raise NativeUnavailable(outcome)
+    return outcome
+
+
+def reason(outcome: ctypes.CDLL | str) -> str | None:
+    """Why the library of an :func:`attempt` cannot be used, or None if it can."""
+    return outcome if isinstance(outcome, str) else None
