@@ -227,7 +227,7 @@ def test_a_model_decoded_with_the_kernel_gives_the_fp32_tokens(mode, monkeypatch
         reference = model(ids).logits.log_softmax(-1)
         approx = light(ids).logits.log_softmax(-1)
     kl = (reference.exp() * (reference - approx)).sum(-1).mean()
-    assert float(kl) < (1e-9 if mode == "fp32" else 0.01)
+    assert float(kl) < (1e-7 if mode == "fp32" else 0.01)  # fp32: float rounding (the prompt goes through oneDNN)
     assert torch.equal(generate(light, ids, GenerationConfig(max_new_tokens=16)),
                        generate(model, ids, GenerationConfig(max_new_tokens=16)))
 
