@@ -15,7 +15,7 @@ import torch
 
 from fromzero.errors import InputError
 from fromzero.finetune.lora import LoRAConfig, add_adapter, lora_layers, using_adapter
-from fromzero.generation import GenerationConfig, generate
+from fromzero.generation import GenerationConfig, fused_step, generate, quantize
 from fromzero.generation.batching import QueueFull, Scheduler
 from fromzero.models import GPT, GPTConfig
 from fromzero.tokenizers import CharTokenizer
@@ -113,6 +113,35 @@ def test_each_adapter_group_runs_its_own_adapter_and_the_base_stays_the_base(sch
         with using_adapter(model, name):
             assert results[name] == alone(model, ids, config), name
     assert len({tuple(tokens) for tokens in results.values()}) == 3  # the adapters really differ
+
+
+@pytest.mark.skipif(fused_step.unavailable_reason() is not None, reason=f"no fused step: {fused_step.unavailable_reason()}")
+@pytest.mark.parametrize("mode", ["fp32", "int8"])
+def test_a_model_converted_to_gemv_steps_fused_with_its_adapters_and_gets_the_same_tokens(mode, scheduler_for,
+                                                                                           monkeypatch):
+    """Right-aligned rows of different lengths and adapter groups, each step one call to C (up to 4 rows in
+    fp32, 16 in int8; more go eager): every request still gets its unbatched tokens."""
+    monkeypatch.setenv({"fp32": "FROMZERO_LINEAR_KERNEL", "int8": "FROMZERO_INT8_KERNEL"}[mode], "gemv")
+    model = tiny_model()
+    add_adapter(model, "tuned", LoRAConfig(r=4, target_modules=("c_attn", "c_fc")))
+    torch.manual_seed(3)
+    for layer in lora_layers(model).values():
+        torch.nn.init.normal_(layer.lora_B["tuned"].weight, std=0.5)
+    quantize(model, mode, rows=4)
+    requests = [(ids, GenerationConfig(max_new_tokens=6 + 5 * (i % 3)), "tuned" if i % 2 else None)
+                for i, ids in enumerate(prompts(7, seed=11))]
+    monkeypatch.setenv("FROMZERO_FUSED_STEP", "0")  # the reference: generate alone, eager steps
+    expected = []
+    for ids, config, adapter in requests:
+        with using_adapter(model, adapter):
+            expected.append(alone(model, ids, config))
+    monkeypatch.delenv("FROMZERO_FUSED_STEP")
+    scheduler = scheduler_for(model, max_batch=6, activate=lambda name: using_adapter(model, name))
+    jobs = [scheduler.submit(ids, config, adapter=adapter) for ids, config, adapter in requests]
+    assert [list(job) for job in jobs] == expected
+    assert scheduler._fused[None] is not None and scheduler._fused["tuned"] is not None  # both groups fused
+    scheduler.run_between_steps(lambda: None).result(timeout=10)  # how a server loads or drops an adapter
+    assert scheduler._fused == {}  # built again, from the adapters as they are then
 
 
 def test_stop_strings_end_a_request_and_async_readers_get_the_same_tokens(scheduler_for):

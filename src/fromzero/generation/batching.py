@@ -26,6 +26,11 @@ active one; the base weights are shared, never copied. :meth:`Scheduler.run_betw
 function on the decoding thread between two steps: how a server loads or removes an adapter while
 requests are decoding, with no forward pass ever seeing half of it.
 
+Where the model's Linear layers use fromzero's gemv kernel (``quantize`` measured it fastest for the
+batch), a step of up to 4 rows (16 with int8 weights) is one call to C
+(:mod:`fromzero.generation.fused_step`; left padding is what right-aligned rows are), the adapter of
+the group included.
+
 Prefix cache (``prefix_cache_mb`` > 0): each prefill first looks its prompt up in a
 :class:`~fromzero.generation.prefix_cache.PrefixCache`, copies the K/V of the longest prefix found
 and runs only the tokens after it; once its first token is picked it offers the prompt's K/V, and a
@@ -49,6 +54,7 @@ import torch
 
 from fromzero.errors import FromzeroError, InputError
 from fromzero.generation.config import GenerationConfig
+from fromzero.generation.fused_step import FusedStep, fused_step_for
 from fromzero.generation.prefix_cache import PrefixCache, weights_version
 from fromzero.generation.processors import Processor, apply_processors, build_processors
 from fromzero.generation.stopping import Decoder, StopCondition
@@ -208,6 +214,7 @@ class Scheduler:
         self._groups: dict[str | None, _Group] = {}
         self._wake = threading.Condition()
         self._calls: list[tuple[Callable[[], Any], Future]] = []  # run_between_steps, in order
+        self._fused: dict[str | None, FusedStep | None] = {}  # per adapter; see _fused_step
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="fromzero-scheduler", daemon=True)
         self._thread.start()
@@ -293,6 +300,8 @@ class Scheduler:
                     calls, self._calls = self._calls, []
                 for fn, future in calls:
                     _call(fn, future)
+                if calls:
+                    self._fused.clear()  # an adapter may have come or gone: its fused step is built again
                 with self._wake:
                     if self._closed and not self.running and not self._pending and not self._calls:
                         return
@@ -452,12 +461,26 @@ class Scheduler:
         group.mask[:, width - 1] = 1
         tokens = torch.stack([row.sequence[0, row.length - 1] for row in rows]).unsqueeze(1)
         positions = torch.tensor([[row.length - 1] for row in rows], device=self.device)
-        with self.activate(group.adapter):
-            logits = self.model(tokens, attention_mask=group.mask[:, :width], position_ids=positions,
-                                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        fused = self._fused_step(group.adapter)
+        if fused is not None and len(rows) <= fused.max_rows:
+            # right-aligned rows: each one's real columns start after its zeros in the mask
+            starts = (group.mask[:, :width] == 0).sum(-1)
+            logits = fused(tokens.view(-1), cache, positions.view(-1), starts)
+        else:
+            with self.activate(group.adapter):
+                logits = self.model(tokens, attention_mask=group.mask[:, :width], position_ids=positions,
+                                    past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
         self.steps += 1
         for row, row_logits in zip(rows, logits.split(1)):
             row.logits = row_logits
+
+    def _fused_step(self, adapter: str | None) -> FusedStep | None:
+        """The model's whole step in one call to C with ``adapter`` active, where the model allows it
+        (:mod:`fromzero.generation.fused_step`); built once per adapter, again after a between-steps call."""
+        if adapter not in self._fused:
+            with self.activate(adapter):
+                self._fused[adapter] = fused_step_for(self.model)
+        return self._fused[adapter]
 
     def _rebuild(self, group: _Group) -> None:
         """Lay every row's cached tokens right-aligned in a new cache, as narrow as the longest row."""
