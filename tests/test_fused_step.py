@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fromzero.errors import InputError
 from fromzero.generation import GenerationConfig, generate, quantize
 from fromzero.generation import fused_step
 from fromzero.generation.engine import CachedDecoder
@@ -195,6 +196,35 @@ def test_lora_adapters_are_added_in_the_fused_step_as_the_model_adds_them(mode, 
         base = steps(model, ids, 10, True, monkeypatch)
         torch.testing.assert_close(base, steps(model, ids, 10, False, monkeypatch), rtol=1e-5, atol=2e-5)
     assert (base - fused).abs().max() > 1e-2  # the adapter did change the logits
+
+
+@needs_step
+def test_a_servers_model_keeps_both_layouts_when_one_row_and_a_full_batch_differ(monkeypatch):
+    """quantize(rows=8, rows_vary=True) where packed wins at 8 rows and gemv at 1: gemv layers with a packed
+    copy, which take up to 4 rows through gemv (fused) and more through oneDNN, all equal to the fp32 model."""
+    import importlib
+
+    from fromzero.generation.inference_layers import GemvLinear, PackedLinear, onednn_packing_works
+
+    if not onednn_packing_works():
+        pytest.skip("this torch cannot pack weights for oneDNN")
+    quantize_module = importlib.import_module("fromzero.generation.quantize")
+    monkeypatch.setattr(quantize_module, "linear_kernel", lambda model, mode, rows: "gemv" if rows == 1 else "packed")
+    reference = tiny()
+    model = quantize(tiny(), "fp32", rows=8, rows_vary=True)
+    layers = [m for m in model.modules() if isinstance(m, GemvLinear)]
+    assert len(layers) == 9 and all(m.packed_weight is not None for m in layers)
+    assert fused_step.why_not(model) is None
+    ids = torch.randint(0, 97, (6, 9), generator=torch.Generator().manual_seed(13))
+    with torch.inference_mode():
+        for rows in (1, 3, 6):  # gemv, gemv, packed
+            torch.testing.assert_close(model(ids[:rows]).logits, reference(ids[:rows]).logits, rtol=1e-5, atol=1e-5)
+    config = GenerationConfig(max_new_tokens=12)
+    assert torch.equal(generate(model, ids, config), generate(reference, ids, config))  # 6 rows: eager, packed
+    assert torch.equal(generate(model, ids[:1], config), generate(reference, ids[:1], config))  # fused
+    assert type(quantize(tiny(), "fp32", rows=8).transformer.h[0].attn.c_attn) is PackedLinear  # rows_vary not asked
+    with pytest.raises(InputError, match="cannot be packed"):
+        GemvLinear(torch.nn.Linear(8, 4), torch.int8, packed_batches=True)
 
 
 # ---------------------------------------------------------------- what stays eager, and why

@@ -104,17 +104,25 @@ class GemvLinear(InferenceLinear):
 
     Past :data:`GEMV_MAX_ROWS` rows at once (a prompt being read) torch's fp32 and bf16 matrix-multiply
     kernels are faster, so those go to torch on the same weights (oneDNN's where this torch has it: it
-    multiplies an unpacked fp32 weight 1.2-1.7x faster than MKL for 5 to 32 rows); int8 weights stay with this kernel up
-    to :data:`GEMV_MAX_INT8_ROWS` rows (torch's int8 kernel is no faster), past that a long prompt goes
-    through torch's bf16 matmul on the weights widened to bf16 (exactly: int8 values fit in bf16).
+    multiplies an unpacked fp32 weight 1.2-1.7x faster than MKL for 5 to 32 rows); int8 weights stay with
+    this kernel up to :data:`GEMV_MAX_INT8_ROWS` rows (torch's int8 kernel is no faster), past that a long
+    prompt goes through torch's bf16 matmul on the weights widened to bf16 (exactly: int8 values fit in bf16).
+
+    ``packed_batches=True`` (fp32 and bf16 weights) also keeps a copy of the weight packed for oneDNN and
+    multiplies more rows with it, as :class:`PackedLinear` does: twice the memory, for a server whose
+    batch goes from one row (gemv) to many (packed).
     """
 
     compute_dtype = torch.float32  # what its inputs, outputs and a LoRA beside it are in
 
-    def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float32):
+    def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float32, packed_batches: bool = False):
         super().__init__(linear)
         weight = linear.weight.detach()
         self.max_rows = GEMV_MAX_INT8_ROWS if dtype == torch.int8 else GEMV_MAX_ROWS
+        if packed_batches and (dtype == torch.int8 or not onednn_packing_works(dtype)):
+            raise InputError(f"{dtype} weights cannot be packed for oneDNN by this torch")
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.to(dtype).contiguous()) if packed_batches else None
+        self.register_buffer("packed_weight", packed)
         if dtype == torch.int8:
             scale = (weight.float().abs().amax(dim=1) / 127).clamp(min=1e-12)
             self.register_buffer("weight", torch.round(weight.float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
@@ -136,6 +144,10 @@ class GemvLinear(InferenceLinear):
         return y.view(*x.shape[:-1], self.out_features)
 
     def _torch_matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.packed_weight is not None:
+            x = rows if self.weight.dtype == torch.float32 else rows.to(torch.bfloat16)
+            y = torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, None, "none", [], "").float()
+            return y if self.bias is None else y + self.bias
         if self.weight.dtype == torch.float32:
             if onednn_packing_works(torch.float32, packed=False):  # 1.2-1.7x MKL's speed for 5 to 32 rows
                 return torch.ops.mkldnn._linear_pointwise(rows, self.weight, self.bias, "none", [], "")

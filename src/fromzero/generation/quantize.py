@@ -47,6 +47,7 @@ from torch import nn
 import fromzero.generation.fused_step as fused_step
 from fromzero.errors import InputError
 from fromzero.generation.inference_layers import (
+    GEMV_MAX_ROWS,
     GemvLinear,
     Int8Linear,
     PackedLinear,
@@ -58,7 +59,7 @@ from fromzero.models import KVCache
 MODES = ("fp32", "bf16", "int8")
 
 
-def quantize(model: nn.Module, mode: str, rows: int = 1) -> nn.Module:
+def quantize(model: nn.Module, mode: str, rows: int = 1, *, rows_vary: bool = False) -> nn.Module:
     """Convert ``model`` in place for inference in ``mode`` ("fp32", "bf16" or "int8"); returns it.
 
     Every ``nn.Linear`` (attention, feed-forward and the output head) becomes the layer of the kernel
@@ -66,6 +67,11 @@ def quantize(model: nn.Module, mode: str, rows: int = 1) -> nn.Module:
     decoding; a server passes its batch). bf16 with oneDNN's packed kernel first casts every parameter.
     Pass the rows you will decode: the kernel that wins for one sequence can lose for eight (on an AMD
     EPYC, GPT-2 converted for 1 row decoded 8 sequences at 86 tokens/s, converted for 8 at 228).
+
+    ``rows_vary=True``: anywhere from 1 to ``rows`` rows will be decoded at once (a server's batch). Where
+    oneDNN's packed layout wins for ``rows`` and fromzero's gemv for one, each layer keeps both (gemv up
+    to 4 rows, with the fused step; a packed copy past that): twice the weight memory, so that one
+    client alone decodes as fast as ``generate`` and a full batch as fast as the packed layout.
     """
     if mode not in MODES:
         raise InputError(f"unknown weight mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -78,6 +84,10 @@ def quantize(model: nn.Module, mode: str, rows: int = 1) -> nn.Module:
         return model.to(torch.bfloat16 if mode == "bf16" else torch.float32).eval()
     model.float()
     kernel = linear_kernel(model, mode, rows)
+    if rows_vary and rows > GEMV_MAX_ROWS and kernel == "packed" and linear_kernel(model, mode, 1) == "gemv":
+        _replace_linears(model, functools.partial(GemvLinear, dtype=torch.bfloat16 if mode == "bf16" else torch.float32,
+                                                  packed_batches=True))
+        return model.eval()
     if (mode, kernel) in (("bf16", "packed"), ("bf16", "plain")):
         model.to(torch.bfloat16)
     layer = KERNELS[mode][kernel]

@@ -227,7 +227,8 @@ def create_app(
     if encoder_id in {BASE, *(name for name, _ in adapters)}:
         raise InputError(f"--embeddings: its id {encoder_id!r} is also a chat model's; rename its folder")
     tuned = load_tuned(model, adapters, template, template_file, device=device)
-    quantize(tuned.model, "fp32", rows=max_batch)  # the fastest CPU layout for a full batch (a no-op on a GPU)
+    # the fastest CPU layout for one client and for a full batch (a no-op on a GPU)
+    quantize(tuned.model, "fp32", rows=max_batch, rows_vary=True)
     served = _served(tuned, model, template, template_file)
     scheduler = Scheduler(tuned.model, max_batch=max_batch, max_queue=max_queue, prefix_cache_mb=prefix_cache_mb,
                           activate=lambda adapter: using_adapter(tuned.model, adapter))
