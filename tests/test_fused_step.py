@@ -223,6 +223,8 @@ def test_a_servers_model_keeps_both_layouts_when_one_row_and_a_full_batch_differ
     assert torch.equal(generate(model, ids, config), generate(reference, ids, config))  # 6 rows: eager, packed
     assert torch.equal(generate(model, ids[:1], config), generate(reference, ids[:1], config))  # fused
     assert type(quantize(tiny(), "fp32", rows=8).transformer.h[0].attn.c_attn) is PackedLinear  # rows_vary not asked
+    monkeypatch.setattr("fromzero.machine.available_memory", lambda: 1000)  # no room for a second copy
+    assert type(quantize(tiny(), "fp32", rows=8, rows_vary=True).lm_head) is PackedLinear
     with pytest.raises(InputError, match="cannot be packed"):
         GemvLinear(torch.nn.Linear(8, 4), torch.int8, packed_batches=True)
 

@@ -68,6 +68,17 @@ def fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give without swapping (Linux's MemAvailable), or None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def describe() -> dict:
     """The machine in words and numbers, as recorded with every decision and benchmark."""
     return dict(cpu=cpu_model(), flags=list(cpu_flags()), cores=usable_cores(), torch=torch.__version__,

@@ -68,7 +68,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' on /v1 (default: ${API_KEY_ENV})")
     p.add_argument("--max-batch", type=int, default=8,
                    help="answers decoded together at most (1: no batching); on a CPU where one answer and a full "
-                        "batch want different kernels, the layers keep both (twice the weight memory)")
+                        "batch want different kernels, the layers keep both where the memory allows a second copy)")
     p.add_argument("--max-queue", type=int, default=64, help="answers that may wait for a place in the batch")
     p.add_argument("--rag", default=None, metavar="IDX",
                    help="answer chat completions from your documents: the chunks of this index (`fromzero index "

@@ -71,7 +71,8 @@ def quantize(model: nn.Module, mode: str, rows: int = 1, *, rows_vary: bool = Fa
     ``rows_vary=True``: anywhere from 1 to ``rows`` rows will be decoded at once (a server's batch). Where
     oneDNN's packed layout wins for ``rows`` and fromzero's gemv for one, each layer keeps both (gemv up
     to 4 rows, with the fused step; a packed copy past that): twice the weight memory, so that one
-    client alone decodes as fast as ``generate`` and a full batch as fast as the packed layout.
+    client alone decodes as fast as ``generate`` and a full batch as fast as the packed layout. Only
+    where the copy fits in half the memory still available; otherwise the packed layout alone.
     """
     if mode not in MODES:
         raise InputError(f"unknown weight mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -84,7 +85,8 @@ def quantize(model: nn.Module, mode: str, rows: int = 1, *, rows_vary: bool = Fa
         return model.to(torch.bfloat16 if mode == "bf16" else torch.float32).eval()
     model.float()
     kernel = linear_kernel(model, mode, rows)
-    if rows_vary and rows > GEMV_MAX_ROWS and kernel == "packed" and linear_kernel(model, mode, 1) == "gemv":
+    if (rows_vary and rows > GEMV_MAX_ROWS and kernel == "packed" and linear_kernel(model, mode, 1) == "gemv"
+            and _room_for_a_copy(model, mode)):
         _replace_linears(model, functools.partial(GemvLinear, dtype=torch.bfloat16 if mode == "bf16" else torch.float32,
                                                   packed_batches=True))
         return model.eval()
@@ -94,6 +96,15 @@ def quantize(model: nn.Module, mode: str, rows: int = 1, *, rows_vary: bool = Fa
     if layer is not None:
         _replace_linears(model, layer)
     return model.eval()
+
+
+def _room_for_a_copy(model: nn.Module, mode: str) -> bool:
+    """Whether a second copy of the Linear weights fits in half the memory still available (unknown: no)."""
+    from fromzero.machine import available_memory
+
+    copy_bytes = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear)) * (2 if mode == "bf16" else 4)
+    free = available_memory()
+    return free is not None and copy_bytes <= free // 2
 
 
 KERNELS: dict[str, dict[str, Callable[[nn.Linear], nn.Module] | None]] = {
