@@ -14,7 +14,6 @@ after fine-tuning). Every pair must give the same tokens.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import statistics
@@ -25,19 +24,10 @@ import torch
 
 from fromzero.files import write_json
 from fromzero.machine import describe, free_cores
-from timing import quick_path  # benchmarks/timing.py
+from timing import decoding_arguments, quick_path  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "fused_step.json"
 FORCE = {"fp32": "FROMZERO_LINEAR_KERNEL", "bf16": "FROMZERO_BF16_KERNEL", "int8": "FROMZERO_INT8_KERNEL"}
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="16 new tokens, 1 repeat")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--prompt-tokens", type=int, default=32)
-    parser.add_argument("--new-tokens", type=int, default=128)
-    return parser.parse_args()
 
 
 def workloads(base):
@@ -67,7 +57,7 @@ def main() -> None:
     from fromzero.generation import generate
     from fromzero.models import GPT, GPTConfig
 
-    args = parse_args()
+    args = decoding_arguments(__doc__).parse_args()
     if args.quick:
         args.repeats, args.new_tokens = 1, 16
     torch.manual_seed(0)

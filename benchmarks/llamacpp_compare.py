@@ -36,7 +36,7 @@ import torch
 
 from fromzero.files import write_json
 from fromzero.machine import describe, free_cores, read_bandwidth
-from timing import quick_path  # benchmarks/timing.py
+from timing import decoding_arguments, quick_path  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "llamacpp_compare.json"
 WORK = Path("out/bench/llamacpp")
@@ -46,11 +46,7 @@ PAIRS = {"f32": "fp32", "bf16": "bf16", "q8_0": "int8"}  # llama.cpp type -> fro
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="16 new tokens, 1 repeat")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--prompt-tokens", type=int, default=32)
-    parser.add_argument("--new-tokens", type=int, default=128)
+    parser = decoding_arguments(__doc__)
     parser.add_argument("--llama-cpp-src", type=Path, help="llama.cpp sources with convert_hf_to_gguf.py and gguf-py")
     return parser.parse_args()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import statistics
 import subprocess
@@ -64,3 +65,13 @@ def background_load(kind: str) -> Iterator[None]:
     finally:
         process.kill()
         process.wait()
+
+
+def decoding_arguments(doc: str) -> argparse.ArgumentParser:
+    """The flags every decoding benchmark takes: ``--quick``, ``--repeats``, ``--prompt-tokens``, ``--new-tokens``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="16 new tokens, 1 repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    return parser
