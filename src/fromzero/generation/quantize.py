@@ -66,7 +66,7 @@ def quantize(model: nn.Module, mode: str, rows: int = 1, *, rows_vary: bool = Fa
     :func:`linear_kernel` measures fastest for ``mode`` and ``rows`` rows at a time (1: one sequence
     decoding; a server passes its batch). bf16 with oneDNN's packed kernel first casts every parameter.
     Pass the rows you will decode: the kernel that wins for one sequence can lose for eight (on an AMD
-    EPYC, GPT-2 converted for 1 row decoded 8 sequences at 86 tokens/s, converted for 8 at 228).
+    EPYC, GPT-2 converted for 1 row decoded 8 sequences at 192 tokens/s, converted for 8 at 256).
 
     ``rows_vary=True``: anywhere from 1 to ``rows`` rows will be decoded at once (a server's batch). Where
     oneDNN's packed layout wins for ``rows`` and fromzero's gemv for one, each layer keeps both (gemv up
