@@ -39,7 +39,7 @@ def test_cache_bytes_and_the_reading():
     assert "80.0 tokens/s" in str(reading)
 
 
-def test_generate_stats_prints_the_reading(tmp_path, capsys):
+def test_generate_stats_prints_the_reading(tmp_path, capsys, monkeypatch):
     from fromzero.tokenizers import CharTokenizer
 
     tokenizer = CharTokenizer.train("abcdefgh ")
@@ -50,3 +50,11 @@ def test_generate_stats_prints_the_reading(tmp_path, capsys):
                  "--greedy", "--stats"]) == 0
     err = capsys.readouterr().err
     assert "5 new tokens in" in err and "of the" in err and "GB/s this machine reads" in err
+    assert "steps ran in eager PyTorch: its Linear layers are not all gemv layers" in err  # conftest pins torch's
+    from fromzero.generation.fused_step import unavailable_reason
+
+    if unavailable_reason() is None:
+        monkeypatch.setenv("FROMZERO_LINEAR_KERNEL", "gemv")
+        assert main(["generate", "--model", str(tmp_path / "model"), "--prompt", "abc", "--max-new-tokens", "5",
+                     "--greedy", "--stats"]) == 0
+        assert "each step was one call to C" in capsys.readouterr().err

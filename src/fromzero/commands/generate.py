@@ -84,8 +84,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_device_flag(p)
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     p.add_argument("--stats", action="store_true",
-                   help="afterwards, print tokens/s and how much of the memory bandwidth decoding used (the bytes "
-                        "of weights and cached keys/values each step reads, against a bandwidth measured then)")
+                   help="afterwards, print tokens/s, how much of the memory bandwidth decoding used (the bytes "
+                        "of weights and cached keys/values each step reads, against a bandwidth measured then), "
+                        "and whether each step ran fused in C or why not")
     p.set_defaults(func=run)
 
 
@@ -146,12 +147,19 @@ def run(args: Namespace) -> int:
 
 
 def _print_stats(model, prompt, config, new_tokens: int, seconds: float) -> None:
+    from fromzero.generation.fused_step import fused_step_for, why_not
     from fromzero.generation.throughput import decode_reading
     from fromzero.machine import free_cores, read_bandwidth
 
     rows = config.num_beams * config.num_return_sequences
     bandwidth = read_bandwidth(free_cores(0.1))
     console.print(f"[dim]{decode_reading(model, rows, len(prompt.ids), new_tokens, seconds, bandwidth)}[/]")
+    fused = fused_step_for(model)
+    if fused is not None and rows <= fused.max_rows:
+        console.print("[dim]each step was one call to C (the fused step; FROMZERO_FUSED_STEP=0 turns it off)[/]")
+    else:
+        reason = why_not(model) or (f"{rows} rows at once, more than its {fused.max_rows}" if fused else "the model is training")
+        console.print(f"[dim]steps ran in eager PyTorch: {reason}[/]")
 
 
 def _load(args: Namespace):
