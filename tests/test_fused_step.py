@@ -103,6 +103,22 @@ def test_left_padded_rows_give_the_eager_logits(mode, monkeypatch):
 
 
 @needs_step
+def test_fused_logits_are_bit_identical_on_one_and_two_threads(monkeypatch):
+    """Every sum in the C step is made by one thread in a fixed order: the thread count changes nothing."""
+    model = quantize(tiny(), "int8", rows=2)
+    ids = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(14))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the C step runs on torch's thread count
+        one = steps(model, ids, 6, True, monkeypatch)
+        torch.set_num_threads(2)
+        two = steps(model, ids, 6, True, monkeypatch)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+
+
+@needs_step
 @pytest.mark.parametrize("variant", [dict(activation="gelu"), dict(activation="relu"), dict(bias=False),
                                      dict(pos_encoding="sinusoidal"), dict(tie_weights=False), dict(n_inner=72),
                                      dict(layer_norm_epsilon=1e-3)])
