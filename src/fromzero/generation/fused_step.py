@@ -35,17 +35,22 @@ from fromzero.nn import (
 
 def unavailable_reason() -> str | None:
     """Why no model's steps can be fused here (switched off, or no native kernel), or None."""
+    return _switched_off() or decode_step.unavailable_reason()
+
+
+def _switched_off() -> str | None:
     if os.environ.get("FROMZERO_FUSED_STEP", "1").strip().lower() in ("0", "no", "off", "false"):
         return "FROMZERO_FUSED_STEP=0 turns the fused step off"
-    return decode_step.unavailable_reason()
+    return None
 
 
 def why_not(model: nn.Module, linear: type[nn.Module] = GemvLinear) -> str | None:
     """Why ``model``'s decoding steps cannot be fused, or None if they can.
 
     ``linear=nn.Linear`` asks of a model not converted yet: could its steps be fused once its Linear
-    layers are gemv layers?"""
-    if (reason := unavailable_reason()) is not None:
+    layers are gemv layers? The C library is asked last: a model that could never be fused (plain Linear
+    layers, in a lesson) does not compile it."""
+    if (reason := _switched_off()) is not None:
         return reason
     if type(model) is not GPT:
         return f"the fused step knows fromzero's GPT, not {type(model).__name__}"
@@ -68,7 +73,11 @@ def why_not(model: nn.Module, linear: type[nn.Module] = GemvLinear) -> str | Non
         return "its embeddings, norms, biases or adapters are not fp32 on the CPU"
     if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
         return "a forward hook is registered: the eager step calls it"
-    return None
+    return decode_step.unavailable_reason()
+
+
+class NotFusable(ValueError):
+    """This model's decoding step cannot be fused; the message says why (:func:`why_not`)."""
 
 
 class FusedStep:
@@ -80,7 +89,7 @@ class FusedStep:
 
     def __init__(self, model: GPT):
         if (reason := why_not(model)) is not None:
-            raise ValueError(f"this model's decoding step cannot be fused: {reason}")
+            raise NotFusable(f"this model's decoding step cannot be fused: {reason}")
         transformer, blocks = model.transformer, list(model.transformer.h)
         self.token_table = transformer.wte.weight
         self.positions = transformer.wpe
@@ -110,7 +119,12 @@ class FusedStep:
 def fused_step_for(model: nn.Module) -> FusedStep | None:
     """A :class:`FusedStep` for ``model``, or None where its steps must stay eager (:func:`why_not`, or the
     model is training: its dropout would have to run)."""
-    return None if model.training or why_not(model) is not None else FusedStep(model)
+    if model.training:
+        return None
+    try:
+        return FusedStep(model)  # checks why_not once
+    except NotFusable:
+        return None
 
 
 def _parts(layer: nn.Module, linear: type[nn.Module] = GemvLinear) -> list[nn.Module] | None:

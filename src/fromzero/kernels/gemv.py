@@ -45,7 +45,7 @@ def _prepare(lib: ctypes.CDLL) -> ctypes.CDLL:
 
 
 def available() -> bool:
-    return not isinstance(_outcome(), str)
+    return unavailable_reason() is None
 
 
 def unavailable_reason() -> str | None:
