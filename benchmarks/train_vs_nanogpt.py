@@ -7,7 +7,7 @@ Config (nanoGPT's documented CPU run, README "I only have a macbook"): n_layer=4
 n_embd=128, block_size=64, batch_size=12, max_iters=2000, lr 1e-3 warmup 100 cosine to 1e-4 at
 2000, beta2 0.99, dropout 0, no biases, eval_iters=20 every 250 iterations.
 
-Runs, alternating in one process tree:
+Runs, one after the other in one process tree:
 
 - ``nanogpt``: nanoGPT's own ``train.py``, unmodified, as a subprocess. A small config file keeps
   each checkpoint it writes at an evaluation (it would overwrite ``ckpt.pt``), so the benchmark can
@@ -19,6 +19,10 @@ Runs, alternating in one process tree:
   table says which it kept, and the time the choice took is in ``setup_s``).
 - ``fromzero-recipe``: fromzero's recommended CPU recipe for this data (bigger batch, higher lr,
   ``--dtype auto``); reported as the training time until its whole-val loss reaches nanoGPT's final one.
+
+Then ``--pairs`` pairs of short runs (``--pair-steps`` steps) of nanoGPT and fromzero's default, back
+to back in alternating order: the tokens/s ratio that decides goal (a) is the median pair's, because
+whole runs minutes apart drift with a shared host by more than the 20% in question.
 
 Timing uses time.perf_counter around each optimizer step (CPU steps are synchronous); the
 whole-val measurements are excluded from both trainers' times, the 20-batch estimates included.
@@ -105,8 +109,10 @@ def whole_split_loss(loss_fn, tokens: np.ndarray, block_size: int, batch: int = 
 
 
 # ------------------------------------------------------------------ nanoGPT
-def run_nanogpt(nanogpt: Path, work: Path, steps: int, eval_interval: int, val: np.ndarray) -> Run:
-    out = work / "nanogpt-out"
+def run_nanogpt(nanogpt: Path, work: Path, steps: int, eval_interval: int, val: np.ndarray | None,
+                out_name: str = "nanogpt-out") -> Run:
+    """nanoGPT's train.py for ``steps``; with ``val``, the whole-val loss of every checkpoint it wrote."""
+    out = work / out_name
     hook = work / "keep_checkpoints.py"
     hook.write_text(NANOGPT_HOOK)
     args = [
@@ -124,7 +130,7 @@ def run_nanogpt(nanogpt: Path, work: Path, steps: int, eval_interval: int, val: 
     module = importlib.util.module_from_spec(model_py)
     model_py.loader.exec_module(module)
     run = Run("nanogpt")
-    for ckpt in sorted(out.glob("ckpt_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
+    for ckpt in sorted(out.glob("ckpt_*.pt"), key=lambda p: int(p.stem.split("_")[1])) if val is not None else ():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model = module.GPT(module.GPTConfig(**state["model_args"]))
         model.load_state_dict(state["model"])
@@ -149,7 +155,8 @@ def write_nanogpt_data(work: Path, tok: CharTokenizer, train: np.ndarray, val: n
 
 # ------------------------------------------------------------------ fromzero
 def run_fromzero(name: str, settings: dict, train: np.ndarray, val: np.ndarray, vocab: int, dtype: str,
-                 check_every: int, target: float | None = None) -> Run:
+                 check_every: int | None, target: float | None = None) -> Run:
+    """fromzero's Trainer on ``settings``; the whole-val loss every ``check_every`` steps (None: never)."""
     torch.manual_seed(1337)
     config = TrainConfig(**settings, block_size=MODEL["block_size"], dtype=dtype, seed=1337, sample_tokens=0)
     model = GPT(GPTConfig(vocab_size=vocab, activation="gelu", **MODEL))
@@ -177,7 +184,7 @@ def run_fromzero(name: str, settings: dict, train: np.ndarray, val: np.ndarray, 
         step_times.append(now - step_start)
         clock += now - start
         done = step + 1
-        if done % check_every == 0 or done == config.max_steps:
+        if check_every is not None and (done % check_every == 0 or done == config.max_steps):
             loss = measure(done)
             if target is not None and run.time_to_target_s is None and loss <= target:
                 run.time_to_target_s = clock
@@ -187,6 +194,33 @@ def run_fromzero(name: str, settings: dict, train: np.ndarray, val: np.ndarray, 
     return run
 
 
+# ------------------------------------------------------------------ speed in alternating pairs
+def speed_rounds(nanogpt: Path, work: Path, train: np.ndarray, val: np.ndarray, vocab: int, count: int,
+                 steps: int) -> list[dict]:
+    """ms/iter of nanoGPT and of fromzero's default, in ``count`` pairs of short runs taken back to back.
+
+    Why: whole runs taken one after the other drift with the host. On this shared machine the very same
+    fp32 arithmetic measured 0.99x and 1.28x nanoGPT minutes apart. A pair of short runs shares the
+    host's mood; the order alternates (ABBA) so a trend favours neither side, and the median pair decides.
+    """
+    settings = {**SAME, "max_steps": steps, "decay_steps": steps, "eval_interval": steps}
+    pairs = []
+    for k in range(count):
+        sides = {}
+        order = ("nanogpt", "fromzero") if k % 2 == 0 else ("fromzero", "nanogpt")
+        for side in order:
+            if side == "nanogpt":
+                sides[side] = run_nanogpt(nanogpt, work, steps, steps, None, out_name=f"round-{k}")
+            else:
+                sides[side] = run_fromzero("fromzero-default", settings, train, val, vocab, "auto", None)
+        nano, ours = sides["nanogpt"].ms_per_iter, sides["fromzero"].ms_per_iter
+        pairs.append({"nanogpt_ms": nano, "fromzero_ms": ours, "ratio": nano / ours,
+                      "fromzero_precision": sides["fromzero"].precision})
+        console.print(f"  pair {k + 1}/{count}: nanoGPT {nano:.1f} ms/iter, fromzero default {ours:.1f} "
+                      f"({sides['fromzero'].precision}): {nano / ours:.2f}x")
+    return pairs
+
+
 # ------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,8 +228,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="tinyshakespeare input.txt")
     parser.add_argument("--quick", action="store_true", help="200 iterations, a smoke test of the benchmark")
     parser.add_argument("--no-recipe", action="store_true", help="skip the recipe run (goal b)")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="pairs of short runs (nanoGPT, fromzero default) timed back to back (default 3; 0: none)")
+    parser.add_argument("--pair-steps", type=int, default=300, help="steps of each short run (default 300)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "train_vs_nanogpt.json")
     args = parser.parse_args()
+    if args.pair_steps <= SAME["warmup_steps"]:  # nanoGPT's schedule divides by (decay - warmup) steps
+        parser.error(f"--pair-steps must be above the {SAME['warmup_steps']} warm-up steps")
     if not (args.nanogpt_dir / "train.py").is_file():
         raise SystemExit(f"{args.nanogpt_dir} has no train.py; fetch karpathy/nanoGPT there first")
 
@@ -224,6 +263,9 @@ def main() -> None:
         write_nanogpt_data(work, tok, train, val)
         console.print("nanoGPT ...")
         runs["nanogpt"] = run_nanogpt(args.nanogpt_dir.resolve(), work, steps, interval, val)
+        pair_steps = min(args.pair_steps, 150) if args.quick else args.pair_steps
+        console.print(f"{args.pairs} pairs of {pair_steps}-step runs, nanoGPT and fromzero default back to back ...")
+        pairs = speed_rounds(args.nanogpt_dir.resolve(), work, train, val, tok.vocab_size, args.pairs, pair_steps)
     console.print("fromzero fp32 ...")
     runs["fromzero-fp32"] = run_fromzero("fromzero-fp32", same, train, val, tok.vocab_size, "float32", interval)
     console.print("fromzero bf16 ...")
@@ -240,10 +282,10 @@ def main() -> None:
         rows = (recipe if name == "fromzero-recipe" else same)["batch_size"]
         run.tokens_per_s = rows * MODEL["block_size"] / (run.ms_per_iter / 1000)
         run.mfu = flops * run.tokens_per_s / peaks[run.precision]
-    report(runs, target, args, peaks)
+    report(runs, pairs, target, args, peaks)
 
 
-def report(runs: dict[str, Run], target: float, args, peaks: dict[str, float]) -> None:
+def report(runs: dict[str, Run], pairs: list[dict], target: float, args, peaks: dict[str, float]) -> None:
     base = runs["nanogpt"]
     table = Table(title="pretraining on tinyshakespeare (char), 2 CPU cores")
     table.add_column("run", no_wrap=True)
@@ -262,6 +304,10 @@ def report(runs: dict[str, Run], target: float, args, peaks: dict[str, float]) -
     for step in sorted(base.curve):
         curves.add_row(str(step), *(f"{runs[n].curve.get(step, float('nan')):.4f}" for n in names))
     stdout.print(curves)
+    if pairs:
+        ratios = [pair["ratio"] for pair in pairs]
+        stdout.print(f"tokens/s, fromzero default vs nanoGPT, {len(pairs)} pairs of short runs back to back: median "
+                     f"{statistics.median(ratios):.2f}x (pairs: {', '.join(f'{r:.2f}x' for r in ratios)})")
     if "fromzero-recipe" in runs:
         r = runs["fromzero-recipe"]
         ratio = (r.time_to_target_s / base.wall_s) if r.time_to_target_s else None
@@ -276,6 +322,8 @@ def report(runs: dict[str, Run], target: float, args, peaks: dict[str, float]) -
         "target_whole_val_loss": target,
         "recipe": RECIPE,
         "runs": {name: run.__dict__ for name, run in runs.items()},
+        "pairs": pairs,
+        "pairs_median_ratio": statistics.median(pair["ratio"] for pair in pairs) if pairs else None,
     }
     out = quick_path(args.out) if args.quick else args.out
     write_json(out, result)

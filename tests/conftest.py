@@ -95,6 +95,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FROMZERO_BF16_KERNEL", _PINNED_BF16_KERNEL)
     monkeypatch.setenv("FROMZERO_INT8_KERNEL", "torch")
     monkeypatch.setenv("FROMZERO_TRAIN_DTYPE", _PINNED_TRAIN_DTYPE)  # --dtype auto as the rule had it
+    monkeypatch.setenv("FROMZERO_ATTENTION_PRECISION", "autocast")  # attention in autocast's dtype, as torch has it
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
 

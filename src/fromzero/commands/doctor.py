@@ -26,8 +26,11 @@ What runs fast differs from CPU to CPU, so fromzero measures instead of guessing
   decisions   the choices measured on this machine and kept in $FROMZERO_HOME/tuning.json, with each
               candidate's time: linear_kernel, bf16_kernel and int8_kernel, the kernel that decodes
               fastest with fp32, bf16 and int8 weights; FROMZERO_LINEAR_KERNEL=gemv|packed|transposed|plain,
-              FROMZERO_BF16_KERNEL=gemv|packed and FROMZERO_INT8_KERNEL=gemv|torch force one; --forget
-              measures again
+              FROMZERO_BF16_KERNEL=gemv|packed and FROMZERO_INT8_KERNEL=gemv|torch force one;
+              train_dtype, whether training with --dtype auto multiplies in bf16 or fp32
+              (FROMZERO_TRAIN_DTYPE=bfloat16|float32); attention_precision, whether the attention of a
+              bf16 training step on the CPU runs in bf16 or fp32 (FROMZERO_ATTENTION_PRECISION=
+              autocast|float32); --forget measures again
 
 Examples:
   fromzero doctor

@@ -46,8 +46,9 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("keep_checkpoints", int, "how many checkpoints to keep"),
     ("seed", int, "random seed (weights, batches, dropout, samples)"),
     ("device", str, "auto, cpu, cuda, cuda:N or mps"),
-    ("dtype", str, "auto (bf16 autocast on GPUs and on CPUs with native bf16, fp16 on older GPUs, "
-                   "else fp32), float32, bfloat16 or float16"),
+    ("dtype", str, "auto (GPUs: bf16 autocast, fp16 on older ones; CPUs with native bf16: bf16 or fp32, "
+                   "whichever a timed step of this model found faster, kept in $FROMZERO_HOME/tuning.json; "
+                   "other CPUs: fp32), float32, bfloat16 or float16"),
     ("threads", int, "CPU threads for PyTorch (default: PyTorch's choice)"),
     ("out", str, "output directory (the model dir, checkpoints, metrics, loss.png)"),
 ]

@@ -21,8 +21,8 @@ V of all heads come from one fused matrix multiply (``c_attn``), as in GPT-2.
 
 Two code paths compute the same thing:
 
-* the fast path calls SDPA, which picks a fused kernel and never materialises the
-  ``(queries, keys)`` weight matrix;
+* the fast path calls SDPA (:func:`fromzero.nn.attention_kernel.attend`), which picks a fused
+  kernel and never materialises the ``(queries, keys)`` weight matrix;
 * the explicit path below (:func:`scaled_dot_product_attention`) spells the formula out and
   returns the weights, for heatmaps and for learning. Tests check that they agree.
 """
@@ -35,6 +35,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fromzero.nn.attention_kernel import attend
 
 
 def causal_mask(q_len: int, k_len: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
@@ -128,7 +130,7 @@ class MultiHeadAttention(nn.Module):
                 mask = causal_mask(steps, k.size(-2), device=x.device)
             y, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+            y = attend(q, k, v, mask, dropout_p, is_causal)
             weights = None
         # Put the heads side by side again: (batch, n_head, T, head_dim) -> (batch, T, n_embd).
         y = y.transpose(1, 2).reshape(batch, steps, n_embd)

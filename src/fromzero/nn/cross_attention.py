@@ -15,10 +15,10 @@ every target position may see the whole source; only source padding is masked
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fromzero.nn.attention import scaled_dot_product_attention
+from fromzero.nn.attention_kernel import attend
 
 
 class CrossAttention(nn.Module):
@@ -62,6 +62,6 @@ class CrossAttention(nn.Module):
         if need_weights:
             y, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         else:
-            y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
+            y, weights = attend(q, k, v, mask, dropout_p), None
         y = y.transpose(1, 2).reshape(batch, steps, n_embd)
         return self.resid_dropout(self.c_proj(y)), weights

@@ -59,7 +59,9 @@ def measured_cpu_dtype(loss: Callable[[], torch.Tensor], model: torch.nn.Module,
     For ``--dtype auto`` on a CPU with native bf16. Timed once per machine and ``key`` (the model's
     shape and the batch's) by :func:`fromzero.tuning.choose` (``FROMZERO_TRAIN_DTYPE`` forces one),
     on the run's own first batch, with the random streams put back and the gradients dropped
-    afterwards: the run trains exactly as if nothing had been measured.
+    afterwards: the run trains exactly as if nothing had been measured. The bf16 step attends in the
+    precision measured fastest for attention alone (:mod:`fromzero.nn.attention_kernel`): torch's bf16
+    attention backward is slow on CPUs, and for nanoGPT's CPU model it alone made bf16 no faster than fp32.
     """
     from fromzero.tuning import choose
 

@@ -177,7 +177,9 @@ class Trainer:
             return config.dtype
         batch = self.train_batches.get(0, 0)
         shape = getattr(self.raw_model, "config", None)
-        key = f"model={shape!r} batch={_batch_shape(batch)}"
+        # "attention=measured": decisions kept before the bf16 step measured its attention's precision too
+        # (bf16 attention alone made it slow on CPUs) are not reused
+        key = f"model={shape!r} batch={_batch_shape(batch)} attention=measured"
         return measured_cpu_dtype(lambda: self.objective.loss(self.raw_model, batch), self.raw_model, key)
 
     # ------------------------------------------------------------------ one step
