@@ -22,7 +22,8 @@ Runs, one after the other in one process tree:
 
 Then ``--pairs`` pairs of short runs (``--pair-steps`` steps) of nanoGPT and fromzero's default, back
 to back in alternating order: the tokens/s ratio that decides goal (a) is the median pair's, because
-whole runs minutes apart drift with a shared host by more than the 20% in question.
+whole runs minutes apart drift with a shared host by more than the 20% in question. With
+``--background-load busy`` (one core kept busy) or ``torch`` (a 2-thread matmul job) only the pairs run.
 
 Timing uses time.perf_counter around each optimizer step (CPU steps are synchronous); the
 whole-val measurements are excluded from both trainers' times, the 20-batch estimates included.
@@ -31,6 +32,7 @@ multiplies in (best of a 1024^3 mm in fp32, or in bf16 for a bf16 run).
 
     flock /tmp/fromzero-bench.lock python benchmarks/train_vs_nanogpt.py --nanogpt-dir /tmp/nanoGPT
     flock /tmp/fromzero-bench.lock python benchmarks/train_vs_nanogpt.py --nanogpt-dir /tmp/nanoGPT --quick
+    flock /tmp/fromzero-bench.lock python benchmarks/train_vs_nanogpt.py --nanogpt-dir /tmp/nanoGPT --background-load busy
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from fromzero.training.config import TrainConfig
 from fromzero.training.metrics import flops_per_token, measure_cpu_peak
 from fromzero.training.trainer import Trainer
 from fromzero.machine import describe
-from timing import quick_path  # benchmarks/timing.py
+from timing import BACKGROUND_LOADS, background_load, quick_path  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = ROOT.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -174,21 +176,22 @@ def run_fromzero(name: str, settings: dict, train: np.ndarray, val: np.ndarray, 
         run.curve[step] = loss
         return loss
 
-    for step in range(config.max_steps):
-        start = time.perf_counter()
-        if step % config.eval_interval == 0:  # like nanoGPT: 20-batch estimates, timed
-            trainer.estimate_loss("train"), trainer.estimate_loss("val")
-        step_start = time.perf_counter()
-        trainer.train_step(step)
-        now = time.perf_counter()
-        step_times.append(now - step_start)
-        clock += now - start
-        done = step + 1
-        if check_every is not None and (done % check_every == 0 or done == config.max_steps):
-            loss = measure(done)
-            if target is not None and run.time_to_target_s is None and loss <= target:
-                run.time_to_target_s = clock
-                break
+    with trainer.following_free_cores():  # as `fromzero train` does: threads follow the free cores
+        for step in range(config.max_steps):
+            start = time.perf_counter()
+            if step % config.eval_interval == 0:  # like nanoGPT: 20-batch estimates, timed
+                trainer.estimate_loss("train"), trainer.estimate_loss("val")
+            step_start = time.perf_counter()
+            trainer.train_step(step)
+            now = time.perf_counter()
+            step_times.append(now - step_start)
+            clock += now - start
+            done = step + 1
+            if check_every is not None and (done % check_every == 0 or done == config.max_steps):
+                loss = measure(done)
+                if target is not None and run.time_to_target_s is None and loss <= target:
+                    run.time_to_target_s = clock
+                    break
     run.ms_per_iter = 1000 * statistics.median(step_times)
     run.wall_s = clock
     return run
@@ -231,6 +234,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3,
                         help="pairs of short runs (nanoGPT, fromzero default) timed back to back (default 3; 0: none)")
     parser.add_argument("--pair-steps", type=int, default=300, help="steps of each short run (default 300)")
+    parser.add_argument("--background-load", choices=list(BACKGROUND_LOADS), default="none",
+                        help="run only the pairs, with another process loading the machine: 'busy' keeps one core "
+                             "busy (a Python loop), 'torch' runs a 2-thread matmul job (default: none)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "train_vs_nanogpt.json")
     args = parser.parse_args()
     if args.pair_steps <= SAME["warmup_steps"]:  # nanoGPT's schedule divides by (decay - warmup) steps
@@ -256,6 +262,9 @@ def main() -> None:
     flops = flops_per_token(n_params, MODEL["n_layer"], MODEL["n_embd"], MODEL["block_size"])
     console.print(f"matmul peak fp32 {peak / 1e9:.0f}, bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s; model {n_params:,} parameters; "
                   f"{flops / 1e6:.2f} MFLOP/token; torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    if args.background_load != "none":
+        return under_load(args, tok, train, val)
 
     runs: dict[str, Run] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -283,6 +292,25 @@ def main() -> None:
         run.tokens_per_s = rows * MODEL["block_size"] / (run.ms_per_iter / 1000)
         run.mfu = flops * run.tokens_per_s / peaks[run.precision]
     report(runs, pairs, target, args, peaks)
+
+
+def under_load(args, tok: CharTokenizer, train: np.ndarray, val: np.ndarray) -> None:
+    """Only the pairs, with ``--background-load`` running: the loss curves do not depend on the load."""
+    steps = min(args.pair_steps, 150) if args.quick else args.pair_steps
+    console.print(f"{args.pairs} pairs of {steps}-step runs under background load {args.background_load!r} ...")
+    with tempfile.TemporaryDirectory() as tmp, background_load(args.background_load):
+        work = Path(tmp)
+        write_nanogpt_data(work, tok, train, val)
+        pairs = speed_rounds(args.nanogpt_dir.resolve(), work, train, val, tok.vocab_size, args.pairs, steps)
+    ratios = [pair["ratio"] for pair in pairs]
+    stdout.print(f"under load {args.background_load!r}: fromzero default vs nanoGPT, median "
+                 f"{statistics.median(ratios):.2f}x (pairs: {', '.join(f'{r:.2f}x' for r in ratios)})")
+    out = args.out.with_name(f"{args.out.stem}_{args.background_load}.json")
+    write_json(quick_path(out) if args.quick else out, {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": describe(), "quick": args.quick,
+        "background_load": args.background_load, "pair_steps": steps, "pairs": pairs,
+        "pairs_median_ratio": statistics.median(ratios)})
+    console.print(f"wrote {quick_path(out) if args.quick else out}")
 
 
 def report(runs: dict[str, Run], pairs: list[dict], target: float, args, peaks: dict[str, float]) -> None:

@@ -252,6 +252,35 @@ def test_following_sets_then_restores_and_leaves_a_users_count(monkeypatch):
         assert count == torch.get_num_threads()
 
 
+@pytest.mark.skipif(machine.threads.initial < 2, reason="needs torch to start with 2 or more threads")
+@pytest.mark.parametrize("fixed", [False, True])
+def test_training_follows_the_free_cores_unless_its_count_is_fixed(monkeypatch, fixed):
+    """A CPU training run takes the follower's count at every step (here: one core free) and puts the old
+    count back at the end; ``--threads`` (config.threads) fixes the count instead."""
+    import numpy as np
+
+    from fromzero.models import GPTConfig
+    from fromzero.training.config import TrainConfig
+    from fromzero.training.trainer import Trainer
+
+    monkeypatch.delenv("FROMZERO_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    free = iter([2, 2, 1, 1, 1, 1, 1])  # on entry, before step 1, then a core is taken
+    monkeypatch.setattr(machine.threads, "_measure", lambda: next(free))
+    tokens = np.random.default_rng(0).integers(0, 64, 4000).astype(np.uint16)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=32))
+    config = TrainConfig(block_size=16, batch_size=4, max_steps=4, eval_interval=100, device="cpu",
+                         threads=machine.threads.initial if fixed else None)
+    trainer = Trainer(model, config, tokens, tokens, quiet=True)
+    seen, update = [], trainer.optimizer.step  # the count each step's update runs on
+    monkeypatch.setattr(trainer.optimizer, "step", lambda *a, **k: (seen.append(torch.get_num_threads()), update(*a, **k))[1])
+    before = torch.get_num_threads()
+    trainer.fit()
+    assert seen == ([before] * 4 if fixed else [2, 1, 1, 1])
+    assert torch.get_num_threads() == before
+
+
 # ---------------------------------------------------------------- fromzero doctor
 
 def test_doctor_reports_the_machine_and_the_decisions(measured, hf_folder, capsys):

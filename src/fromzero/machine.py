@@ -169,14 +169,17 @@ def free_cores(window: float = 0.1) -> int:
 
 
 class ThreadFollower:
-    """Runs decoding on as many threads as there are free cores, re-measured at most every ``every`` seconds.
+    """Runs decoding and training on as many threads as there are free cores, re-measured at most every
+    ``every`` seconds.
 
-    ``with threads.following():`` around a decoding loop sets the count for this thread and puts the
-    old one back at the end (a training run that samples text keeps its own); :meth:`follow` between
+    ``with threads.following():`` around a decoding or training loop sets the count for this thread and puts
+    the old one back at the end (a training run that samples text keeps its own); :meth:`follow` between
     steps re-measures when ``every`` seconds have passed (a clock read otherwise). A count chosen by
     the user is left alone: ``FROMZERO_THREADS=N`` or ``OMP_NUM_THREADS``, or a count set with
     ``torch.set_num_threads`` (or ``--threads``) different from torch's starting one. Matrix products
     give bit-identical results at any thread count (tested), so this changes the speed, not the tokens.
+    A training step's backward does not (its sums are split between threads): there a new count changes
+    the last bits, and ``FROMZERO_THREADS=N`` (or ``fromzero train --threads N``) keeps runs bit-identical.
     """
 
     def __init__(self, every: float = 1.0, first_window: float = 0.05) -> None:

@@ -15,7 +15,7 @@ What runs fast differs from CPU to CPU, so fromzero measures instead of guessing
   machine     the CPU, its vector extensions (AVX2, AVX-512, AMX...), the cores this process may use,
               torch, and the fingerprint the decisions are kept under (a new CPU or torch: new one)
   right now   the cores other programs leave free (measured over --window seconds) and so the
-              threads decoding will use; FROMZERO_THREADS=N fixes the count
+              threads decoding and training will use; FROMZERO_THREADS=N fixes the count
   speeds      memory read bandwidth on one thread and on all (decoding at batch 1 reads every weight
               per token: bandwidth / weight bytes bounds its tokens/s) and the matrix-multiply peak
               in fp32 and bf16 (what training's MFU is measured against); skipped with --quick

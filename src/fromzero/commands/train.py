@@ -49,7 +49,8 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("dtype", str, "auto (GPUs: bf16 autocast, fp16 on older ones; CPUs with native bf16: bf16 or fp32, "
                    "whichever a timed step of this model found faster, kept in $FROMZERO_HOME/tuning.json; "
                    "other CPUs: fp32), float32, bfloat16 or float16"),
-    ("threads", int, "CPU threads for PyTorch (default: PyTorch's choice)"),
+    ("threads", int, "CPU threads, fixed (default: as many as other programs leave free, re-measured "
+                     "every second; a fixed count makes repeated runs bit-identical)"),
     ("out", str, "output directory (the model dir, checkpoints, metrics, loss.png)"),
 ]
 SWITCHES = [

@@ -78,7 +78,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", "mps"
     dtype: str = "auto"  # "auto" (see precision.autocast_dtype), "float32", "bfloat16", "float16"
     compile: bool = False
-    threads: int | None = None  # CPU threads; default: PyTorch's choice (physical cores)
+    threads: int | None = None  # CPU threads, fixed; default: follow the free cores (Trainer.following_free_cores)
     tensorboard: bool = False
     out: str = "out/mini-stories"
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from fromzero.errors import InputError
+from fromzero.machine import threads
 from fromzero.training import checkpoint as ckpt
 from fromzero.training import distributed
 from fromzero.training.batches import BatchPlan, Batches
@@ -191,6 +192,7 @@ class Trainer:
         when the micro-batches hold different numbers of items (masked fine-tuning batches). With
         equal counts (token windows) ``total / count`` is exactly ``grad_accum``.
         """
+        threads.follow()  # inside following_free_cores: a clock read, and a new count when a second has passed
         lr = self.schedule(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -264,13 +266,27 @@ class Trainer:
         """
         log = RunLog(self.config, self.out_dir, self.step, is_main=self.dist.is_main, quiet=self.quiet,
                      sampler=self.sampler)
-        with log, StopBetweenSteps(enabled=not self.dist.enabled) as stop:
+        with log, StopBetweenSteps(enabled=not self.dist.enabled) as stop, self.following_free_cores():
             try:
                 return self._loop(log, stop)
             except KeyboardInterrupt:
                 if self.dist.enabled or stop.forced:  # mid-step: the state is not one of a whole step
                     raise
                 raise TrainingInterrupted(self.step, self.save_checkpoint()) from None
+
+    def following_free_cores(self) -> contextlib.AbstractContextManager:
+        """On a CPU, train on as many threads as other programs leave free, re-measured every second.
+
+        Why: two threads on two cores, one of them busy with another program, wait for each other at
+        every barrier of every product. With one core kept busy, nanoGPT's CPU config took 78-119 ms a
+        step in fromzero with 2 threads fixed, and 37-40 ms following the free cores (AMD EPYC,
+        benchmarks/RESULTS.md). Not under torchrun (each process has its own share) nor with ``--threads``. The thread count changes the last bits of a
+        backward's sums, so runs whose counts differed agree to rounding, not bit for bit: fix the
+        count (``--threads N`` or ``FROMZERO_THREADS=N``) for bit-identical repeats.
+        """
+        if self.dist.enabled or self.config.threads:
+            return contextlib.nullcontext()
+        return threads.following(self.device)
 
     def _loop(self, log: RunLog, stop: StopBetweenSteps) -> TrainResult:
         config = self.config
