@@ -21,6 +21,7 @@ short questions.
 
     flock /tmp/fromzero-bench.lock python benchmarks/serve_load.py            # full run
     flock /tmp/fromzero-bench.lock python benchmarks/serve_load.py --quick    # smoke run, tiny model
+    flock /tmp/fromzero-bench.lock python benchmarks/serve_load.py --background-load busy  # one core kept busy
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import time
 from pathlib import Path
 
 from rich.table import Table
-from timing import cpu_name, quick_path  # benchmarks/timing.py
+from timing import BACKGROUND_LOADS, background_load, cpu_name, quick_path  # benchmarks/timing.py
 
 from fromzero.console import stdout
 from fromzero.files import write_json
@@ -212,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sides", nargs="+", default=["batched", "unbatched", "transformers"])
     parser.add_argument("--models", nargs="+", default=["gpt2", "course"], choices=["gpt2", "course"],
                         help="which models to load (course: only when its folder exists)")
+    parser.add_argument("--background-load", choices=list(BACKGROUND_LOADS), default="none",
+                        help="another process loading the machine throughout (servers start under it too): 'busy' "
+                             "keeps one core busy (a Python loop), 'torch' runs a 2-thread matmul job (default: none)")
     parser.add_argument("--out", type=Path, help=f"JSON results (default {RESULTS})")
     parser.add_argument("--transformers-server", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -223,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (2.0 if args.quick else 20.0)
     course = args.course_model or (Path("out/quickstart/dpo") if Path("out/quickstart/dpo").is_dir() else None)
     results: dict = {"cpu": cpu_name(), "quick": args.quick, "seconds": seconds, "new_tokens": args.new_tokens,
-                     "levels": levels, "models": {}}
-    with tempfile.TemporaryDirectory() as work:
+                     "levels": levels, "background_load": args.background_load, "models": {}}
+    with tempfile.TemporaryDirectory() as work, background_load(args.background_load):
         models = {}
         if "gpt2" in args.models:
             models["gpt2-124M-random" if not args.quick else "gpt2-tiny-random"] = build_gpt2_folder(Path(work), args.quick)
@@ -234,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             stdout.print(f"[bold]{name}[/] ({folder})")
             sides = [s for s in args.sides if s != "transformers" or name != "course"]
             results["models"][name] = {side: run_side(side, folder, levels, seconds, args.new_tokens) for side in sides}
-    table = Table(title=f"streaming clients on loopback, {seconds:g} s per level ({cpu_name()})")
+    load = "" if args.background_load == "none" else f", background load {args.background_load!r}"
+    table = Table(title=f"streaming clients on loopback, {seconds:g} s per level{load} ({cpu_name()})")
     for column in ("model", "side", "streams", "tok/s", "TTFT p50 s", "TTFT p95 s", "errors", "vs unbatched"):
         table.add_column(column, justify="right" if column not in ("model", "side") else "left")
     for name, sides in results["models"].items():
