@@ -45,7 +45,7 @@ TRAIN_FLAGS = [
     ("eval_interval", int, "steps between validation losses (and checkpoints)"),
     ("seed", int, "random seed: the synthetic pairs, the split, the weights, the batches"),
     ("dtype", str, "float32, bfloat16 or auto"),
-    ("threads", int, "CPU threads (default: PyTorch's choice)"),
+    ("threads", int, "CPU threads, fixed (default: as many as other programs leave free, re-measured every second)"),
     ("out", str, "output folder: the model, checkpoints, metrics.jsonl, loss.png"),
 ]
 

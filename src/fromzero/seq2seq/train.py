@@ -94,6 +94,7 @@ def train_seq2seq(config: Seq2SeqTrainConfig, *, resume: bool = False, overwrite
         grad_clip=config.grad_clip, eval_interval=min(config.eval_interval, config.max_steps),
         eval_batches=evals["val"].count, log_interval=min(10, config.max_steps), sample_tokens=0, seed=config.seed,
         device=device, dtype=config.dtype, block_size=config.max_len, out=str(out),
+        threads=config.threads,  # fixed by --threads; else the Trainer follows the free cores
     )
     if not resume:
         prepare_output_dir(out, ("checkpoints", "metrics.jsonl", "loss.png", SEQ2SEQ_JSON) if overwrite else ())
