@@ -280,9 +280,10 @@ class Trainer:
         Why: two threads on two cores, one of them busy with another program, wait for each other at
         every barrier of every product. With one core kept busy, nanoGPT's CPU config took 78-119 ms a
         step in fromzero with 2 threads fixed, and 37-40 ms following the free cores (AMD EPYC,
-        benchmarks/RESULTS.md). Not under torchrun (each process has its own share) nor with ``--threads``. The thread count changes the last bits of a
-        backward's sums, so runs whose counts differed agree to rounding, not bit for bit: fix the
-        count (``--threads N`` or ``FROMZERO_THREADS=N``) for bit-identical repeats.
+        benchmarks/RESULTS.md). Not under torchrun (each process has its own share) nor with
+        ``--threads``. The thread count changes the last bits of a backward's sums, so runs whose
+        counts differed agree to rounding, not bit for bit: fix the count (``--threads N`` or
+        ``FROMZERO_THREADS=N``) for bit-identical repeats.
         """
         if self.dist.enabled or self.config.threads:
             return contextlib.nullcontext()
