@@ -51,6 +51,24 @@ def test_train_writes_a_model_dir_that_loads_and_generates(word_corpus, tmp_path
     assert capsys.readouterr().out.startswith("the cat")
 
 
+def test_the_run_says_its_precision_and_threads(word_corpus, tmp_path, capsys, monkeypatch):
+    """What the CPU run multiplies in and on how many threads: the two things measured or followed for speed."""
+    settings = [arg for arg in TINY if arg != "--quiet"]
+    at = settings.index("--threads")
+    free = settings[:at] + settings[at + 2:]
+
+    def said(*args: str) -> str:
+        assert main(["train", "--data", str(word_corpus), *args, "--max-steps", "1", "--out", str(tmp_path / "o"),
+                     "--overwrite"]) == 0
+        return " ".join(capsys.readouterr().err.split())
+
+    assert "precision: fp32; 1 CPU thread, fixed" in said(*settings)
+    assert "precision: fp32; CPU threads fixed by FROMZERO_THREADS=1" in said(*free)  # conftest's pin
+    monkeypatch.delenv("FROMZERO_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert "CPU threads: as many as other programs leave free (--threads N fixes them)" in said(*free)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_resume_after_sigkill_is_bitwise_exact(word_corpus, tmp_path):
     args = ["--data", str(word_corpus), *TINY, "--max-steps", "100", "--eval-interval", "10", "--dropout", "0.1"]

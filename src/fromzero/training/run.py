@@ -25,6 +25,7 @@ Output directory layout::
 from __future__ import annotations
 
 import random
+import os
 import shlex
 import shutil
 import traceback
@@ -46,6 +47,7 @@ from fromzero.tokenizers import Tokenizer, load_tokenizer
 from fromzero.training import distributed
 from fromzero.training.checkpoint import latest_checkpoint, saved_state
 from fromzero.training.config import MODEL_FIELDS, TrainConfig, flag
+from fromzero.training.precision import cpu_has_fast_bf16
 from fromzero.training.trainer import Trainer, TrainingInterrupted, TrainResult
 
 # Settings that may differ when resuming; the rest define the run and must stay as saved.
@@ -118,7 +120,7 @@ def _run(
         if not quiet and dist.is_main:
             console.print(f"resuming {out} at step {trainer.step} of {config.max_steps}")
     elif not quiet and dist.is_main:
-        _announce(config, model, shards, device, dist)
+        _announce(config, model, shards, device, dist, trainer)
     if dist.is_main:
         write_json(out / "train_config.json", trainer.config.to_dict())  # --dtype auto as measured
     try:
@@ -257,7 +259,7 @@ def _sampler(tokenizer: Tokenizer, config: TrainConfig, separator: list[int]):
     return sample
 
 
-def _announce(config: TrainConfig, model: GPT, shards: TokenShards, device: str, dist) -> None:
+def _announce(config: TrainConfig, model: GPT, shards: TokenShards, device: str, dist, trainer: Trainer) -> None:
     tokens = len(shards.train)
     per_step = config.batch_size * config.grad_accum * dist.world_size * config.block_size
     console.print(
@@ -271,6 +273,32 @@ def _announce(config: TrainConfig, model: GPT, shards: TokenShards, device: str,
         f"{config.max_steps} steps x {per_step:,} tokens = "
         f"{config.max_steps * per_step / max(1, tokens):.1f} epochs"
     )
+    console.print(_speed_settings(config, device, dist, trainer))
+
+
+def _speed_settings(config: TrainConfig, device: str, dist, trainer: Trainer) -> str:
+    """The precision and the CPU threads the run trains with, and what decided them."""
+    dtype = trainer.precision.dtype
+    precision = "fp32" if dtype is None else "bf16 autocast" if dtype is torch.bfloat16 else "fp16 autocast"
+    chosen = ""
+    if config.dtype == "auto" and device == "cpu" and not dist.enabled:
+        if not cpu_has_fast_bf16():
+            chosen = " (--dtype auto: this CPU has no native bf16)"
+        elif forced := os.environ.get("FROMZERO_TRAIN_DTYPE"):
+            chosen = f" (--dtype auto: FROMZERO_TRAIN_DTYPE={forced})"
+        else:
+            chosen = " (--dtype auto: the faster of bf16 and fp32 for this model, timed on this CPU)"
+    variable = next((name for name in ("FROMZERO_THREADS", "OMP_NUM_THREADS") if os.environ.get(name)), None)
+    if device != "cpu":
+        cores = ""
+    elif config.threads or dist.enabled:
+        count = torch.get_num_threads()
+        cores = f"; {count} CPU thread{'s' if count > 1 else ''}, fixed"
+    elif variable:
+        cores = f"; CPU threads fixed by {variable}={os.environ[variable]}"
+    else:
+        cores = "; CPU threads: as many as other programs leave free (--threads N fixes them)"
+    return f"precision: {precision}{chosen}{cores}"
 
 
 def _hint_prompt(tokenizer: Tokenizer, shards: TokenShards, config: TrainConfig) -> str:
