@@ -241,6 +241,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.pair_steps <= SAME["warmup_steps"]:  # nanoGPT's schedule divides by (decay - warmup) steps
         parser.error(f"--pair-steps must be above the {SAME['warmup_steps']} warm-up steps")
+    if args.quick:
+        args.pair_steps = min(args.pair_steps, 150)
     if not (args.nanogpt_dir / "train.py").is_file():
         raise SystemExit(f"{args.nanogpt_dir} has no train.py; fetch karpathy/nanoGPT there first")
 
@@ -272,9 +274,8 @@ def main() -> None:
         write_nanogpt_data(work, tok, train, val)
         console.print("nanoGPT ...")
         runs["nanogpt"] = run_nanogpt(args.nanogpt_dir.resolve(), work, steps, interval, val)
-        pair_steps = min(args.pair_steps, 150) if args.quick else args.pair_steps
-        console.print(f"{args.pairs} pairs of {pair_steps}-step runs, nanoGPT and fromzero default back to back ...")
-        pairs = speed_rounds(args.nanogpt_dir.resolve(), work, train, val, tok.vocab_size, args.pairs, pair_steps)
+        console.print(f"{args.pairs} pairs of {args.pair_steps}-step runs, nanoGPT and fromzero default back to back ...")
+        pairs = speed_rounds(args.nanogpt_dir.resolve(), work, train, val, tok.vocab_size, args.pairs, args.pair_steps)
     console.print("fromzero fp32 ...")
     runs["fromzero-fp32"] = run_fromzero("fromzero-fp32", same, train, val, tok.vocab_size, "float32", interval)
     console.print("fromzero bf16 ...")
@@ -294,22 +295,26 @@ def main() -> None:
     report(runs, pairs, target, args, peaks)
 
 
+def pairs_summary(pairs: list[dict]) -> str:
+    ratios = [pair["ratio"] for pair in pairs]
+    return (f"fromzero default vs nanoGPT, median {statistics.median(ratios):.2f}x "
+            f"(pairs: {', '.join(f'{r:.2f}x' for r in ratios)})")
+
+
 def under_load(args, tok: CharTokenizer, train: np.ndarray, val: np.ndarray) -> None:
     """Only the pairs, with ``--background-load`` running: the loss curves do not depend on the load."""
-    steps = min(args.pair_steps, 150) if args.quick else args.pair_steps
+    steps = args.pair_steps
     console.print(f"{args.pairs} pairs of {steps}-step runs under background load {args.background_load!r} ...")
     with tempfile.TemporaryDirectory() as tmp, background_load(args.background_load):
         work = Path(tmp)
         write_nanogpt_data(work, tok, train, val)
         pairs = speed_rounds(args.nanogpt_dir.resolve(), work, train, val, tok.vocab_size, args.pairs, steps)
-    ratios = [pair["ratio"] for pair in pairs]
-    stdout.print(f"under load {args.background_load!r}: fromzero default vs nanoGPT, median "
-                 f"{statistics.median(ratios):.2f}x (pairs: {', '.join(f'{r:.2f}x' for r in ratios)})")
+    stdout.print(f"under load {args.background_load!r}: {pairs_summary(pairs)}")
     out = args.out.with_name(f"{args.out.stem}_{args.background_load}.json")
     write_json(quick_path(out) if args.quick else out, {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": describe(), "quick": args.quick,
         "background_load": args.background_load, "pair_steps": steps, "pairs": pairs,
-        "pairs_median_ratio": statistics.median(ratios)})
+        "pairs_median_ratio": statistics.median(pair["ratio"] for pair in pairs)})
     console.print(f"wrote {quick_path(out) if args.quick else out}")
 
 
@@ -333,9 +338,7 @@ def report(runs: dict[str, Run], pairs: list[dict], target: float, args, peaks: 
         curves.add_row(str(step), *(f"{runs[n].curve.get(step, float('nan')):.4f}" for n in names))
     stdout.print(curves)
     if pairs:
-        ratios = [pair["ratio"] for pair in pairs]
-        stdout.print(f"tokens/s, fromzero default vs nanoGPT, {len(pairs)} pairs of short runs back to back: median "
-                     f"{statistics.median(ratios):.2f}x (pairs: {', '.join(f'{r:.2f}x' for r in ratios)})")
+        stdout.print(f"tokens/s, {len(pairs)} pairs of short runs back to back: {pairs_summary(pairs)}")
     if "fromzero-recipe" in runs:
         r = runs["fromzero-recipe"]
         ratio = (r.time_to_target_s / base.wall_s) if r.time_to_target_s else None

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from fromzero.cli import main
+from fromzero.machine import threads
 from fromzero.models import GPT
 from fromzero.tokenizers import CharTokenizer, load_tokenizer
 
@@ -66,7 +67,12 @@ def test_the_run_says_its_precision_and_threads(word_corpus, tmp_path, capsys, m
     assert "precision: fp32; CPU threads fixed by FROMZERO_THREADS=1" in said(*free)  # conftest's pin
     monkeypatch.delenv("FROMZERO_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert "CPU threads: as many as other programs leave free (--threads N fixes them)" in said(*free)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads.initial)  # `--threads 1` above set this process's count; a new process starts here
+    try:
+        assert "CPU threads: as many as other programs leave free (--threads N fixes them)" in said(*free)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")

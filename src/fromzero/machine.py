@@ -202,7 +202,7 @@ class ThreadFollower:
         elif forced:
             count = _forced_threads(forced)
             torch.set_num_threads(count)
-        elif os.environ.get("OMP_NUM_THREADS") or before != self.initial or getattr(self._local, "active", False):
+        elif self.fixed_by() or getattr(self._local, "active", False):
             count = None  # the user's count, or an outer `following` already in charge
         else:
             self._local.active = True
@@ -214,6 +214,15 @@ class ThreadFollower:
                 self._local.active = False
                 if torch.get_num_threads() != before:
                     torch.set_num_threads(before)
+
+    def fixed_by(self) -> str | None:
+        """What fixes this thread's count instead of the free cores (``FROMZERO_THREADS=2``,
+        ``OMP_NUM_THREADS=1``, or a count set with ``torch.set_num_threads``); None when it follows them."""
+        for variable in ("FROMZERO_THREADS", "OMP_NUM_THREADS"):
+            if os.environ.get(variable):
+                return f"{variable}={os.environ[variable]}"
+        count = torch.get_num_threads()
+        return None if count == self.initial else f"torch.set_num_threads({count})"
 
     def follow(self) -> None:
         """Between two steps: re-measure if it is time, and adapt this thread's count (inside :meth:`following`)."""

@@ -24,8 +24,8 @@ Output directory layout::
 
 from __future__ import annotations
 
-import random
 import os
+import random
 import shlex
 import shutil
 import traceback
@@ -42,6 +42,7 @@ from fromzero.devices import resolve_device
 from fromzero.errors import FromzeroError, InputError, MissingFileError
 from fromzero.files import prepare_output_dir, write_json
 from fromzero.generation import GenerationConfig, generate
+from fromzero.machine import threads
 from fromzero.models import GPT, GPTConfig
 from fromzero.tokenizers import Tokenizer, load_tokenizer
 from fromzero.training import distributed
@@ -288,14 +289,13 @@ def _speed_settings(config: TrainConfig, device: str, dist, trainer: Trainer) ->
             chosen = f" (--dtype auto: FROMZERO_TRAIN_DTYPE={forced})"
         else:
             chosen = " (--dtype auto: the faster of bf16 and fp32 for this model, timed on this CPU)"
-    variable = next((name for name in ("FROMZERO_THREADS", "OMP_NUM_THREADS") if os.environ.get(name)), None)
     if device != "cpu":
         cores = ""
-    elif config.threads or dist.enabled:
+    elif not trainer.follows_free_cores:
         count = torch.get_num_threads()
         cores = f"; {count} CPU thread{'s' if count > 1 else ''}, fixed"
-    elif variable:
-        cores = f"; CPU threads fixed by {variable}={os.environ[variable]}"
+    elif fixed := threads.fixed_by():
+        cores = f"; CPU threads fixed by {fixed}"
     else:
         cores = "; CPU threads: as many as other programs leave free (--threads N fixes them)"
     return f"precision: {precision}{chosen}{cores}"

@@ -285,9 +285,12 @@ class Trainer:
         counts differed agree to rounding, not bit for bit: fix the count (``--threads N`` or
         ``FROMZERO_THREADS=N``) for bit-identical repeats.
         """
-        if self.dist.enabled or self.config.threads:
-            return contextlib.nullcontext()
-        return threads.following(self.device)
+        return threads.following(self.device) if self.follows_free_cores else contextlib.nullcontext()
+
+    @property
+    def follows_free_cores(self) -> bool:
+        """Whether :meth:`following_free_cores` lets the free cores set the thread count."""
+        return not (self.dist.enabled or self.config.threads)
 
     def _loop(self, log: RunLog, stop: StopBetweenSteps) -> TrainResult:
         config = self.config
