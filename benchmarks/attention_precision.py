@@ -25,7 +25,7 @@ from fromzero.console import console, stdout
 from fromzero.files import write_json
 from fromzero.machine import describe
 from fromzero.nn.attention_kernel import CHOICE, attend
-from timing import cpu_name, quick_path  # benchmarks/timing.py
+from timing import cpu_name, quick_path, utc_now  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parent
 # (batch, heads, positions, head dim): where they come from
@@ -81,7 +81,7 @@ def main() -> None:
                       f"{ms['autocast'] / ms['float32']:.2f}x")
     stdout.print(table)
     out = quick_path(args.out) if args.quick else args.out
-    write_json(out, {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": describe(),
+    write_json(out, {"date": utc_now(), "machine": describe(),
                      "rounds": rounds, "results": results})
     console.print(f"wrote {out}")
 

@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from timing import cpu_name, quick_path  # benchmarks/timing.py
+from timing import cpu_name, quick_path, utc_now  # benchmarks/timing.py
 
 RESULTS = Path(__file__).resolve().parent / "results" / "finetune_speed.json"
 SIDES = ("fromzero", "peft")
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"{'met' if v['goal_met'] else 'NOT met'} ({v['speedup']:.3f}x tokens/s, {v['rss_ratio']:.3f}x RSS)")
     out = args.out or (quick_path(RESULTS) if args.quick else RESULTS)
     write_json(out, dict(
-        benchmark="finetune_speed", date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        benchmark="finetune_speed", date=utc_now(),
         command=" ".join(["python", "benchmarks/finetune_speed.py", *(argv if argv is not None else sys.argv[1:])]),
         cpu=cpu_name(), torch=info["torch"], transformers=info["transformers"], peft=info["peft"],
         threads=info["threads"], quick=args.quick, rounds=args.rounds, settings=dataclasses.asdict(settings),

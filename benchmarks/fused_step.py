@@ -25,7 +25,7 @@ import torch
 
 from fromzero.files import write_json
 from fromzero.machine import describe, free_cores
-from timing import decoding_arguments, quick_path  # benchmarks/timing.py
+from timing import decoding_arguments, quick_path, utc_now  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "fused_step.json"
 FORCE = {"fp32": "FROMZERO_LINEAR_KERNEL", "bf16": "FROMZERO_BF16_KERNEL", "int8": "FROMZERO_INT8_KERNEL"}
@@ -97,9 +97,9 @@ def main() -> None:
                       f"{row['speedup']:.2f}x", str(row["same_tokens"]))
     stdout.print(table)
     path = quick_path(RESULTS) if args.quick else RESULTS
-    write_json(path, dict(benchmark="fused_step", quick=args.quick, machine=machine, threads=torch.get_num_threads(),
-                          prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, repeats=args.repeats,
-                          results=rows))
+    write_json(path, dict(benchmark="fused_step", date=utc_now(), quick=args.quick, machine=machine,
+                          threads=torch.get_num_threads(), prompt_tokens=args.prompt_tokens,
+                          new_tokens=args.new_tokens, repeats=args.repeats, results=rows))
     console.print(f"wrote {path}")
 
 

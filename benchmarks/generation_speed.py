@@ -38,7 +38,7 @@ import torch
 from fromzero.files import write_json
 from fromzero.generation.quantize import quantize
 from fromzero.machine import describe, free_cores, read_bandwidth
-from timing import BACKGROUND_LOADS, background_load, quick_path  # benchmarks/timing.py
+from timing import BACKGROUND_LOADS, background_load, quick_path, utc_now  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "generation_speed.json"
 
@@ -140,7 +140,7 @@ def main() -> None:
     stdout.print(f"% of bound: batch-1 tokens/s of the fastest layout against bandwidth / weight bytes ({weight_mb:.0f} MB),"
                  " the bandwidth read on as many threads as there were free cores")
     results = quick_path(RESULTS) if args.quick else RESULTS
-    write_json(results, dict(
+    write_json(results, dict(date=utc_now(),
         benchmark="generation_speed", quick=args.quick, prompt_tokens=args.prompt_tokens,
         new_tokens=args.new_tokens, repeats=args.repeats, threads=torch.get_num_threads(), machine=describe(),
         torch=torch.__version__, transformers=transformers.__version__, weight_mb=weight_mb, results=rows,

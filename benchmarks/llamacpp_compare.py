@@ -36,7 +36,7 @@ import torch
 
 from fromzero.files import write_json
 from fromzero.machine import describe, free_cores, read_bandwidth
-from timing import decoding_arguments, quick_path  # benchmarks/timing.py
+from timing import decoding_arguments, quick_path, utc_now  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "llamacpp_compare.json"
 WORK = Path("out/bench/llamacpp")
@@ -207,8 +207,8 @@ def main() -> None:
     stdout.print(table)
     stdout.print(f"transformers fp32: {transformers_rate:.1f} tok/s; bound = read bandwidth / weight bytes per token")
     results = quick_path(RESULTS) if args.quick else RESULTS
-    write_json(results, dict(benchmark="llamacpp_compare", quick=args.quick, machine=describe(), threads=threads,
-                             read_bandwidth_gb_s=bandwidth, llama_cpp_python=llama_cpp.__version__,
+    write_json(results, dict(benchmark="llamacpp_compare", date=utc_now(), quick=args.quick, machine=describe(),
+                             threads=threads, read_bandwidth_gb_s=bandwidth, llama_cpp_python=llama_cpp.__version__,
                              transformers=transformers.__version__, prompt_tokens=args.prompt_tokens,
                              new_tokens=args.new_tokens, repeats=args.repeats, transformers_tok_s=transformers_rate,
                              results=rows))

@@ -36,6 +36,11 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
     return result, statistics.median(times)
 
 
+def utc_now() -> str:
+    """When a result was recorded, e.g. ``2026-12-07 18:31 UTC``: written into every results file."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 def quick_path(results: Path) -> Path:
     """Where a ``--quick`` smoke run writes, so it never overwrites the recorded results."""
     return results.with_name(results.stem + "_quick.json")

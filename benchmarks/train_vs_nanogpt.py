@@ -61,7 +61,7 @@ from fromzero.training.config import TrainConfig
 from fromzero.training.metrics import flops_per_token, measure_cpu_peak
 from fromzero.training.trainer import Trainer
 from fromzero.machine import describe
-from timing import BACKGROUND_LOADS, background_load, quick_path  # benchmarks/timing.py
+from timing import BACKGROUND_LOADS, background_load, quick_path, utc_now  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = ROOT.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -312,7 +312,7 @@ def under_load(args, tok: CharTokenizer, train: np.ndarray, val: np.ndarray) -> 
     stdout.print(f"under load {args.background_load!r}: {pairs_summary(pairs)}")
     out = args.out.with_name(f"{args.out.stem}_{args.background_load}.json")
     write_json(quick_path(out) if args.quick else out, {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": describe(), "quick": args.quick,
+        "date": utc_now(), "machine": describe(), "quick": args.quick,
         "background_load": args.background_load, "pair_steps": steps, "pairs": pairs,
         "pairs_median_ratio": statistics.median(pair["ratio"] for pair in pairs)})
     console.print(f"wrote {quick_path(out) if args.quick else out}")
@@ -346,7 +346,7 @@ def report(runs: dict[str, Run], pairs: list[dict], target: float, args, peaks: 
                      f"{r.time_to_target_s if r.time_to_target_s else float('nan'):.1f} s "
                      f"({'%.2f' % ratio if ratio else 'not reached'} x nanoGPT's {base.wall_s:.1f} s)")
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "date": utc_now(),
         "machine": describe(),
         "quick": args.quick,
         "matmul_peak_gflops": {name: value / 1e9 for name, value in peaks.items()},
