@@ -53,6 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--background-load", nargs="+", choices=list(BACKGROUND_LOADS), default=["none"],
                         help="run everything under each of these loads in turn (see above)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
     return parser.parse_args()
 
 
@@ -139,7 +140,7 @@ def main() -> None:
     stdout.print(table)
     stdout.print(f"% of bound: batch-1 tokens/s of the fastest layout against bandwidth / weight bytes ({weight_mb:.0f} MB),"
                  " the bandwidth read on as many threads as there were free cores")
-    results = quick_path(RESULTS) if args.quick else RESULTS
+    results = quick_path(args.out) if args.quick else args.out
     write_json(results, dict(date=utc_now(),
         benchmark="generation_speed", quick=args.quick, prompt_tokens=args.prompt_tokens,
         new_tokens=args.new_tokens, repeats=args.repeats, threads=torch.get_num_threads(), machine=describe(),
