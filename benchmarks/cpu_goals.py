@@ -174,8 +174,9 @@ def machines(recorded: Recorded) -> dict[str, dict]:
 
 
 def machine_line(machine: dict) -> str:
-    parts = [f"{machine['cpu']}, {machine['cores']} cores ({', '.join(machine['flags']) or 'no vector extensions named'})",
-             f"torch {machine['torch']}"]
+    generation = f" ({machine['generation']})" if machine.get("generation") else ""  # recorded since 2026-12-07
+    parts = [f"{machine['cpu']}{generation}, {machine['cores']} cores "
+             f"({', '.join(machine['flags']) or 'no vector extensions named'})", f"torch {machine['torch']}"]
     if "read_bandwidth_gb_s" in machine:
         parts.append(f"read bandwidth {machine['read_bandwidth_gb_s']:.1f} GB/s")
     if "matmul_peak_gflops" in machine:

@@ -47,13 +47,14 @@ def quick_path(results: Path) -> Path:
 
 
 def cpu_name() -> str:
-    """The CPU model as the kernel reports it, the cores this process may use and the CPU's vector
-    extensions, e.g. ``AMD EPYC, 2 cores (avx2, fma, avx512f, avx512_bf16, avx512_vnni)``: what a
-    result recorded with it was measured on."""
-    from fromzero.machine import cpu_flags, cpu_model, usable_cores
+    """The CPU model and generation as the kernel reports them, the cores this process may use and the
+    CPU's vector extensions, e.g. ``AMD EPYC (family 26 model 2 stepping 1), 2 cores (avx2, fma, avx512f,
+    avx512_bf16, avx512_vnni)``: what a result recorded with it was measured on."""
+    from fromzero.machine import cpu_flags, cpu_generation, cpu_model, usable_cores
 
-    flags = ", ".join(cpu_flags())
-    return f"{cpu_model()}, {usable_cores()} cores" + (f" ({flags})" if flags else "")
+    flags, generation = ", ".join(cpu_flags()), cpu_generation()
+    return (f"{cpu_model()}" + (f" ({generation})" if generation else "") + f", {usable_cores()} cores"
+            + (f" ({flags})" if flags else ""))
 
 
 @contextlib.contextmanager

@@ -128,7 +128,34 @@ def test_a_new_cpu_or_torch_measures_again(measured, monkeypatch):
     monkeypatch.setattr(machine, "cpu_model", lambda: "Some Other CPU")
     tuning.choose("demo", "k", candidates, rounds=1)
     assert len(counted) == 12
-    assert len(tuning.read_decisions()) == 3  # one entry per fingerprint
+    # a virtual machine names two hosts alike ("AMD EPYC"): the CPU's generation tells them apart
+    fields = dict(machine._cpuinfo_fields(), **{"cpu family": "99", "model": "1", "stepping": "0"})
+    monkeypatch.setattr(machine, "_cpuinfo_fields", lambda: fields)
+    tuning.choose("demo", "k", candidates, rounds=1)
+    assert len(counted) == 16
+    assert len(tuning.read_decisions()) == 4  # one entry per fingerprint
+
+
+@pytest.mark.parametrize("cpuinfo, generation", [
+    ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+     "stepping\t: 1\nflags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\n",
+     "family 26 model 2 stepping 1"),
+    ("processor\t: 0\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\n",
+     "implementer 0x41 part 0xd0c variant 0x3"),
+    ("", ""),
+])
+def test_the_cpu_generation_is_read_from_cpuinfo(cpuinfo, generation, monkeypatch, tmp_path):
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(cpuinfo)
+    real_path = machine.Path
+    monkeypatch.setattr(machine, "Path", lambda name: fake if name == "/proc/cpuinfo" else real_path(name))
+    machine._cpuinfo_fields.cache_clear()
+    try:
+        assert machine.cpu_generation() == generation
+        assert machine.describe()["generation"] == generation
+    finally:
+        monkeypatch.undo()
+        machine._cpuinfo_fields.cache_clear()
 
 
 def test_a_forced_choice_is_honoured_and_a_wrong_one_refused(monkeypatch):

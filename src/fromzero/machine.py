@@ -3,8 +3,11 @@
 Two CPUs that both "have AVX-512" can still want different kernels, precisions and thread counts
 (benchmarks/RESULTS.md has an AMD EPYC and an Intel Xeon side by side), so choices made for speed
 are measured per machine (:mod:`fromzero.tuning`) and remembered under a *fingerprint*: the CPU
-model, the cores this process may use and the torch version. A new CPU or a torch upgrade gives a new
-fingerprint, hence fresh measurements.
+model, its generation (family, model and stepping numbers), its vector extensions, the cores this
+process may use and the torch version. A new CPU or a torch upgrade gives a new fingerprint, hence
+fresh measurements. The generation matters in virtual machines, which often name every CPU of a
+vendor alike: two hosts both called "AMD EPYC" were a Zen 4 and a Zen 5, with bf16 peaks of 437 and
+906 GFLOP/s.
 
 Free cores: PyTorch starts one thread per core and its threads wait for each other at the end of
 every parallel operation. When another program keeps one core busy, the thread that shares that
@@ -41,19 +44,42 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# /proc/cpuinfo fields naming a CPU's generation: x86 (family, model, stepping), then ARM (implementer, part, variant)
+GENERATION_FIELDS = (("cpu family", "family"), ("model", "model"), ("stepping", "stepping"),
+                     ("CPU implementer", "implementer"), ("CPU part", "part"), ("CPU variant", "variant"))
+
+
 @lru_cache(maxsize=1)
-def _cpuinfo(*keys: str) -> str | None:
-    """The first value of a ``/proc/cpuinfo`` line starting with one of ``keys`` (Linux), else None."""
+def _cpuinfo_fields() -> dict[str, str]:
+    """The first CPU's ``/proc/cpuinfo`` fields (Linux), e.g. ``{"model name": "AMD EPYC", ...}``; {} elsewhere."""
     try:
         lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
     except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(keys)), None)
+        return {}
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, colon, value = line.partition(":")
+        if colon:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _cpuinfo(*keys: str) -> str | None:
+    """The value of the first of ``keys`` that ``/proc/cpuinfo`` has, else None."""
+    fields = _cpuinfo_fields()
+    return next((fields[key] for key in keys if key in fields), None)
 
 
 def cpu_model() -> str:
     """The CPU's marketing name ("AMD EPYC", "Intel(R) Xeon(R) Platinum 8480+"), or the platform's guess."""
     return _cpuinfo("model name", "Model") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_generation() -> str:
+    """Which generation of its vendor's CPUs this is, e.g. ``family 26 model 2 stepping 1`` (x86) or
+    ``implementer 0x41 part 0xd0c variant 0x3`` (ARM); "" where the system does not say."""
+    fields = _cpuinfo_fields()
+    return " ".join(f"{name} {fields[key]}" for key, name in GENERATION_FIELDS if key in fields)
 
 
 def cpu_flags() -> tuple[str, ...]:
@@ -63,8 +89,9 @@ def cpu_flags() -> tuple[str, ...]:
 
 
 def fingerprint() -> str:
-    """A short id of (CPU model, usable cores, torch version): decisions measured under one id hold for it."""
-    text = f"{cpu_model()}|{usable_cores()}|{torch.__version__}"
+    """A short id of (CPU model, generation, vector extensions, usable cores, torch version): decisions
+    measured under one id hold for it."""
+    text = f"{cpu_model()}|{cpu_generation()}|{','.join(cpu_flags())}|{usable_cores()}|{torch.__version__}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -81,8 +108,8 @@ def available_memory() -> int | None:
 
 def describe() -> dict:
     """The machine in words and numbers, as recorded with every decision and benchmark."""
-    return dict(cpu=cpu_model(), flags=list(cpu_flags()), cores=usable_cores(), torch=torch.__version__,
-                fingerprint=fingerprint())
+    return dict(cpu=cpu_model(), generation=cpu_generation(), flags=list(cpu_flags()), cores=usable_cores(),
+                torch=torch.__version__, fingerprint=fingerprint())
 
 
 def read_bandwidth(threads: int | None = None, size_mb: int = 256, repeats: int = 5) -> float:

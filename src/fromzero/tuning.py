@@ -7,7 +7,8 @@ reads memory faster still, and an Intel Xeon preferred the default at batch 1 (b
 No rule written down on one machine holds on the next, so fromzero times the candidates on the
 actual shapes at first use (a fraction of a second), keeps the winner in
 ``$FROMZERO_HOME/tuning.json`` under the machine's fingerprint (:func:`fromzero.machine.fingerprint`:
-CPU model, cores, torch version, so a new CPU or torch measures again) and reuses it from then on.
+CPU model and generation, vector extensions, cores, torch version, so a new CPU or torch measures
+again) and reuses it from then on.
 
 ``FROMZERO_<CHOICE>=NAME`` (e.g. ``FROMZERO_LINEAR_KERNEL=plain``) forces a choice without measuring;
 ``fromzero doctor`` prints every decision with its timings and ``fromzero doctor --forget`` drops them.

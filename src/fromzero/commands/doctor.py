@@ -12,8 +12,9 @@ from fromzero.console import console, stdout
 DESCRIPTION = """\
 What runs fast differs from CPU to CPU, so fromzero measures instead of guessing:
 
-  machine     the CPU, its vector extensions (AVX2, AVX-512, AMX...), the cores this process may use,
-              torch, and the fingerprint the decisions are kept under (a new CPU or torch: new one)
+  machine     the CPU, its generation (family/model/stepping), its vector extensions (AVX2, AVX-512,
+              AMX...), the cores this process may use, torch, and the fingerprint the decisions are kept
+              under (a new CPU or torch: new one)
   right now   the cores other programs leave free (measured over --window seconds) and so the
               threads decoding and training will use; FROMZERO_THREADS=N fixes the count
   speeds      memory read bandwidth on one thread and on all (decoding at batch 1 reads every weight
@@ -89,6 +90,8 @@ def run(args: Namespace) -> int:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("CPU", f"{about['cpu']} ({', '.join(about['flags']) or 'no flags known'})")
+    if about["generation"]:
+        table.add_row("generation", about["generation"])
     table.add_row("cores", f"{about['cores']} usable, {report['free_cores']} free right now "
                            f"(decoding threads: {min(report['free_cores'], report['torch_threads'])})")
     table.add_row("torch", f"{about['torch']}; oneDNN packing {'yes' if report['onednn_packing'] else 'no'}, "
