@@ -18,6 +18,12 @@ why and exits with status 0 (nothing to compare), so a machine without a compile
 
     flock /tmp/fromzero-bench.lock python benchmarks/llamacpp_compare.py
     flock /tmp/fromzero-bench.lock python benchmarks/llamacpp_compare.py --quick   # 16 tokens, 1 repeat
+
+Weight repacking: llama.cpp copies weights into layouts of its own at load time (its CPU "extra buffer
+types"; AMX tiles on a Xeon that has them). On a Sapphire Rapids Xeon, q8_0 with AMX repacking crashed
+(issue 17), so ``--repack auto`` (the default) turns repacking off for q8_0 on a CPU with AMX, as
+llama.cpp's own ``--no-repack`` does, and keeps llama.cpp's default everywhere else; ``on``/``off``
+force it. The results record what each precision ran with.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from pathlib import Path
 import torch
 
 from fromzero.files import write_json
-from fromzero.machine import describe, free_cores, read_bandwidth
+from fromzero.machine import cpu_flags, describe, free_cores, read_bandwidth
 from timing import decoding_arguments, quick_path, utc_now  # benchmarks/timing.py
 
 RESULTS = Path(__file__).parent / "results" / "llamacpp_compare.json"
@@ -48,7 +54,17 @@ PAIRS = {"f32": "fp32", "bf16": "bf16", "q8_0": "int8"}  # llama.cpp type -> fro
 def parse_args() -> argparse.Namespace:
     parser = decoding_arguments(__doc__)
     parser.add_argument("--llama-cpp-src", type=Path, help="llama.cpp sources with convert_hf_to_gguf.py and gguf-py")
+    parser.add_argument("--repack", choices=("auto", "on", "off"), default="auto",
+                        help="llama.cpp's weight repacking (auto: off for q8_0 on a CPU with AMX, where it crashed; "
+                             "see above)")
     return parser.parse_args()
+
+
+def repacks(kind: str, setting: str) -> bool:
+    """Whether llama.cpp repacks the weights of ``kind`` at load time under ``--repack setting``."""
+    if setting != "auto":
+        return setting == "on"
+    return not (kind == "q8_0" and any(flag.startswith("amx") for flag in cpu_flags()))
 
 
 def skip(reason: str) -> None:
@@ -104,10 +120,23 @@ def convert(source: Path | None, checkpoint: Path, kind: str) -> Path:
     return target
 
 
-def llama_runner(path: Path, threads: int, new_tokens: int):
+def llama_runner(path: Path, threads: int, new_tokens: int, repack: bool):
+    import llama_cpp.llama_cpp as bindings
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(path), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False)
+    default_params = bindings.llama_model_default_params
+
+    def without_repacking():  # Llama() takes its model parameters from here and has no argument for this one
+        params = default_params()
+        params.use_extra_bufts = False  # what llama.cpp's --no-repack sets
+        return params
+
+    if not repack:
+        bindings.llama_model_default_params = without_repacking
+    try:
+        llm = Llama(model_path=str(path), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False)
+    finally:
+        bindings.llama_model_default_params = default_params
 
     def run(prompt: list[int]) -> list[int]:
         tokens = []
@@ -164,7 +193,7 @@ def main() -> None:
 
     sides, layouts = {}, {}
     for kind in GGUF_TYPES:
-        sides[f"llama.cpp {kind}"] = llama_runner(ggufs[kind], threads, args.new_tokens)
+        sides[f"llama.cpp {kind}"] = llama_runner(ggufs[kind], threads, args.new_tokens, repacks(kind, args.repack))
         sides[f"fromzero {PAIRS[kind]}"], layouts[PAIRS[kind]] = fromzero_runner(checkpoint, PAIRS[kind], args.new_tokens)
     sides["transformers fp32"] = lambda p: hf.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
                                                        max_new_tokens=args.new_tokens, do_sample=False,
@@ -188,6 +217,7 @@ def main() -> None:
         ours, theirs = f"fromzero {PAIRS[kind]}", f"llama.cpp {kind}"
         mine, other = statistics.median(rates[ours]), statistics.median(rates[theirs])
         rows.append(dict(precision=kind, llama_cpp_tok_s=other, fromzero_tok_s=mine, ratio=mine / other,
+                         llama_cpp_repacked=repacks(kind, args.repack),
                          fromzero_layout=layouts[PAIRS[kind]],
                          bound_tok_s=bandwidth * 1e3 / bytes_per_token[PAIRS[kind]],
                          llama_cpp_same_tokens_as_transformers=tokens[theirs] == reference,
