@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,26 @@ def test_the_cpu_peak_is_measured_in_the_dtype_asked_for(monkeypatch):
     dtypes.clear()
     metrics.measure_cpu_peak(size=32, repeats=2)
     assert set(dtypes) == {torch.float32}
+
+
+def test_a_precision_without_a_fast_kernel_is_measured_in_well_under_a_second(monkeypatch):
+    """bf16 on a CPU without native bf16 multiplies at about 1 GFLOP/s: 2 s per full-size product."""
+    sizes, real_mm = [], torch.mm
+
+    def one_gflop_per_second(a, b):
+        sizes.append(a.shape[0])
+        time.sleep(2.0 * a.shape[0] ** 3 / 1e9)
+        return real_mm(a, b)
+
+    monkeypatch.setattr(torch, "mm", one_gflop_per_second)
+    start = time.perf_counter()
+    peak = metrics.measure_cpu_peak(dtype=torch.bfloat16)
+    assert time.perf_counter() - start < 1.0 and max(sizes) == 128  # never the 1024 x 1024 product
+    assert 0.2e9 < peak < 1.1e9  # the slow speed is what it reports
+    sizes.clear()
+    monkeypatch.setattr(torch, "mm", lambda a, b: sizes.append(a.shape[0]) or real_mm(a, b))
+    metrics.measure_cpu_peak(size=256, repeats=2, dtype=torch.float32)
+    assert max(sizes) == 256  # a fast kernel is measured at full size
 
 
 @pytest.mark.parametrize("dtype, expected", [("bfloat16", torch.bfloat16), ("float32", torch.float32)])

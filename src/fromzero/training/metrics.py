@@ -33,22 +33,39 @@ def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -
     return 6.0 * n_params + 12.0 * n_layer * block_size * n_embd
 
 
-def measure_cpu_peak(size: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+def measure_cpu_peak(size: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32,
+                     budget_s: float = 0.5) -> float:
     """The best FLOP/s of a ``size x size`` matrix product in ``dtype``, a practical CPU peak.
 
-    Best of ``repeats`` (about 0.2 s in all): other programs busy on the same cores make single
-    timings slow, so on a loaded machine the peak is underestimated and MFU overestimated.
+    Best of ``repeats``, stopping once the products have taken ``budget_s`` (about 0.2 s in all on a
+    desktop CPU): other programs busy on the same cores make single timings slow, so on a loaded
+    machine the peak is underestimated and MFU overestimated.
+
+    A precision this CPU has no fast kernel for would take seconds per product: torch multiplies bf16
+    at about 1 GFLOP/s on a CPU without AVX-512 BF16 or AMX (most laptops), 2 s per 1024 x 1024
+    product. So a small product is timed first, and where a full-size one would take more than a
+    quarter of the budget, the small one's speed is the answer: the measurement stays under a second.
     """
     numbers = torch.Generator().manual_seed(0)  # its own generator: training's random streams stay put
-    a = torch.randn(size, size, generator=numbers).to(dtype)
-    b = torch.randn(size, size, generator=numbers).to(dtype)
-    torch.mm(a, b)  # warm-up: thread pool start, caches
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 / best
+
+    def best_rate(n: int, count: int) -> float:
+        a = torch.randn(n, n, generator=numbers).to(dtype)
+        b = torch.randn(n, n, generator=numbers).to(dtype)
+        torch.mm(a, b)  # warm-up: thread pool start, caches
+        best, spent = float("inf"), 0.0
+        for _ in range(count):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            took = time.perf_counter() - start
+            best, spent = min(best, took), spent + took
+            if spent > budget_s:
+                break
+        return 2.0 * n**3 / best
+
+    probe = best_rate(min(size, 128), 3)
+    if 2.0 * size**3 / probe > budget_s / 4:
+        return probe
+    return best_rate(size, repeats)
 
 
 def peak_flops(device: str | torch.device, dtype: torch.dtype | None = None) -> float | None:
