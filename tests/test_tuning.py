@@ -332,6 +332,16 @@ def test_doctor_reports_the_machine_and_the_decisions(measured, hf_folder, capsy
     assert main(["doctor", "--quick", "--window", "0"]) == 2  # a one-line error
 
 
+@pytest.mark.parametrize("cores", [1, 2])
+def test_doctor_measures_bandwidth_on_one_thread_and_on_all(cores, measured, monkeypatch, capsys):
+    monkeypatch.setattr(machine.threads, "initial", cores)
+    monkeypatch.setattr(machine, "read_bandwidth", lambda threads: 10.0 * threads)
+    assert main(["doctor", "--json", "--window", "0.05"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["read_gb_s"] == ({"1 thread": 10.0} if cores == 1 else {"1 thread": 10.0, "2 threads": 20.0})
+    assert report["matmul_peak_gflop_s"]["fp32"] > 0 and report["matmul_peak_gflop_s"]["bf16"] > 0
+
+
 # ---------------------------------------------------------------- training precision
 
 def test_auto_training_precision_is_measured_and_leaves_the_run_untouched(measured, monkeypatch, tmp_path):

@@ -74,8 +74,9 @@ def run(args: Namespace) -> int:
                   free_cores=machine.free_cores(args.window))
     if not args.quick:
         with console.status("measuring memory bandwidth and matrix-multiply peaks"):
-            report["read_gb_s"] = {"1 thread": machine.read_bandwidth(1),
-                                   f"{machine.threads.initial} threads": machine.read_bandwidth(machine.threads.initial)}
+            report["read_gb_s"] = {"1 thread": machine.read_bandwidth(1)}
+            if machine.threads.initial > 1:
+                report["read_gb_s"][f"{machine.threads.initial} threads"] = machine.read_bandwidth(machine.threads.initial)
             report["matmul_peak_gflop_s"] = {"fp32": measure_cpu_peak() / 1e9,
                                              "bf16": measure_cpu_peak(dtype=torch.bfloat16) / 1e9}
     mine = tuning.read_decisions().get(machine.fingerprint(), {})
