@@ -189,7 +189,10 @@ def run_benchmarks(nanogpt: Path | None) -> None:
     """Every benchmark the goals read, one after the other, as RESULTS.md runs them."""
     python = sys.executable
     commands = []
-    if nanogpt is not None:
+    if nanogpt is None:
+        print("no --nanogpt-dir: the pretraining goals are not measured (a checkout of karpathy/nanoGPT is needed)",
+              flush=True)
+    else:
         commands.append([python, ROOT / "train_vs_nanogpt.py", "--nanogpt-dir", nanogpt, "--pairs", "5"])
         commands += [[python, ROOT / "train_vs_nanogpt.py", "--nanogpt-dir", nanogpt, "--pairs", "5",
                       "--background-load", kind] for kind in LOADS]
