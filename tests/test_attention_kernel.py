@@ -169,3 +169,43 @@ def test_a_bf16_training_run_with_float32_attention_follows_the_fp32_run(monkeyp
         return [trainer.train_step(step).item() for step in range(5)]
 
     assert losses("bfloat16") == pytest.approx(losses("float32"), abs=0.03)
+
+
+@pytest.mark.parametrize("forced, dtype", [("float32", torch.float32), ("autocast", torch.bfloat16)])
+def test_a_compiled_step_attends_as_the_eager_step_decided(monkeypatch, forced, dtype):
+    """A compiled graph cannot time anything: it reads the choice an eager step made at that shape."""
+    monkeypatch.setenv(VARIABLE, forced)
+    monkeypatch.setattr(attention_kernel, "_for_compiled", {})
+    q, k, v = qkv(seed=3)
+    run(q, k, v, is_causal=True)  # eager: decides (here: the forced value) and records it for compiled graphs
+    assert attention_kernel._for_compiled == {(tuple(q.shape), True): forced}
+    torch._dynamo.reset()
+    compiled = torch.compile(attend, backend="eager", fullgraph=True)  # traced by dynamo, no code generation
+    leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = compiled(*leaves, is_causal=True)
+    y_ref, _ = reference(q, k, v, dtype, is_causal=True)
+    assert torch.equal(y.detach(), y_ref)
+    torch._dynamo.reset()
+
+
+def test_a_compiled_run_decides_eagerly_first_and_leaves_the_run_untouched(monkeypatch, tmp_path):
+    import numpy as np
+
+    from fromzero.training.config import TrainConfig
+    from fromzero.training.trainer import Trainer
+
+    monkeypatch.setenv(VARIABLE, "float32")
+    monkeypatch.setattr(attention_kernel, "_for_compiled", {})
+    monkeypatch.setattr(torch, "compile", lambda model: model)  # what is compiled is not under test here
+    tokens = (np.arange(3000) % 32).astype(np.uint16)
+    config = TrainConfig(batch_size=4, block_size=16, max_steps=2, eval_interval=2, eval_batches=1, dropout=0.1,
+                         sample_tokens=0, dtype="bfloat16", compile=True)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=32, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1))
+    state = torch.get_rng_state()
+    trainer = Trainer(model, config, tokens, tokens, quiet=True)
+    assert torch.equal(torch.get_rng_state(), state)  # the eager step's dropout drew from a forked stream
+    assert all(p.grad is None for p in model.parameters())
+    assert attention_kernel._for_compiled == {((4, 2, 16, 8), True): "float32"}
+    assert trainer.model is model

@@ -54,9 +54,9 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("out", str, "output directory (the model dir, checkpoints, metrics, loss.png)"),
 ]
 SWITCHES = [
-    ("compile", "compile the model with torch.compile (slow start: 15-20 s on a 2-core CPU; faster steps on a GPU; "
-                "on a CPU nanoGPT's model measured fp32 steps 1.23x faster, bf16 steps slower: a compiled step "
-                "attends in bf16, see benchmarks/RESULTS.md)"),
+    ("compile", "compile the model with torch.compile (slow start: 10-20 s on a 2-core CPU; faster steps on a GPU; "
+                "on a CPU nanoGPT's model measured fp32 steps 1.23x faster and bf16 steps about as fast as "
+                "without, see benchmarks/RESULTS.md)"),
     ("tensorboard", "also log to OUT/tensorboard (needs the tensorboard package)"),
 ]
 

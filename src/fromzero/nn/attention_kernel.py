@@ -16,6 +16,10 @@ machine, by :func:`fromzero.tuning.choose`) and the faster is kept. ``float32`` 
 attends with autocast off, and casts the result back: the layers around it see the same dtypes.
 It is also the more precise of the two. ``FROMZERO_ATTENTION_PRECISION=autocast|float32`` forces
 a choice; ``fromzero doctor`` shows what was measured.
+
+A compiled training step (``torch.compile``) cannot time anything while it is being traced, so it
+uses the choice an eager step made at the same shape (``Trainer`` runs one before compiling), and
+autocast where none was made.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from fromzero.tuning import choose, decisions_path
 
 CHOICE = "attention_precision"
 _chosen: dict[tuple, str] = {}  # (forced value, decisions file, key) -> choice: asked at every forward
+# (q shape, causal) -> the choice last made eagerly: what a compiled training step reads (it cannot time)
+_for_compiled: dict[tuple, str] = {}
 
 
 def attend(
@@ -41,8 +47,13 @@ def attend(
 ) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d) + mask) v`` by SDPA, in the precision measured fastest (see the module)."""
     dtype = q.dtype
-    if _training_under_cpu_autocast(q) and attention_precision(q, k, v, mask, is_causal) == "float32":
-        dtype = torch.float32
+    if _training_under_cpu_autocast(q):
+        if torch.compiler.is_compiling():  # nothing can be timed while tracing: what an eager step decided
+            choice = _for_compiled.get((tuple(q.shape), is_causal), "autocast")
+        else:
+            choice = attention_precision(q, k, v, mask, is_causal)
+        if choice == "float32":
+            dtype = torch.float32
     return _sdpa(q, k, v, mask, dropout_p, is_causal, dtype)
 
 
@@ -56,14 +67,13 @@ def _sdpa(q, k, v, mask, dropout_p: float, is_causal: bool, dtype: torch.dtype) 
 
 
 def _training_under_cpu_autocast(q: torch.Tensor) -> bool:
-    """A CPU training step inside autocast (not a compiled graph: torch.compile takes its own decisions)."""
+    """A CPU training step inside autocast."""
     return (
         q.device.type == "cpu"
         and q.dtype in (torch.bfloat16, torch.float16)
         and q.requires_grad
         and torch.is_grad_enabled()
         and torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
     )
 
 
@@ -77,6 +87,7 @@ def attention_precision(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask:
         candidates = {name: _timed_step(q, k, v, mask, is_causal, dtype)
                       for name, dtype in (("autocast", q.dtype), ("float32", torch.float32))}
         _chosen[memo] = choose(CHOICE, key, candidates)
+    _for_compiled[(tuple(q.shape), is_causal)] = _chosen[memo]
     return _chosen[memo]
 
 

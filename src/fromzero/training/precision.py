@@ -65,14 +65,18 @@ def measured_cpu_dtype(loss: Callable[[], torch.Tensor], model: torch.nn.Module,
     """
     from fromzero.tuning import choose
 
-    def step(dtype: torch.dtype | None) -> Callable[[], None]:
-        def run() -> None:
-            with torch.random.fork_rng(devices=[]):
-                context = torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
-                with context:
-                    value = loss()
-                value.backward()
-            model.zero_grad(set_to_none=True)
-        return run
+    candidates = {"bfloat16": lambda: untouched_cpu_step(loss, model, torch.bfloat16),
+                  "float32": lambda: untouched_cpu_step(loss, model, None)}
+    return choose("train_dtype", key, candidates, rounds=3)
 
-    return choose("train_dtype", key, {"bfloat16": step(torch.bfloat16), "float32": step(None)}, rounds=3)
+
+def untouched_cpu_step(loss: Callable[[], torch.Tensor], model: torch.nn.Module, dtype: torch.dtype | None) -> None:
+    """``loss()`` and its backward under CPU autocast in ``dtype`` (None: fp32), leaving the run as it was:
+    the random streams are forked and the gradients dropped. What measuring needs: the eager model makes
+    its own timed choices on the way (the precision of attention), and the run trains as if nothing ran."""
+    with torch.random.fork_rng(devices=[]):
+        context = torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
+        with context:
+            value = loss()
+        value.backward()
+    model.zero_grad(set_to_none=True)

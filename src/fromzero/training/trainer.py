@@ -46,7 +46,7 @@ from fromzero.training.batches import BatchPlan, Batches
 from fromzero.training.config import TrainConfig
 from fromzero.training.metrics import Speedometer, flops_per_token, peak_flops
 from fromzero.training.optim import build_adamw
-from fromzero.training.precision import Precision, cpu_has_fast_bf16, measured_cpu_dtype
+from fromzero.training.precision import Precision, cpu_has_fast_bf16, measured_cpu_dtype, untouched_cpu_step
 from fromzero.training.runlog import RunLog, require_tensorboard
 from fromzero.training.schedule import build_schedule
 
@@ -161,6 +161,11 @@ class Trainer:
             self.config = config = config.replace(dtype=dtype)
         self.precision = Precision(dtype, device)
         model = distributed.wrap(self.raw_model, dist, device)
+        if config.compile and torch.device(device).type == "cpu" and self.precision.dtype is not None:
+            # a compiled graph cannot time anything: one eager step first makes the choices the eager model
+            # measures here (the precision of attention), which the graph then reads
+            batch = self.train_batches.get(0, 0)
+            untouched_cpu_step(lambda: self.objective.loss(self.raw_model, batch), self.raw_model, self.precision.dtype)
         self.model = torch.compile(model) if config.compile else model  # compile after DDP wraps
 
         self.step = 0
