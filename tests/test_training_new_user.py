@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from fromzero.cli import main
 from fromzero.models import GPT, GPTConfig
@@ -268,3 +269,17 @@ def test_the_hint_printed_at_the_end_is_a_command_that_works(word_corpus, tmp_pa
     assert main(command[1:]) == 0
     prompt = command[command.index("--prompt") + 1]
     assert capsys.readouterr().out.startswith(prompt)
+
+
+@pytest.mark.slow  # two torch.compile runs: about 30 s
+def test_a_compiled_bf16_cpu_run_resumes_exactly(word_corpus, tmp_path):
+    """--compile on a CPU in bf16 runs an untouched eager step before compiling (the attention precision
+    it measures is what the graph reads): stopped at 6 steps and resumed to 12, it ends as 12 straight."""
+    flags = ["--data", str(word_corpus), *SHAPE[:-2], "--dtype", "bfloat16", "--compile", "--quiet",
+             "--eval-interval", "6"]
+    assert main(["train", *flags, "--max-steps", "6", "--out", str(tmp_path / "a")]) == 0
+    assert main(["train", *flags, "--max-steps", "12", "--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert main(["train", *flags, "--max-steps", "12", "--out", str(tmp_path / "b")]) == 0
+    resumed, straight = (load_file(tmp_path / name / "model.safetensors") for name in ("a", "b"))
+    assert resumed.keys() == straight.keys()
+    assert all(torch.equal(resumed[key], straight[key]) for key in resumed)
