@@ -33,11 +33,12 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fromzero.files import write_json
 from fromzero.machine import describe
+from timing import cpu_name, utc_now  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -60,9 +61,15 @@ class Recorded:
     """The results files in ``folder``; with ``since`` (a time), only those written after it count."""
     folder: Path
     since: float | None = None
+    _read: dict[str, tuple[dict | None, str]] = field(default_factory=dict, repr=False)
 
     def read(self, name: str) -> tuple[dict | None, str]:
         """A results file and a note on where it came from; None with the reason when it cannot be judged."""
+        if name not in self._read:
+            self._read[name] = self._load(name)
+        return self._read[name]
+
+    def _load(self, name: str) -> tuple[dict | None, str]:
         path = self.folder / f"{name}.json"
         if not path.is_file():
             return None, f"{path.name}: not recorded"
@@ -174,9 +181,7 @@ def machines(recorded: Recorded) -> dict[str, dict]:
 
 
 def machine_line(machine: dict) -> str:
-    generation = f" ({machine['generation']})" if machine.get("generation") else ""  # recorded since 2026-12-07
-    parts = [f"{machine['cpu']}{generation}, {machine['cores']} cores "
-             f"({', '.join(machine['flags']) or 'no vector extensions named'})", f"torch {machine['torch']}"]
+    parts = [cpu_name(machine), f"torch {machine['torch']}"]
     if "read_bandwidth_gb_s" in machine:
         parts.append(f"read bandwidth {machine['read_bandwidth_gb_s']:.1f} GB/s")
     if "matmul_peak_gflops" in machine:
@@ -265,7 +270,7 @@ def main() -> None:
             table.add_row(g.goal, g.needs, g.measured, {True: "[green]yes[/]", False: "[red]no[/]",
                                                         None: "[dim]not measured[/]"}[g.met], g.source)
         stdout.print(table)
-    write_json(args.out, dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machines=found,
+    write_json(args.out, dict(date=utc_now(), machines=found,
                               mixed_machines=len(found) > 1, goals=[asdict(g) for g in goals],
                               met=sum(g.met is True for g in goals), judged=sum(g.met is not None for g in goals)))
     console.print(f"{sum(g.met is True for g in goals)} of {len(goals)} goals met; wrote {args.out}")

@@ -46,15 +46,17 @@ def quick_path(results: Path) -> Path:
     return results.with_name(results.stem + "_quick.json")
 
 
-def cpu_name() -> str:
+def cpu_name(machine: dict | None = None) -> str:
     """The CPU model and generation as the kernel reports them, the cores this process may use and the
     CPU's vector extensions, e.g. ``AMD EPYC (family 26 model 2 stepping 1), 2 cores (avx2, fma, avx512f,
-    avx512_bf16, avx512_vnni)``: what a result recorded with it was measured on."""
-    from fromzero.machine import cpu_flags, cpu_generation, cpu_model, usable_cores
+    avx512_bf16, avx512_vnni)``: what a result recorded with it was measured on. ``machine``: a recorded
+    :func:`fromzero.machine.describe` (default: this machine's)."""
+    from fromzero.machine import describe
 
-    flags, generation = ", ".join(cpu_flags()), cpu_generation()
-    return (f"{cpu_model()}" + (f" ({generation})" if generation else "") + f", {usable_cores()} cores"
-            + (f" ({flags})" if flags else ""))
+    machine = machine or describe()
+    generation = f" ({machine['generation']})" if machine.get("generation") else ""  # recorded since 2026-12-07
+    flags = ", ".join(machine["flags"])
+    return f"{machine['cpu']}{generation}, {machine['cores']} cores" + (f" ({flags})" if flags else "")
 
 
 @contextlib.contextmanager

@@ -33,6 +33,9 @@ def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -
     return 6.0 * n_params + 12.0 * n_layer * block_size * n_embd
 
 
+PROBE_SIZE = 128  # measure_cpu_peak's first, small product
+
+
 def measure_cpu_peak(size: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32,
                      budget_s: float = 0.5) -> float:
     """The best FLOP/s of a ``size x size`` matrix product in ``dtype``, a practical CPU peak.
@@ -62,9 +65,10 @@ def measure_cpu_peak(size: int = 1024, repeats: int = 20, dtype: torch.dtype = t
                 break
         return 2.0 * n**3 / best
 
-    probe = best_rate(min(size, 128), 3)
-    if 2.0 * size**3 / probe > budget_s / 4:
-        return probe
+    if size > PROBE_SIZE:
+        probe = best_rate(PROBE_SIZE, 3)
+        if 2.0 * size**3 / probe > budget_s / 4:
+            return probe
     return best_rate(size, repeats)
 
 

@@ -53,6 +53,10 @@ class Precision:
         self.scaler = torch.amp.GradScaler(device_type, enabled=self.dtype is torch.float16)
 
 
+TRAIN_DTYPE = "train_dtype"  # the choice measured_cpu_dtype makes (fromzero.tuning)
+CPU_DTYPES = ("bfloat16", "float32")
+
+
 def measured_cpu_dtype(loss: Callable[[], torch.Tensor], model: torch.nn.Module, key: str) -> str:
     """"bfloat16" or "float32": whichever runs ``loss()`` and its backward faster on this CPU.
 
@@ -65,9 +69,15 @@ def measured_cpu_dtype(loss: Callable[[], torch.Tensor], model: torch.nn.Module,
     """
     from fromzero.tuning import choose
 
-    candidates = {"bfloat16": lambda: untouched_cpu_step(loss, model, torch.bfloat16),
-                  "float32": lambda: untouched_cpu_step(loss, model, None)}
-    return choose("train_dtype", key, candidates, rounds=3)
+    candidates = {name: lambda dtype=DTYPES[name]: untouched_cpu_step(loss, model, dtype) for name in CPU_DTYPES}
+    return choose(TRAIN_DTYPE, key, candidates, rounds=3)
+
+
+def forced_cpu_dtype() -> str | None:
+    """The precision ``FROMZERO_TRAIN_DTYPE`` forces on :func:`measured_cpu_dtype`, or None."""
+    from fromzero.tuning import forced
+
+    return forced(TRAIN_DTYPE, list(CPU_DTYPES))
 
 
 def untouched_cpu_step(loss: Callable[[], torch.Tensor], model: torch.nn.Module, dtype: torch.dtype | None) -> None:

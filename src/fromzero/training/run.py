@@ -24,7 +24,6 @@ Output directory layout::
 
 from __future__ import annotations
 
-import os
 import random
 import shlex
 import shutil
@@ -48,7 +47,7 @@ from fromzero.tokenizers import Tokenizer, load_tokenizer
 from fromzero.training import distributed
 from fromzero.training.checkpoint import latest_checkpoint, saved_state
 from fromzero.training.config import MODEL_FIELDS, TrainConfig, flag
-from fromzero.training.precision import cpu_has_fast_bf16
+from fromzero.training.precision import cpu_has_fast_bf16, forced_cpu_dtype
 from fromzero.training.trainer import Trainer, TrainingInterrupted, TrainResult
 
 # Settings that may differ when resuming; the rest define the run and must stay as saved.
@@ -285,7 +284,7 @@ def _speed_settings(config: TrainConfig, device: str, dist, trainer: Trainer) ->
     if config.dtype == "auto" and device == "cpu" and not dist.enabled:
         if not cpu_has_fast_bf16():
             chosen = " (--dtype auto: this CPU has no native bf16)"
-        elif forced := os.environ.get("FROMZERO_TRAIN_DTYPE"):
+        elif forced := forced_cpu_dtype():
             chosen = f" (--dtype auto: FROMZERO_TRAIN_DTYPE={forced})"
         else:
             chosen = " (--dtype auto: the faster of bf16 and fp32 for this model, timed on this CPU)"
