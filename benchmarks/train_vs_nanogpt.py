@@ -13,7 +13,8 @@ Runs, one after the other in one process tree:
   each checkpoint it writes at an evaluation (it would overwrite ``ckpt.pt``), so the benchmark can
   compute the loss on the *whole* validation split at every 250 iterations afterwards.
 - ``fromzero-fp32``: fromzero's Trainer, same config, same fp32 arithmetic.
-- ``fromzero-bf16``: the same with bf16 autocast.
+- ``fromzero-bf16``: the same with bf16 autocast (skipped on a CPU without native bf16, where torch
+  multiplies bf16 at a few GFLOP/s and the run would take hours).
 - ``fromzero-default``: the same with ``--dtype auto``, fromzero's default: on a CPU with native bf16
   the trainer times one step both ways on this model and keeps the faster (``fromzero.tuning``; the
   table says which it kept, and the time the choice took is in ``setup_s``).
@@ -24,6 +25,12 @@ Then ``--pairs`` pairs of short runs (``--pair-steps`` steps) of nanoGPT and fro
 to back in alternating order: the tokens/s ratio that decides goal (a) is the median pair's, because
 whole runs minutes apart drift with a shared host by more than the 20% in question. With
 ``--background-load busy`` (one core kept busy) or ``torch`` (a 2-thread matmul job) only the pairs run.
+
+Then the floor: the matrix products and attention kernels of one fromzero step, recorded as the step
+calls them (shapes, strides, dtypes) and replayed back to back with nothing between them. Whatever a trainer
+does around these kernels, its step cannot take less; nanoGPT's step over this floor is the most any
+trainer built on the same kernels can gain. On a CPU without native bf16 both trainers call the same fp32
+kernels, so that ratio bounds goal (a) there.
 
 Timing uses time.perf_counter around each optimizer step (CPU steps are synchronous); the
 whole-val measurements are excluded from both trainers' times, the 20-batch estimates included.
@@ -48,10 +55,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from rich.table import Table
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 
 from fromzero.console import console, stdout
 from fromzero.files import write_json
@@ -59,6 +69,7 @@ from fromzero.models import GPT, GPTConfig
 from fromzero.tokenizers import CharTokenizer
 from fromzero.training.config import TrainConfig
 from fromzero.training.metrics import flops_per_token, measure_cpu_peak
+from fromzero.training.precision import cpu_has_fast_bf16
 from fromzero.training.trainer import Trainer
 from fromzero.machine import describe
 from timing import BACKGROUND_LOADS, background_load, quick_path, utc_now  # benchmarks/timing.py
@@ -224,6 +235,88 @@ def speed_rounds(nanogpt: Path, work: Path, train: np.ndarray, val: np.ndarray, 
     return pairs
 
 
+# ------------------------------------------------------------------ the floor: a step's own kernels
+aten = torch.ops.aten
+FLOOR_KERNELS = {  # what a step cannot skip: the products of its layers and its attention, in torch's kernels
+    "matrix products": (aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default),
+    "attention": (aten._scaled_dot_product_flash_attention_for_cpu.default,
+                  aten._scaled_dot_product_flash_attention_for_cpu_backward.default),
+}
+
+
+@dataclass(frozen=True)
+class _TensorSpec:
+    shape: tuple
+    stride: tuple
+    dtype: torch.dtype
+
+    def make(self) -> torch.Tensor:
+        """A tensor of these shape, strides and dtype (random values); strides may overlap (an expanded one)."""
+        extent = 1 + sum((size - 1) * step for size, step in zip(self.shape, self.stride))
+        storage = torch.empty(extent if all(self.shape) else 0, dtype=self.dtype)
+        storage = storage.normal_() if self.dtype.is_floating_point else storage.zero_()
+        return storage.as_strided(self.shape, self.stride)
+
+
+class _KernelCalls(TorchDispatchMode):
+    """Records every :data:`FLOOR_KERNELS` call of a step: the kernel and its arguments' shapes and strides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, Any, tuple, dict]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for kind, kernels in FLOOR_KERNELS.items():
+            if func in kernels:
+                spec = lambda t: _TensorSpec(t.shape, t.stride(), t.dtype) if isinstance(t, torch.Tensor) else t
+                self.calls.append((kind, func, tree_map(spec, args), tree_map(spec, kwargs)))
+        return func(*args, **kwargs)
+
+
+def kernel_floor(step: Callable[[], Any], repeats: int = 30) -> dict:
+    """The time of a step's matrix products and attention kernels alone, replayed back to back.
+
+    Why: a trainer can only be faster than another by what it does *besides* the kernels both call.
+    On a CPU without native bf16 both multiply the same fp32 matrices; this says how much of the step
+    that is, so how far above nanoGPT any eager trainer on torch's kernels can get.
+    """
+    recorder = _KernelCalls()
+    with recorder:
+        step()
+
+    def tensor(spec):
+        return spec.make() if isinstance(spec, _TensorSpec) else spec
+
+    replays = [(kind, func, tree_map(tensor, args), tree_map(tensor, kwargs))
+               for kind, func, args, kwargs in recorder.calls]
+    by_kind = {kind: [] for kind in FLOOR_KERNELS}
+    for _ in range(repeats):
+        spent = dict.fromkeys(FLOOR_KERNELS, 0.0)
+        for kind, func, args, kwargs in replays:
+            start = time.perf_counter()
+            func(*args, **kwargs)
+            spent[kind] += time.perf_counter() - start
+        for kind, seconds in spent.items():
+            by_kind[kind].append(seconds)
+    ms = {kind: 1000 * statistics.median(seconds) for kind, seconds in by_kind.items()}
+    calls = {kind: sum(call[0] == kind for call in recorder.calls) for kind in FLOOR_KERNELS}
+    return {"ms": sum(ms.values()), "ms_by_kind": ms, "calls": calls}
+
+
+def step_floor(train: np.ndarray, val: np.ndarray, vocab: int) -> dict:
+    """:func:`kernel_floor` of fromzero's default step on nanoGPT's config (after a few warm-up steps)."""
+    torch.manual_seed(1337)
+    config = TrainConfig(**SAME, block_size=MODEL["block_size"], dtype="auto", seed=1337, sample_tokens=0)
+    trainer = Trainer(GPT(GPTConfig(vocab_size=vocab, activation="gelu", **MODEL)), config, train, val, quiet=True)
+    with trainer.following_free_cores():
+        for step in range(5):
+            trainer.train_step(step)
+        floor = kernel_floor(lambda: trainer.train_step(5))
+    floor["precision"] = "float32" if trainer.precision.dtype is None else str(trainer.precision.dtype).removeprefix("torch.")
+    return floor
+
+
 # ------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -276,10 +369,18 @@ def main() -> None:
         runs["nanogpt"] = run_nanogpt(args.nanogpt_dir.resolve(), work, steps, interval, val)
         console.print(f"{args.pairs} pairs of {args.pair_steps}-step runs, nanoGPT and fromzero default back to back ...")
         pairs = speed_rounds(args.nanogpt_dir.resolve(), work, train, val, tok.vocab_size, args.pairs, args.pair_steps)
+    floor = step_floor(train, val, tok.vocab_size)
+    if pairs:
+        floor["nanogpt_ms"] = statistics.median(pair["nanogpt_ms"] for pair in pairs)
+        floor["ceiling_ratio"] = floor["nanogpt_ms"] / floor["ms"]
     console.print("fromzero fp32 ...")
     runs["fromzero-fp32"] = run_fromzero("fromzero-fp32", same, train, val, tok.vocab_size, "float32", interval)
-    console.print("fromzero bf16 ...")
-    runs["fromzero-bf16"] = run_fromzero("fromzero-bf16", same, train, val, tok.vocab_size, "bfloat16", interval)
+    if cpu_has_fast_bf16():
+        console.print("fromzero bf16 ...")
+        runs["fromzero-bf16"] = run_fromzero("fromzero-bf16", same, train, val, tok.vocab_size, "bfloat16", interval)
+    else:  # torch multiplies bf16 at a few GFLOP/s there: the forced run would take hours
+        console.print(f"fromzero bf16: skipped, this CPU has no native bf16 (matmul peak {peaks['bfloat16'] / 1e9:.0f} "
+                      f"GFLOP/s against {peak / 1e9:.0f} in fp32)")
     console.print("fromzero default (--dtype auto) ...")
     runs["fromzero-default"] = run_fromzero("fromzero-default", same, train, val, tok.vocab_size, "auto", interval)
     target = runs["nanogpt"].curve[max(runs["nanogpt"].curve)]
@@ -292,7 +393,7 @@ def main() -> None:
         rows = (recipe if name == "fromzero-recipe" else same)["batch_size"]
         run.tokens_per_s = rows * MODEL["block_size"] / (run.ms_per_iter / 1000)
         run.mfu = flops * run.tokens_per_s / peaks[run.precision]
-    report(runs, pairs, target, args, peaks)
+    report(runs, pairs, target, args, peaks, floor)
 
 
 def pairs_summary(pairs: list[dict]) -> str:
@@ -318,7 +419,7 @@ def under_load(args, tok: CharTokenizer, train: np.ndarray, val: np.ndarray) -> 
     console.print(f"wrote {quick_path(out) if args.quick else out}")
 
 
-def report(runs: dict[str, Run], pairs: list[dict], target: float, args, peaks: dict[str, float]) -> None:
+def report(runs: dict[str, Run], pairs: list[dict], target: float, args, peaks: dict[str, float], floor: dict) -> None:
     base = runs["nanogpt"]
     table = Table(title="pretraining on tinyshakespeare (char), 2 CPU cores")
     table.add_column("run", no_wrap=True)
@@ -339,6 +440,10 @@ def report(runs: dict[str, Run], pairs: list[dict], target: float, args, peaks: 
     stdout.print(curves)
     if pairs:
         stdout.print(f"tokens/s, {len(pairs)} pairs of short runs back to back: {pairs_summary(pairs)}")
+    kinds = ", ".join(f"{floor['calls'][kind]} {kind} {ms:.1f} ms" for kind, ms in floor["ms_by_kind"].items())
+    stdout.print(f"the kernels of fromzero's step ({floor['precision']}) alone, replayed back to back: {floor['ms']:.1f} ms "
+                 f"({kinds})" + (f"; nanoGPT's step in the pairs: {floor['nanogpt_ms']:.1f} ms, so a step that ran only "
+                                 f"these kernels would be {floor['ceiling_ratio']:.2f}x nanoGPT" if pairs else ""))
     if "fromzero-recipe" in runs:
         r = runs["fromzero-recipe"]
         ratio = (r.time_to_target_s / base.wall_s) if r.time_to_target_s else None
@@ -355,6 +460,7 @@ def report(runs: dict[str, Run], pairs: list[dict], target: float, args, peaks: 
         "runs": {name: run.__dict__ for name, run in runs.items()},
         "pairs": pairs,
         "pairs_median_ratio": statistics.median(pair["ratio"] for pair in pairs) if pairs else None,
+        "kernel_floor": floor,
     }
     out = quick_path(args.out) if args.quick else args.out
     write_json(out, result)

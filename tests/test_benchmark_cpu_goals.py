@@ -25,11 +25,12 @@ def write(folder: Path, name: str, record: dict) -> None:
     (folder / f"{name}.json").write_text(json.dumps({"date": "2026-12-07 10:00 UTC", "machine": MACHINE, **record}))
 
 
-def training(folder: Path, ratio: float = 1.3, final: float = 1.90, recipe_s: float | None = 50.0) -> None:
+def training(folder: Path, ratio: float = 1.3, final: float = 1.90, recipe_s: float | None = 50.0,
+             floor: dict | None = None) -> None:
     runs = {"nanogpt": dict(curve=curve(1.90), wall_s=100.0, precision="float32"),
             "fromzero-default": dict(curve=curve(final), wall_s=70.0, precision="bfloat16"),
             "fromzero-recipe": dict(curve=curve(1.89), wall_s=60.0, time_to_target_s=recipe_s, precision="bfloat16")}
-    write(folder, "train_vs_nanogpt", dict(runs=runs, pairs_median_ratio=ratio,
+    write(folder, "train_vs_nanogpt", dict(runs=runs, pairs_median_ratio=ratio, kernel_floor=floor or {},
                                            matmul_peak_gflops={"float32": 200.0, "bfloat16": 400.0}))
     for load in ("busy", "torch"):
         write(folder, f"train_vs_nanogpt_{load}", dict(background_load=load, pairs_median_ratio=2.0))
@@ -117,3 +118,30 @@ def test_run_refuses_another_results_folder_and_a_wrong_nanogpt_dir(tmp_path):
         done = subprocess.run([sys.executable, str(SCRIPT), *flags], capture_output=True, text=True, timeout=60,
                               check=False)
         assert done.returncode == 2 and message in done.stderr
+
+
+def test_the_pretraining_row_gives_the_ceiling_its_kernels_set(tmp_path):
+    training(tmp_path, ratio=1.04, floor=dict(ms=30.0, nanogpt_ms=34.5, ceiling_ratio=1.15))
+    llamacpp(tmp_path), decoding(tmp_path)
+    row = next(goal for goal in judge(tmp_path)["goals"] if goal["goal"] == "pretraining vs nanoGPT, default flags")
+    assert row["met"] is False and "alone would be 1.15x" in row["measured"], row
+
+
+def test_kernel_floor_replays_exactly_the_kernels_of_a_step():
+    """Two bias-free layers, fp32: forward 2 products; backward the 2 weight gradients and 1 input gradient."""
+    import torch
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    from train_vs_nanogpt import kernel_floor
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32, bias=False), torch.nn.Linear(32, 8, bias=False))
+    x = torch.randn(4, 16)
+    q = torch.randn(1, 2, 8, 4, requires_grad=True)
+
+    def step():
+        model(x).sum().backward()
+        torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True).sum().backward()
+
+    floor = kernel_floor(step, repeats=3)
+    assert floor["calls"] == {"matrix products": 5, "attention": 2}, floor
+    assert floor["ms"] == sum(floor["ms_by_kind"].values()) > 0
