@@ -26,8 +26,8 @@ to back in alternating order: the tokens/s ratio that decides goal (a) is the me
 whole runs minutes apart drift with a shared host by more than the 20% in question. With
 ``--background-load busy`` (one core kept busy) or ``torch`` (a 2-thread matmul job) only the pairs run.
 
-Then the floor: the matrix products and attention kernels of one fromzero step, recorded as the step
-calls them (shapes, strides, dtypes) and replayed back to back with nothing between them. Whatever a trainer
+Then the floor: the matrix products and attention kernels of one fromzero step, recorded with the very
+arguments the step passes them and replayed back to back with nothing between them. Whatever a trainer
 does around these kernels, its step cannot take less; nanoGPT's step over this floor is the most any
 trainer built on the same kernels can gain. On a CPU without native bf16 both trainers call the same fp32
 kernels, so that ratio bounds goal (a) there.
@@ -61,7 +61,6 @@ import numpy as np
 import torch
 from rich.table import Table
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
 
 from fromzero.console import console, stdout
 from fromzero.files import write_json
@@ -244,22 +243,9 @@ FLOOR_KERNELS = {  # what a step cannot skip: the products of its layers and its
 }
 
 
-@dataclass(frozen=True)
-class _TensorSpec:
-    shape: tuple
-    stride: tuple
-    dtype: torch.dtype
-
-    def make(self) -> torch.Tensor:
-        """A tensor of these shape, strides and dtype (random values); strides may overlap (an expanded one)."""
-        extent = 1 + sum((size - 1) * step for size, step in zip(self.shape, self.stride))
-        storage = torch.empty(extent if all(self.shape) else 0, dtype=self.dtype)
-        storage = storage.normal_() if self.dtype.is_floating_point else storage.zero_()
-        return storage.as_strided(self.shape, self.stride)
-
-
 class _KernelCalls(TorchDispatchMode):
-    """Records every :data:`FLOOR_KERNELS` call of a step: the kernel and its arguments' shapes and strides."""
+    """Records every :data:`FLOOR_KERNELS` call of a step with its very arguments (kept alive to replay them:
+    the same values, shapes, strides and memory, so a replay takes the same paths through the kernel)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -269,8 +255,7 @@ class _KernelCalls(TorchDispatchMode):
         kwargs = kwargs or {}
         for kind, kernels in FLOOR_KERNELS.items():
             if func in kernels:
-                spec = lambda t: _TensorSpec(t.shape, t.stride(), t.dtype) if isinstance(t, torch.Tensor) else t
-                self.calls.append((kind, func, tree_map(spec, args), tree_map(spec, kwargs)))
+                self.calls.append((kind, func, args, kwargs))
         return func(*args, **kwargs)
 
 
@@ -284,16 +269,10 @@ def kernel_floor(step: Callable[[], Any], repeats: int = 30) -> dict:
     recorder = _KernelCalls()
     with recorder:
         step()
-
-    def tensor(spec):
-        return spec.make() if isinstance(spec, _TensorSpec) else spec
-
-    replays = [(kind, func, tree_map(tensor, args), tree_map(tensor, kwargs))
-               for kind, func, args, kwargs in recorder.calls]
     by_kind = {kind: [] for kind in FLOOR_KERNELS}
     for _ in range(repeats):
         spent = dict.fromkeys(FLOOR_KERNELS, 0.0)
-        for kind, func, args, kwargs in replays:
+        for kind, func, args, kwargs in recorder.calls:  # each kernel is out of place: its inputs stay as they are
             start = time.perf_counter()
             func(*args, **kwargs)
             spent[kind] += time.perf_counter() - start

@@ -54,9 +54,9 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("out", str, "output directory (the model dir, checkpoints, metrics, loss.png)"),
 ]
 SWITCHES = [
-    ("compile", "compile the model with torch.compile (slow start: 10-20 s on a 2-core CPU; faster steps on a GPU; "
-                "on a CPU nanoGPT's model measured fp32 steps 1.23x faster and bf16 steps about as fast as "
-                "without, see benchmarks/RESULTS.md)"),
+    ("compile", "compile the model with torch.compile (slow start: 10-30 s on a 2-core CPU; faster steps on a GPU; "
+                "on CPUs it depends on the CPU: nanoGPT's model measured fp32 steps 1.23x faster on an AMD Zen 5 "
+                "but 1.02x on a Zen 3, and bf16 steps about as fast as without, see benchmarks/RESULTS.md)"),
     ("tensorboard", "also log to OUT/tensorboard (needs the tensorboard package)"),
 ]
 
