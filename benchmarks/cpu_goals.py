@@ -19,7 +19,7 @@ product peaks): results recorded on different machines are flagged, as they cann
     python benchmarks/cpu_goals.py                      # judge what is recorded (seconds)
     python benchmarks/cpu_goals.py --markdown           # the same table in Markdown, for RESULTS.md
     flock /tmp/fromzero-bench.lock python benchmarks/cpu_goals.py --run --nanogpt-dir /tmp/nanoGPT
-                                                        # measure everything first (about half an hour on 2 cores)
+                                                        # measure everything first (31-56 minutes on 2 cores)
 
 ``--run`` runs the benchmarks one after the other with the flags RESULTS.md uses, then judges. A result
 that the run did not rewrite (llama.cpp skipped because llama-cpp-python is not installed, say) is
@@ -228,7 +228,7 @@ def verdict(met: bool | None) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="store_true",
-                        help="run the benchmarks first (about half an hour on 2 cores), then judge what they recorded")
+                        help="run the benchmarks first (31-56 minutes on 2 cores), then judge what they recorded")
     parser.add_argument("--nanogpt-dir", type=Path,
                         help="a checkout of karpathy/nanoGPT, for the pretraining goals with --run (without it "
                              "they are not re-measured)")

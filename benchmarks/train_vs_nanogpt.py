@@ -166,6 +166,11 @@ def write_nanogpt_data(work: Path, tok: CharTokenizer, train: np.ndarray, val: n
 
 
 # ------------------------------------------------------------------ fromzero
+def multiplies_in(trainer: Trainer) -> str:
+    """The precision a trainer's matrix products run in: ``float32``, or its autocast dtype (``bfloat16``)."""
+    return "float32" if trainer.precision.dtype is None else str(trainer.precision.dtype).removeprefix("torch.")
+
+
 def run_fromzero(name: str, settings: dict, train: np.ndarray, val: np.ndarray, vocab: int, dtype: str,
                  check_every: int | None, target: float | None = None) -> Run:
     """fromzero's Trainer on ``settings``; the whole-val loss every ``check_every`` steps (None: never)."""
@@ -175,7 +180,7 @@ def run_fromzero(name: str, settings: dict, train: np.ndarray, val: np.ndarray, 
     start = time.perf_counter()
     trainer = Trainer(model, config, train, val, quiet=True)
     run = Run(name, setup_s=time.perf_counter() - start,
-              precision="float32" if trainer.precision.dtype is None else str(trainer.precision.dtype).removeprefix("torch."))
+              precision=multiplies_in(trainer))
     step_times, clock = [], 0.0
 
     def measure(step: int) -> float:
@@ -292,7 +297,7 @@ def step_floor(train: np.ndarray, val: np.ndarray, vocab: int) -> dict:
         for step in range(5):
             trainer.train_step(step)
         floor = kernel_floor(lambda: trainer.train_step(5))
-    floor["precision"] = "float32" if trainer.precision.dtype is None else str(trainer.precision.dtype).removeprefix("torch.")
+    floor["precision"] = multiplies_in(trainer)
     return floor
 
 
