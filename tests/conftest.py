@@ -96,6 +96,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FROMZERO_INT8_KERNEL", "torch")
     monkeypatch.setenv("FROMZERO_TRAIN_DTYPE", _PINNED_TRAIN_DTYPE)  # --dtype auto as the rule had it
     monkeypatch.setenv("FROMZERO_ATTENTION_PRECISION", "autocast")  # attention in autocast's dtype, as torch has it
+    monkeypatch.setenv("FROMZERO_ACTIVATION_KERNEL", "torch")  # GELU in training by torch's kernel
     # one thread, not as many as the other test worker leaves free: a training step's last bits depend on
     # the count, and runs compared bit for bit must not differ by the load (tests/test_tuning.py lifts it)
     monkeypatch.setenv("FROMZERO_THREADS", "1")

@@ -115,7 +115,7 @@ def test_ctrl_c_writes_a_checkpoint_that_the_printed_command_resumes_exactly(wor
     assert "stopped at step 3 of 8; checkpoint saved in" in err
     assert latest_step(cut) == 3 and not (cut / "model.safetensors").exists()
 
-    monkeypatch.undo()
+    monkeypatch.setattr(Trainer, "train_step", real_step)  # not undo(): that would drop conftest's pins too
     command = shlex.split(err.split("Continue with: ")[1].splitlines()[0])
     assert command[:3] == ["fromzero", "train", "--resume"]
     assert main(command[1:]) == 0
@@ -153,10 +153,11 @@ def test_an_interrupted_start_leaves_nothing_and_the_advice_does_not_go_in_circl
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
+    real_prepare = run_module.prepare
     monkeypatch.setattr(run_module, "prepare", ctrl_c)  # Ctrl-C while the corpus is being tokenized
     assert main(["train", "--data", str(word_corpus), *TINY, "--out", str(out)]) == 130
     assert not out.exists()
-    monkeypatch.undo()
+    monkeypatch.setattr(run_module, "prepare", real_prepare)  # not undo(): that would drop conftest's pins too
     capsys.readouterr()
 
     out.mkdir()  # what an older run, killed before its first checkpoint, may have left

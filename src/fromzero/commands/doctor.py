@@ -23,7 +23,8 @@ What runs fast differs from CPU to CPU, so fromzero measures instead of guessing
   kernels     fromzero's own matrix-vector kernel (C, compiled for this CPU at first use with $CC or cc),
               the vector instructions it uses, or why it cannot be used (FROMZERO_NATIVE=0 turns it off);
               and the fused decoding step built on it, which runs a whole GPT step in one call to C
-              wherever the gemv kernel was chosen (FROMZERO_FUSED_STEP=0 turns it off)
+              wherever the gemv kernel was chosen (FROMZERO_FUSED_STEP=0 turns it off), and the activation
+              kernel that a CPU training step may use for GELU in place of torch's
   decisions   the choices measured on this machine and kept in $FROMZERO_HOME/tuning.json, with each
               candidate's time: linear_kernel, bf16_kernel and int8_kernel, the kernel that decodes
               fastest with fp32, bf16 and int8 weights; FROMZERO_LINEAR_KERNEL=gemv|packed|transposed|plain,
@@ -31,7 +32,9 @@ What runs fast differs from CPU to CPU, so fromzero measures instead of guessing
               train_dtype, whether training with --dtype auto multiplies in bf16 or fp32
               (FROMZERO_TRAIN_DTYPE=bfloat16|float32); attention_precision, whether the attention of a
               bf16 training step on the CPU runs in bf16 or fp32 (FROMZERO_ATTENTION_PRECISION=
-              autocast|float32); --forget measures again
+              autocast|float32); activation_kernel, whether an fp32 training step on the CPU computes
+              GELU with torch's kernel or fromzero's (FROMZERO_ACTIVATION_KERNEL=torch|native);
+              --forget measures again
 
 Examples:
   fromzero doctor
@@ -59,7 +62,7 @@ def run(args: Namespace) -> int:
     from fromzero.errors import InputError
     from fromzero.generation.inference_layers import onednn_packing_works
     from fromzero.generation.fused_step import unavailable_reason as fused_step_reason
-    from fromzero.kernels import gemv
+    from fromzero.kernels import activations, gemv
     from fromzero.training.metrics import measure_cpu_peak
     from fromzero.training.precision import cpu_has_fast_bf16
 
@@ -70,6 +73,7 @@ def run(args: Namespace) -> int:
     report = dict(machine=machine.describe(), onednn_packing=onednn_packing_works(torch.float32),
                   native_kernel=dict(available=reason is None, isa=None if reason else gemv.isa(), reason=reason),
                   fused_step=dict(available=(step := fused_step_reason()) is None, reason=step),
+                  activation_kernel=dict(available=(why := activations.unavailable_reason()) is None, reason=why),
                   native_bf16=cpu_has_fast_bf16(), torch_threads=machine.threads.initial,
                   free_cores=machine.free_cores(args.window))
     if not args.quick:
@@ -103,6 +107,9 @@ def run(args: Namespace) -> int:
     fused = report["fused_step"]
     table.add_row("fused decoding step", "on wherever gemv is chosen" if fused["available"]
                   else f"[yellow]off[/]: {fused['reason']}")
+    gelu = report["activation_kernel"]
+    table.add_row("activation kernel", "measured against torch's GELU at a training step's first use"
+                  if gelu["available"] else f"[yellow]unavailable[/]: {gelu['reason']}")
     table.add_row("fingerprint", about["fingerprint"])
     for name, value in report.get("read_gb_s", {}).items():
         table.add_row(f"read bandwidth, {name}", f"{value:.1f} GB/s")

@@ -20,9 +20,8 @@
 
 #include <math.h>
 
+#include "activations.c"
 #include "gemv.c"
-
-enum { GELU_TANH = 0, GELU_ERF = 1, RELU = 2 }; /* fromzero.nn.feedforward's gelu_new, gelu, relu */
 
 typedef struct Linear Linear;
 struct Linear {
@@ -55,45 +54,7 @@ typedef struct {
     Linear lm_head;
 } Model;
 
-/* e^x for x <= 0 (all that softmax and tanh need) to about 2 ulps, in arithmetic the compiler
-   vectorises (the C library's expf is one call per float): x = n ln2 + r with |r| <= ln2 / 2, e^r by
-   its Taylor polynomial (Cephes' coefficients), then 2^n put straight into the exponent bits. Below
-   2^-126 (x < -87.3, the smallest normal float) n stops at -127, whose exponent bits are 0: the result
-   is 0. Only max-style clamps, no other branches: they would stop the vectorisation. */
-static inline float exp_vec(float x) {
-    float t = x * 1.44269504088896341f;
-    int32_t n = (int32_t)(t + copysignf(0.5f, t)); /* rounded to nearest (floorf would not vectorise) */
-    n = n < -127 ? -127 : n; /* also a huge or infinite x, whose conversion gives INT_MIN */
-    float r = x - (float)n * 0.693359375f + (float)n * 2.12194440e-4f;
-    r = r < -0.35f ? -0.35f : r; /* keeps the polynomial of an x below -88 finite: it is multiplied by 0 */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t bits; float value; } two_to_n = { .bits = (n + 127) << 23 };
-    return p * two_to_n.value;
-}
-
-void fromzero_activate(float *h, int64_t n, int kind) { /* exported for the tests */
-    if (kind == GELU_TANH) { /* 0.5 u (1 + tanh(z)), z = sqrt(2/pi) (u + 0.044715 u^3) */
-        #pragma omp simd
-        for (int64_t i = 0; i < n; i++) {
-            float u = h[i], z = 0.7978845608028654f * (u + 0.044715f * u * u * u);
-            /* 0.5 (1 + tanh(z)) = 1 / (1 + e^-2z) = e^2z / (1 + e^2z): the form whose exponent is <= 0, so
-               a very negative u keeps its tiny value instead of rounding 1 - 0.99999994 */
-            float t = exp_vec(-2.0f * fabsf(z)), sign = copysignf(0.5f, z);
-            float numerator = (0.5f + sign) + (0.5f - sign) * t; /* 1 if z >= 0, else t: exactly, no branch */
-            h[i] = u * numerator / (1.0f + t);
-        }
-    } else if (kind == GELU_ERF) {
-        for (int64_t i = 0; i < n; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * 0.70710678118654752f));
-    } else {
-        for (int64_t i = 0; i < n; i++) h[i] = h[i] < 0.0f ? 0.0f : h[i]; /* NaN stays NaN, as in torch */
-    }
-}
+void fromzero_activate(float *h, int64_t n, int kind) { activate_into(kind, h, h, n); } /* for the tests */
 
 static void layer_norm(const Norm *norm, const float *x, float *y, int64_t rows, int64_t n) {
     for (int64_t b = 0; b < rows; b++, x += n, y += n) {

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
+from fromzero.kernels.activations import KINDS as ACTIVATIONS
 from fromzero.kernels.gemv import WEIGHT_KINDS
 from fromzero.kernels.native import attempt, reason, usable
 
-ACTIVATIONS = {"gelu_new": 0, "gelu": 1, "relu": 2}  # as in decode_step.c
 _pointer, _size = ctypes.c_void_p, ctypes.c_int64
 
 

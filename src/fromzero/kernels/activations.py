@@ -1,0 +1,78 @@
+"""A feed-forward layer's activation, forward and backward, in C (``activations.c``).
+
+torch's exact GELU on a CPU computes erf and exp with vector code at about a nanosecond a float, and
+its tanh GELU at about two; a training step of nanoGPT's CPU model spends a tenth of its time there
+on an AMD EPYC Zen 3 (benchmarks/RESULTS.md). ``activations.c`` computes Phi and its density from one
+shared e^(-u^2/2) with a polynomial in place of erf, in one pass that the compiler vectorises, and its
+numbers are as exact as torch's: a few float ulps of the float64 truth (tests/test_kernels_activations.py).
+
+Whether that is faster than torch here is measured, not assumed: :mod:`fromzero.nn.activation_kernel`
+times both at a layer's shape and uses this only where it wins.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+
+from fromzero.kernels.native import NativeUnavailable, attempt, reason, usable
+
+KINDS = {"gelu_new": 0, "gelu": 1, "relu": 2}  # as in activations.c
+_pointer, _size = ctypes.c_void_p, ctypes.c_int64
+
+
+def library() -> ctypes.CDLL:
+    """The compiled kernel (raises :class:`NativeUnavailable` with the reason it cannot be used)."""
+    return usable(_outcome())
+
+
+@functools.cache
+def _outcome() -> ctypes.CDLL | str:
+    return attempt("activations", bind)
+
+
+def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the C signatures of a loaded library and check it against torch once."""
+    lib.fromzero_activation_forward.argtypes = [ctypes.c_int, _pointer, _pointer, _size, ctypes.c_int]
+    lib.fromzero_activation_backward.argtypes = [ctypes.c_int, _pointer, _pointer, _pointer, _size, ctypes.c_int]
+    x = torch.linspace(-6, 6, 4099)  # a tail after the vector loop
+    for kind in KINDS:
+        if not torch.allclose(_call(lib, x, kind), torch_activation(x, kind), rtol=1e-5, atol=1e-6):
+            raise NativeUnavailable(f"the compiled activation kernel gave a wrong {kind} here; "
+                                    f"set FROMZERO_NATIVE=0 and report this CPU")
+    return lib
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernel cannot be used here, or None if it can."""
+    return reason(_outcome())
+
+
+def forward(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """``activation(x)`` for an fp32 CPU tensor."""
+    return _call(library(), x, kind)
+
+
+def backward(grad: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """``grad * activation'(x)``: the gradient of the loss with respect to ``x``, fp32."""
+    grad, x = grad.contiguous(), x.contiguous()
+    dx = torch.empty_like(x)
+    library().fromzero_activation_backward(KINDS[kind], grad.data_ptr(), x.data_ptr(), dx.data_ptr(), x.numel(),
+                                           torch.get_num_threads())
+    return dx
+
+
+def _call(lib: ctypes.CDLL, x: torch.Tensor, kind: str) -> torch.Tensor:
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    lib.fromzero_activation_forward(KINDS[kind], x.data_ptr(), y.data_ptr(), x.numel(), torch.get_num_threads())
+    return y
+
+
+def torch_activation(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """torch's own ``kind``: what this kernel is checked against, and the other candidate where it is measured."""
+    if kind == "relu":
+        return torch.nn.functional.relu(x)
+    return torch.nn.functional.gelu(x, approximate="tanh" if kind == "gelu_new" else "none")

@@ -1,0 +1,80 @@
+"""Which kernel computes GELU in a CPU training step: torch's, or fromzero's C kernel, whichever is faster here.
+
+A feed-forward layer's activation is one pass over the widest tensor of the block, forward and
+backward. torch computes GELU's erf (or tanh) with vector code of its own; ``activations.c`` computes
+the same function to the same few float ulps with fewer instructions (:mod:`fromzero.kernels.activations`).
+Which is faster depends on the CPU and the shape, so the first training step at a shape times both,
+forward and backward, on random tensors (a few milliseconds, once per machine, by
+:func:`fromzero.tuning.choose`) and keeps the faster. ``FROMZERO_ACTIVATION_KERNEL=torch|native`` forces a
+choice; ``fromzero doctor`` shows what was measured.
+
+Only fp32 training steps on the CPU are concerned: inference keeps torch's kernel (or the C decoding
+step's, which is the same code), low precision keeps torch's, and a compiled step (``torch.compile``)
+fuses the activation itself. Like torch's, the C kernel saves only the layer's input for the backward.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from fromzero.kernels import activations as native
+from fromzero.kernels.activations import torch_activation
+from fromzero.tuning import choose, decisions_path
+
+CHOICE = "activation_kernel"
+KINDS = ("gelu", "gelu_new")  # relu is one comparison: torch's kernel is as fast as any
+_APPROXIMATE = {"gelu": "none", "gelu_new": "tanh"}  # torch's name for each, for its gelu_backward
+_chosen: dict[tuple, str] = {}  # (forced value, decisions file, key) -> choice: asked at every forward
+
+
+def activation(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """``kind`` applied to ``x`` by the kernel measured faster for a training step at this shape."""
+    if _concerned(x, kind) and activation_kernel(tuple(x.shape), kind) == "native":
+        return NativeActivation.apply(x, kind)
+    return torch_activation(x, kind)
+
+
+def _concerned(x: torch.Tensor, kind: str) -> bool:
+    """An fp32 CPU tensor on its way through a training step's backward, outside torch.compile."""
+    return (
+        kind in KINDS
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.requires_grad
+        and torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and native.unavailable_reason() is None
+    )
+
+
+def activation_kernel(shape: tuple[int, ...], kind: str) -> str:
+    """``"torch"`` or ``"native"``: which computes ``kind`` forward and backward faster at ``shape`` here."""
+    key = f"{kind} shape={shape} threads={torch.get_num_threads()}"
+    memo = (os.environ.get("FROMZERO_" + CHOICE.upper()), str(decisions_path()), key)
+    if memo not in _chosen:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(shape, generator=generator).requires_grad_()
+        grad = torch.randn(shape, generator=generator)
+        candidates = {"torch": lambda: torch_activation(x, kind).backward(grad),
+                      "native": lambda: NativeActivation.apply(x, kind).backward(grad)}
+        _chosen[memo] = choose(CHOICE, key, candidates)
+    return _chosen[memo]
+
+
+class NativeActivation(torch.autograd.Function):
+    """``activations.c``'s forward and backward as one autograd operation."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kind: str) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.kind = kind
+        return native.forward(x, kind)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a backward that is differentiated again (create_graph): torch's, which can be
+            return torch.ops.aten.gelu_backward(grad, x, approximate=_APPROXIMATE[ctx.kind]), None
+        return native.backward(grad, x, ctx.kind), None
