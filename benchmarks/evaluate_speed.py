@@ -100,7 +100,7 @@ def main() -> int:
 
     from fromzero.evaluate.perplexity import token_nll
     from fromzero.models import GPT
-    from fromzero.training.precision import cpu_has_fast_bf16
+    from fromzero.machine import cpu_has_fast_bf16
 
     shape, tokens, stride = ("quick", 4_000, 64) if args.quick else ("gpt2", args.tokens, args.stride)
     with tempfile.TemporaryDirectory() as tmp:

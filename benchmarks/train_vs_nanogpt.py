@@ -68,7 +68,7 @@ from fromzero.models import GPT, GPTConfig
 from fromzero.tokenizers import CharTokenizer
 from fromzero.training.config import TrainConfig
 from fromzero.training.metrics import flops_per_token, measure_cpu_peak
-from fromzero.training.precision import cpu_has_fast_bf16
+from fromzero.machine import cpu_has_fast_bf16
 from fromzero.training.trainer import Trainer
 from fromzero.machine import describe
 from timing import BACKGROUND_LOADS, background_load, quick_path, utc_now  # benchmarks/timing.py

@@ -73,7 +73,7 @@ def _pinned_bf16_kernel() -> str:
 
 
 def _pinned_train_dtype() -> str:
-    from fromzero.training.precision import cpu_has_fast_bf16
+    from fromzero.machine import cpu_has_fast_bf16
 
     return "bfloat16" if cpu_has_fast_bf16() else "float32"
 

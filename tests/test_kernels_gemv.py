@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from fromzero import machine
 from fromzero.errors import InputError
 from fromzero.generation import GenerationConfig, generate
+from fromzero.generation import inference_layers
 from fromzero.generation.inference_layers import GEMV_MAX_INT8_ROWS, GEMV_MAX_ROWS, GemvLinear
 from fromzero.generation.quantize import KERNELS, linear_kernel, quantize
 from fromzero.kernels import gemv as gemv_module
@@ -213,6 +214,24 @@ def test_gemv_linear_agrees_with_torch_for_few_rows_and_many(dtype):
         assert layer.weight.data_ptr() == linear.weight.data_ptr()  # fp32 shares the weight (a tied head: no copy)
     with pytest.raises(InputError, match="inference only"):
         layer(torch.randn(1, 40, requires_grad=True))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.int8])
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_many_rows_multiply_in_bf16_only_on_a_cpu_with_bf16_instructions(dtype, native_bf16, monkeypatch):
+    """Without them torch's bf16 products run at a few GFLOP/s: the weight is widened to fp32 instead."""
+    monkeypatch.setattr(inference_layers, "cpu_has_fast_bf16", lambda: native_bf16)
+    linear = torch.nn.Linear(64, 24)
+    layer = GemvLinear(linear, dtype)
+    x = torch.randn(layer.max_rows + 1, 64)
+    if native_bf16:
+        expected = F.linear(x.to(torch.bfloat16), layer.weight.to(torch.bfloat16)).float()
+    else:
+        expected = F.linear(x, layer.weight.float())
+    expected = (expected if layer.scale is None else expected * layer.scale) + linear.bias
+    with torch.inference_mode():
+        assert torch.equal(layer(x), expected)
 
 
 @needs_kernel

@@ -350,7 +350,7 @@ def test_auto_training_precision_is_measured_and_leaves_the_run_untouched(measur
 
     from fromzero.models import GPTConfig
     from fromzero.training.config import TrainConfig
-    from fromzero.training.precision import cpu_has_fast_bf16
+    from fromzero.machine import cpu_has_fast_bf16
     from fromzero.training.trainer import Trainer
 
     if not cpu_has_fast_bf16():

@@ -88,6 +88,13 @@ def cpu_flags() -> tuple[str, ...]:
     return tuple(flag for flag in CPU_FLAGS if flag in present)
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX instructions). Without them torch
+    widens every bf16 product to fp32 at a few GFLOP/s (3 on an AMD Zen 3, against 171 in fp32)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def fingerprint() -> str:
     """A short id of (CPU model, generation, vector extensions, usable cores, torch version): decisions
     measured under one id hold for it."""

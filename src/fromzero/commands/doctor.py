@@ -64,7 +64,7 @@ def run(args: Namespace) -> int:
     from fromzero.generation.fused_step import unavailable_reason as fused_step_reason
     from fromzero.kernels import activations, gemv
     from fromzero.training.metrics import measure_cpu_peak
-    from fromzero.training.precision import cpu_has_fast_bf16
+    from fromzero.machine import cpu_has_fast_bf16
 
     if args.window <= 0:
         raise InputError(f"--window must be > 0 seconds, got {args.window}")

@@ -14,13 +14,9 @@ from collections.abc import Callable
 
 import torch
 
+from fromzero.machine import cpu_has_fast_bf16
+
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX instructions)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def autocast_dtype(dtype: str, device: str) -> torch.dtype | None:

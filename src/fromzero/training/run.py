@@ -47,7 +47,8 @@ from fromzero.tokenizers import Tokenizer, load_tokenizer
 from fromzero.training import distributed
 from fromzero.training.checkpoint import latest_checkpoint, saved_state
 from fromzero.training.config import MODEL_FIELDS, TrainConfig, flag
-from fromzero.training.precision import cpu_has_fast_bf16, forced_cpu_dtype
+from fromzero.machine import cpu_has_fast_bf16
+from fromzero.training.precision import forced_cpu_dtype
 from fromzero.training.trainer import Trainer, TrainingInterrupted, TrainResult
 
 # Settings that may differ when resuming; the rest define the run and must stay as saved.

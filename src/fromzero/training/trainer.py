@@ -46,7 +46,8 @@ from fromzero.training.batches import BatchPlan, Batches
 from fromzero.training.config import TrainConfig
 from fromzero.training.metrics import Speedometer, flops_per_token, peak_flops
 from fromzero.training.optim import build_adamw
-from fromzero.training.precision import Precision, cpu_has_fast_bf16, measured_cpu_dtype, untouched_cpu_step
+from fromzero.machine import cpu_has_fast_bf16
+from fromzero.training.precision import Precision, measured_cpu_dtype, untouched_cpu_step
 from fromzero.training.runlog import RunLog, require_tensorboard
 from fromzero.training.schedule import build_schedule
 
