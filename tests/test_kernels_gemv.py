@@ -15,7 +15,8 @@ from fromzero import machine
 from fromzero.errors import InputError
 from fromzero.generation import GenerationConfig, generate
 from fromzero.generation import inference_layers
-from fromzero.generation.inference_layers import GEMV_MAX_INT8_ROWS, GEMV_MAX_ROWS, GemvLinear
+from fromzero.machine import cpu_has_fast_bf16
+from fromzero.generation.inference_layers import GEMV_MAX_ROWS, GEMV_MAX_WIDENED_ROWS, GemvLinear
 from fromzero.generation.quantize import KERNELS, linear_kernel, quantize
 from fromzero.kernels import gemv as gemv_module
 from fromzero.kernels import native
@@ -209,7 +210,8 @@ def test_gemv_linear_agrees_with_torch_for_few_rows_and_many(dtype):
         for rows in (1, layer.max_rows, layer.max_rows + 3):  # the kernel, then torch's matmul on the same weights
             x = torch.randn(rows, 2, 40)
             torch.testing.assert_close(layer(x), F.linear(x, linear.weight, linear.bias), rtol=tolerance, atol=tolerance)
-    assert layer.max_rows == (GEMV_MAX_INT8_ROWS if dtype == torch.int8 else GEMV_MAX_ROWS)
+    widened = dtype == torch.int8 or (dtype == torch.bfloat16 and not cpu_has_fast_bf16())
+    assert layer.max_rows == (GEMV_MAX_WIDENED_ROWS if widened else GEMV_MAX_ROWS)
     if dtype == torch.float32:
         assert layer.weight.data_ptr() == linear.weight.data_ptr()  # fp32 shares the weight (a tied head: no copy)
     with pytest.raises(InputError, match="inference only"):

@@ -22,7 +22,9 @@ from fromzero.kernels.gemv import gemv
 from fromzero.machine import cpu_has_fast_bf16
 
 GEMV_MAX_ROWS = 4  # more rows than this at once go to torch's matmul (benchmarks/matmul_kernels.py)
-GEMV_MAX_INT8_ROWS = 16  # int8: past this widening for torch's matmul pays (256 rows, bf16: 233 vs 664 ms)
+# weights that torch's matmul must widen first (int8; bf16 on a CPU without bf16 instructions) stay with gemv up
+# to this many rows: past it the widening pays (int8, 256 rows: 233 vs 664 ms; bf16 on Zen 3, 16 rows: 1.36 vs 1.48)
+GEMV_MAX_WIDENED_ROWS = 16
 
 
 class InferenceLinear(nn.Module):
@@ -106,11 +108,12 @@ class GemvLinear(InferenceLinear):
     Past :data:`GEMV_MAX_ROWS` rows at once (a prompt being read) torch's fp32 and bf16 matrix-multiply
     kernels are faster, so those go to torch on the same weights (oneDNN's where this torch has it: it
     multiplies an unpacked fp32 weight 1.2-1.7x faster than MKL for 5 to 32 rows); int8 weights stay with
-    this kernel up to :data:`GEMV_MAX_INT8_ROWS` rows (torch's int8 kernel is no faster), past that a long
+    this kernel up to :data:`GEMV_MAX_WIDENED_ROWS` rows (torch's int8 kernel is no faster), past that a long
     prompt goes through torch's bf16 matmul on the weights widened to bf16 (exactly: int8 values fit in bf16).
     A CPU without bf16 instructions multiplies bf16 at a few GFLOP/s, so there bf16 and int8 weights are
-    widened to fp32 instead, and the activations stay fp32 (a 128-token prompt through a 768 x 3072 layer:
-    5 against 34 ms on an AMD Zen 3).
+    widened to fp32 instead, with the activations left in fp32 (a 128-token prompt through a 768 x 3072 layer:
+    5 against 34 ms on an AMD Zen 3), and bf16 weights too stay with this kernel up to
+    :data:`GEMV_MAX_WIDENED_ROWS` rows.
 
     ``packed_batches=True`` (fp32 and bf16 weights) also keeps a copy of the weight packed for oneDNN and
     multiplies more rows with it, as :class:`PackedLinear` does: twice the memory, for a server whose
@@ -122,7 +125,8 @@ class GemvLinear(InferenceLinear):
     def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float32, packed_batches: bool = False):
         super().__init__(linear)
         weight = linear.weight.detach()
-        self.max_rows = GEMV_MAX_INT8_ROWS if dtype == torch.int8 else GEMV_MAX_ROWS
+        widened = dtype == torch.int8 or (dtype == torch.bfloat16 and not cpu_has_fast_bf16())
+        self.max_rows = GEMV_MAX_WIDENED_ROWS if widened else GEMV_MAX_ROWS
         if packed_batches and (dtype == torch.int8 or not onednn_packing_works(dtype)):
             raise InputError(f"{dtype} weights cannot be packed for oneDNN by this torch")
         packed = torch.ops.mkldnn._reorder_linear_weight(weight.to(dtype).contiguous()) if packed_batches else None
