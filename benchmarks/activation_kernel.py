@@ -56,10 +56,11 @@ def alone(shape: tuple[int, ...], kind: str, kernel: str):
     return lambda: apply().backward(grad)
 
 
-def alternate(runs: dict, rounds: int) -> dict[str, list[float]]:
-    """Each run once to warm up, then ``rounds`` times in turn (the order flipped every round): seconds."""
+def alternate(runs: dict, rounds: int, warm_up: int = 1) -> dict[str, list[float]]:
+    """Each run ``warm_up`` times, then ``rounds`` times in turn (the order flipped every round): seconds."""
     for run in runs.values():
-        run()
+        for _ in range(warm_up):
+            run()
     seconds = {name: [] for name in runs}
     for round_ in range(rounds):
         for name in (list(runs) if round_ % 2 == 0 else list(runs)[::-1]):
@@ -113,7 +114,8 @@ def main() -> None:
     alone_results = []
     for name, shape in shapes.items():
         for kind in KINDS:
-            seconds = alternate({kernel: alone(shape, kind, kernel) for kernel in KERNELS}, rounds)
+            # a fresh process runs its first few hundred milliseconds slowly here, whoever runs: warm up long
+            seconds = alternate({kernel: alone(shape, kind, kernel) for kernel in KERNELS}, rounds, warm_up=20)
             ms = {kernel: 1000 * statistics.median(values) for kernel, values in seconds.items()}
             alone_results.append({"name": name, "shape": shape, "kind": kind, "ms": ms})
             table.add_row(name, str(shape), kind, f"{ms['torch']:.3f}", f"{ms['native']:.3f}",

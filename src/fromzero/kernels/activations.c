@@ -6,6 +6,7 @@
    ("gelu", exact: u Phi(u), Phi the standard normal CDF) and RELU. */
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum { GELU_TANH = 0, GELU_ERF = 1, RELU = 2 }; /* fromzero.nn.feedforward's gelu_new, gelu, relu */
@@ -69,52 +70,48 @@ static inline float tanh_gate(float u, float *slope) {
     return ((0.5f + sign) + (0.5f - sign) * t) * inv; /* 1 / (1 + t) if z >= 0, else t / (1 + t) */
 }
 
-/* activation(u) for each u (in place if y == x); one loop per kind, so that each vectorises alone */
-static inline void activate_into(int kind, const float *x, float *y, int64_t n) {
-    float unused;
-    if (kind == GELU_ERF) {
-        #pragma omp simd private(unused)
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] * normal_cdf(x[i], &unused);
+/* y = activation(x) (in place if y == x) and, unless slope is NULL, slope = activation'(x) = gate(u) + u gate'(u):
+   all that a training step's backward needs, computed from the same exp as y. One loop per case, so that
+   each vectorises alone. */
+static inline void activate_into(int kind, const float *x, float *y, float *slope, int64_t n) {
+    float d;
+    if (kind == GELU_ERF && slope) {
+        #pragma omp simd private(d)
+        for (int64_t i = 0; i < n; i++) {
+            float gate = normal_cdf(x[i], &d);
+            slope[i] = gate + x[i] * d;
+            y[i] = x[i] * gate;
+        }
+    } else if (kind == GELU_ERF) {
+        #pragma omp simd private(d)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * normal_cdf(x[i], &d);
+    } else if (kind == GELU_TANH && slope) {
+        #pragma omp simd private(d)
+        for (int64_t i = 0; i < n; i++) {
+            float gate = tanh_gate(x[i], &d);
+            slope[i] = gate + x[i] * d;
+            y[i] = x[i] * gate;
+        }
     } else if (kind == GELU_TANH) {
-        #pragma omp simd private(unused)
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] * tanh_gate(x[i], &unused);
+        #pragma omp simd private(d)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * tanh_gate(x[i], &d);
     } else {
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN, as in torch */
-    }
-}
-
-/* dx = grad * activation'(x): (u gate(u))' = gate(u) + u gate'(u) */
-static inline void activation_grad_into(int kind, const float *grad, const float *x, float *dx, int64_t n) {
-    float slope;
-    if (kind == GELU_ERF) {
-        #pragma omp simd private(slope)
-        for (int64_t i = 0; i < n; i++) dx[i] = grad[i] * (normal_cdf(x[i], &slope) + x[i] * slope);
-    } else if (kind == GELU_TANH) {
-        #pragma omp simd private(slope)
-        for (int64_t i = 0; i < n; i++) dx[i] = grad[i] * (tanh_gate(x[i], &slope) + x[i] * slope);
-    } else {
-        for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? grad[i] : 0.0f;
+        for (int64_t i = 0; i < n; i++) {
+            if (slope) slope[i] = x[i] > 0.0f ? 1.0f : 0.0f;
+            y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN, as in torch */
+        }
     }
 }
 
 /* Blocks of 4096 floats (16 kB, in L1 with their inputs) shared among `threads` threads; few blocks run on
-   the calling thread alone, where waking others would cost more than it saves. */
+   the calling thread alone, where waking others would cost more than it saves. slope may be NULL. */
 enum { BLOCK = 4096, SERIAL_BLOCKS = 4 };
 
-void fromzero_activation_forward(int kind, const float *x, float *y, int64_t n, int threads) {
+void fromzero_activation_forward(int kind, const float *x, float *y, float *slope, int64_t n, int threads) {
     int64_t blocks = (n + BLOCK - 1) / BLOCK;
     #pragma omp parallel for schedule(static) num_threads(threads) if (blocks > SERIAL_BLOCKS)
     for (int64_t b = 0; b < blocks; b++) {
         int64_t start = b * BLOCK, count = n - start < BLOCK ? n - start : BLOCK;
-        activate_into(kind, x + start, y + start, count);
-    }
-}
-
-void fromzero_activation_backward(int kind, const float *grad, const float *x, float *dx, int64_t n, int threads) {
-    int64_t blocks = (n + BLOCK - 1) / BLOCK;
-    #pragma omp parallel for schedule(static) num_threads(threads) if (blocks > SERIAL_BLOCKS)
-    for (int64_t b = 0; b < blocks; b++) {
-        int64_t start = b * BLOCK, count = n - start < BLOCK ? n - start : BLOCK;
-        activation_grad_into(kind, grad + start, x + start, dx + start, count);
+        activate_into(kind, x + start, y + start, slope ? slope + start : NULL, count);
     }
 }

@@ -10,7 +10,9 @@ choice; ``fromzero doctor`` shows what was measured.
 
 Only fp32 training steps on the CPU are concerned: inference keeps torch's kernel (or the C decoding
 step's, which is the same code), low precision keeps torch's, and a compiled step (``torch.compile``)
-fuses the activation itself. Like torch's, the C kernel saves only the layer's input for the backward.
+fuses the activation itself. Where torch's kernel saves the layer's input for the backward, the C kernel saves
+the activation's slope there (the same memory), which makes the backward one multiplication but leaves no
+second derivative: set ``FROMZERO_ACTIVATION_KERNEL=torch`` to differentiate a backward again.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from fromzero.tuning import choose, decisions_path
 
 CHOICE = "activation_kernel"
 KINDS = ("gelu", "gelu_new")  # relu is one comparison: torch's kernel is as fast as any
-_APPROXIMATE = {"gelu": "none", "gelu_new": "tanh"}  # torch's name for each, for its gelu_backward
 _chosen: dict[tuple, str] = {}  # (forced value, decisions file, key) -> choice: asked at every forward
 
 
@@ -64,17 +65,23 @@ def activation_kernel(shape: tuple[int, ...], kind: str) -> str:
 
 
 class NativeActivation(torch.autograd.Function):
-    """``activations.c``'s forward and backward as one autograd operation."""
+    """``activations.c``'s activation as one autograd operation.
+
+    The forward keeps the activation's slope at x in place of x (the same memory), so the backward is
+    one multiplication. A second derivative would need x itself: differentiating the backward again
+    (``create_graph=True``: Hessian-vector products, gradient penalties) asks for torch's kernel.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, kind: str) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.kind = kind
-        return native.forward(x, kind)
+        y, slope = native.forward_with_slope(x, kind)
+        ctx.save_for_backward(slope)
+        return y
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (x,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # a backward that is differentiated again (create_graph): torch's, which can be
-            return torch.ops.aten.gelu_backward(grad, x, approximate=_APPROXIMATE[ctx.kind]), None
-        return native.backward(grad, x, ctx.kind), None
+        if torch.is_grad_enabled():
+            raise RuntimeError(f"fromzero's C activation kernel keeps only the first derivative; set "
+                               f"FROMZERO_{CHOICE.upper()}=torch to differentiate a backward again")
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None
