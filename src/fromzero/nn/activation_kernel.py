@@ -1,9 +1,10 @@
 """Which kernel computes GELU in a CPU training step: torch's, or fromzero's C kernel, whichever is faster here.
 
 A feed-forward layer's activation is one pass over the widest tensor of the block, forward and
-backward. torch computes GELU's erf (or tanh) with vector code of its own; ``activations.c`` computes
-the same function to the same few float ulps with fewer instructions (:mod:`fromzero.kernels.activations`).
-Which is faster depends on the CPU and the shape, so the first training step at a shape times both,
+backward. torch computes GELU's erf (or tanh) with vector code of its own, twice (the backward computes
+them again); ``activations.c`` computes the same function to the same few float ulps and its slope in one
+pass, so the backward is one multiplication (:mod:`fromzero.kernels.activations`).
+Which is faster depends on the CPU and the size, so the first training step at a size times both,
 forward and backward, on random tensors (a few milliseconds, once per machine, by
 :func:`fromzero.tuning.choose`) and keeps the faster. ``FROMZERO_ACTIVATION_KERNEL=torch|native`` forces a
 choice; ``fromzero doctor`` shows what was measured.
@@ -31,8 +32,8 @@ _chosen: dict[tuple, str] = {}  # (forced value, decisions file, key) -> choice:
 
 
 def activation(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """``kind`` applied to ``x`` by the kernel measured faster for a training step at this shape."""
-    if _concerned(x, kind) and activation_kernel(tuple(x.shape), kind) == "native":
+    """``kind`` applied to ``x`` by the kernel measured faster for a training step of this size."""
+    if _concerned(x, kind) and activation_kernel(x.numel(), kind) == "native":
         return NativeActivation.apply(x, kind)
     return torch_activation(x, kind)
 
@@ -50,14 +51,19 @@ def _concerned(x: torch.Tensor, kind: str) -> bool:
     )
 
 
-def activation_kernel(shape: tuple[int, ...], kind: str) -> str:
-    """``"torch"`` or ``"native"``: which computes ``kind`` forward and backward faster at ``shape`` here."""
-    key = f"{kind} shape={shape} threads={torch.get_num_threads()}"
+def activation_kernel(elements: int, kind: str) -> str:
+    """``"torch"`` or ``"native"``: which computes ``kind`` forward and backward faster on this many floats here.
+
+    An activation treats every float alike, so only the count matters, and counts are taken in classes of
+    powers of two: fine-tuning batches padded to their longest row would otherwise measure at every new
+    length. Each class is measured once, on as many floats as its top."""
+    size = 1 << max(elements - 1, 0).bit_length()
+    key = f"{kind} elements<={size} threads={torch.get_num_threads()}"
     memo = (os.environ.get("FROMZERO_" + CHOICE.upper()), str(decisions_path()), key)
     if memo not in _chosen:
         generator = torch.Generator().manual_seed(0)
-        x = torch.randn(shape, generator=generator).requires_grad_()
-        grad = torch.randn(shape, generator=generator)
+        x = torch.randn(size, generator=generator).requires_grad_()
+        grad = torch.randn(size, generator=generator)
         candidates = {"torch": lambda: torch_activation(x, kind).backward(grad),
                       "native": lambda: NativeActivation.apply(x, kind).backward(grad)}
         _chosen[memo] = choose(CHOICE, key, candidates)
