@@ -98,8 +98,23 @@ def test_measured_once_per_shape_recorded_and_reused(monkeypatch):
     expected2, _ = reference(q, k, v, torch.float32 if other == "float32" else torch.bfloat16, is_causal=True)
     assert torch.equal(y2, expected2)
 
+    run(*qkv((3, 2, 6, 16)), is_causal=True)  # a batch padded to 6 positions: the class of 5 to 8, kept
+    assert len(decisions()) == 1
     run(*qkv((2, 2, 8, 16)), is_causal=True)  # a new shape is measured on its own
     assert len(decisions()) == 2 and any("q=(2, 2, 8, 16)" in key for key in decisions())
+
+
+def test_a_padding_mask_is_measured_in_its_length_class(monkeypatch):
+    monkeypatch.delenv(VARIABLE)
+    q, k, v = qkv((2, 2, 7, 16))
+    mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)  # a key-padding mask, broadcast over heads and queries
+    mask[0, ..., :2] = False
+    y, _ = run(q, k, v, mask=mask)
+    (key, decision), = decisions().items()
+    assert "q=(2, 2, 8, 16)" in key and "mask=(2, 1, 1, 8)" in key
+    expected, _ = reference(q, k, v, torch.float32 if decision["chosen"] == "float32" else torch.bfloat16,
+                            attn_mask=mask)
+    assert torch.equal(y, expected)  # measured at 8 positions, computed at 7 with the real mask
 
 
 @pytest.mark.parametrize("case", ["no autocast", "no grad", "float32 model", "fp32 autocast off inside"])

@@ -11,10 +11,10 @@ That one kernel made bf16 training no faster than fp32, although bf16 ran the ma
 faster. Long sequences go the other way (1024 positions x 64 dims: bf16 184 ms, fp32 223 ms).
 
 So no rule is written down: the first time a training step attends at a given shape under CPU
-autocast, both precisions are timed on random tensors of that shape (a few milliseconds, once per
-machine, by :func:`fromzero.tuning.choose`) and the faster is kept. ``float32`` casts q, k and v up,
-attends with autocast off, and casts the result back: the layers around it see the same dtypes.
-It is also the more precise of the two. ``FROMZERO_ATTENTION_PRECISION=autocast|float32`` forces
+autocast (lengths in classes of powers of two), both precisions are timed on random tensors of that
+shape (a few milliseconds, once per machine, by :func:`fromzero.tuning.choose`) and the faster is kept.
+``float32`` casts q, k and v up, attends with autocast off, and casts the result back: the layers
+around it see the same dtypes. It is also the more precise of the two. ``FROMZERO_ATTENTION_PRECISION=autocast|float32`` forces
 a choice; ``fromzero doctor`` shows what was measured.
 
 A compiled training step (``torch.compile``) cannot time anything while it is being traced, so it
@@ -79,22 +79,39 @@ def _training_under_cpu_autocast(q: torch.Tensor) -> bool:
 
 def attention_precision(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                         is_causal: bool) -> str:
-    """``"autocast"`` or ``"float32"``: which runs this attention's forward and backward faster here."""
-    key = (f"q={tuple(q.shape)} k={tuple(k.shape)} v={tuple(v.shape)} {str(q.dtype).removeprefix('torch.')} "
-           f"causal={is_causal} mask={None if mask is None else tuple(mask.shape)} threads={torch.get_num_threads()}")
+    """``"autocast"`` or ``"float32"``: which runs this attention's forward and backward faster here.
+
+    Query and key lengths are taken in classes of powers of two, and each class is measured once at its
+    top: fine-tuning batches padded to their longest row would otherwise measure at every new length."""
+    shapes = {name: _length_class(t.shape) for name, t in (("q", q), ("k", k), ("v", v))}
+    mask_shape = None if mask is None else (*mask.shape[:-2], *(_power_of_two(n) for n in mask.shape[-2:]))
+    key = (f"q={shapes['q']} k={shapes['k']} v={shapes['v']} {str(q.dtype).removeprefix('torch.')} "
+           f"causal={is_causal} mask={mask_shape} threads={torch.get_num_threads()}")
     memo = (os.environ.get("FROMZERO_" + CHOICE.upper()), str(decisions_path()), key)
     if memo not in _chosen:
-        candidates = {name: _timed_step(q, k, v, mask, is_causal, dtype)
+        timing_mask = None if mask is None else (torch.ones(mask_shape, dtype=torch.bool) if mask.dtype == torch.bool
+                                                 else torch.zeros(mask_shape, dtype=mask.dtype))  # nothing masked
+        candidates = {name: _timed_step(shapes, q.dtype, timing_mask, is_causal, dtype)
                       for name, dtype in (("autocast", q.dtype), ("float32", torch.float32))}
         _chosen[memo] = choose(CHOICE, key, candidates)
     _for_compiled[(tuple(q.shape), is_causal)] = _chosen[memo]
     return _chosen[memo]
 
 
-def _timed_step(q, k, v, mask, is_causal: bool, dtype: torch.dtype):
+def _length_class(shape: torch.Size) -> tuple[int, ...]:
+    """``shape`` with its length (the second last size) rounded up to a power of two."""
+    return (*shape[:-2], _power_of_two(shape[-2]), shape[-1])
+
+
+def _power_of_two(n: int) -> int:
+    """The smallest power of two >= n (1 stays 1: a dimension that broadcasts)."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _timed_step(shapes: dict[str, tuple[int, ...]], q_dtype: torch.dtype, mask, is_causal: bool, dtype: torch.dtype):
     """One forward and backward at these shapes, on random tensors (the run's random streams are not touched)."""
     generator = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(t.shape, generator=generator).to(t.dtype).requires_grad_() for t in (q, k, v))
+    q, k, v = (torch.randn(shapes[name], generator=generator).to(q_dtype).requires_grad_() for name in "qkv")
 
     def run() -> None:
         with torch.autocast("cpu", enabled=False):
