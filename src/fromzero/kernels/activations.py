@@ -1,4 +1,4 @@
-"""A feed-forward layer's activation, forward and backward, in C (``activations.c``).
+"""A feed-forward layer's activation, and its slope for the backward, in C (``activations.c``).
 
 torch's exact GELU on a CPU computes erf and exp with vector code at about a nanosecond a float, and
 its tanh GELU at about two; a training step of nanoGPT's CPU model spends a tenth of its time there
@@ -8,7 +8,7 @@ numbers are as exact as torch's: a few float ulps of the float64 truth (tests/te
 In training the same pass also writes the activation's slope, so the backward is one multiplication.
 
 Whether that is faster than torch here is measured, not assumed: :mod:`fromzero.nn.activation_kernel`
-times both at a layer's shape and uses this only where it wins.
+times both at a layer's size and uses this only where it wins.
 """
 
 from __future__ import annotations
