@@ -234,6 +234,8 @@ def test_many_rows_multiply_in_bf16_only_on_a_cpu_with_bf16_instructions(dtype, 
     expected = (expected if layer.scale is None else expected * layer.scale) + linear.bias
     with torch.inference_mode():
         assert torch.equal(layer(x), expected)
+        monkeypatch.setattr(inference_layers, "WIDENED_SLICE_BYTES", 5 * 64 * 4)  # slices of 5 or 10 of 24 rows
+        torch.testing.assert_close(layer(x), expected, rtol=1e-6, atol=1e-6)
 
 
 @needs_kernel

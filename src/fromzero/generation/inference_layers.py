@@ -25,6 +25,7 @@ GEMV_MAX_ROWS = 4  # more rows than this at once go to torch's matmul (benchmark
 # weights that torch's matmul must widen first (int8; bf16 on a CPU without bf16 instructions) stay with gemv up
 # to this many rows: past it the widening pays (int8, 256 rows: 233 vs 664 ms; bf16 on Zen 3, 16 rows: 1.36 vs 1.48)
 GEMV_MAX_WIDENED_ROWS = 16
+WIDENED_SLICE_BYTES = 4 * 2**20  # a widened slice of a bf16 or int8 weight: in cache, unlike a whole copy
 
 
 class InferenceLinear(nn.Module):
@@ -109,11 +110,11 @@ class GemvLinear(InferenceLinear):
     kernels are faster, so those go to torch on the same weights (oneDNN's where this torch has it: it
     multiplies an unpacked fp32 weight 1.2-1.7x faster than MKL for 5 to 32 rows); int8 weights stay with
     this kernel up to :data:`GEMV_MAX_WIDENED_ROWS` rows (torch's int8 kernel is no faster), past that a long
-    prompt goes through torch's bf16 matmul on the weights widened to bf16 (exactly: int8 values fit in bf16).
-    A CPU without bf16 instructions multiplies bf16 at a few GFLOP/s, so there bf16 and int8 weights are
-    widened to fp32 instead, with the activations left in fp32 (a 128-token prompt through a 768 x 3072 layer:
-    5 against 34 ms on an AMD Zen 3), and bf16 weights too stay with this kernel up to
-    :data:`GEMV_MAX_WIDENED_ROWS` rows.
+    prompt goes through torch's bf16 matmul on the weights widened to bf16 (exactly: int8 values fit in bf16),
+    a slice of the weight at a time. A CPU without bf16 instructions multiplies bf16 at a few GFLOP/s, so
+    there bf16 and int8 weights are widened to fp32 instead, with the activations left in fp32 (a 128-token
+    prompt through a 768 x 3072 layer: 5 against 34 ms on an AMD Zen 3), and bf16 weights too stay with this
+    kernel up to :data:`GEMV_MAX_WIDENED_ROWS` rows.
 
     ``packed_batches=True`` (fp32 and bf16 weights) also keeps a copy of the weight packed for oneDNN and
     multiplies more rows with it, as :class:`PackedLinear` does: twice the memory, for a server whose
@@ -160,10 +161,22 @@ class GemvLinear(InferenceLinear):
             if onednn_packing_works(torch.float32, packed=False):  # 1.2-1.7x MKL's speed for 5 to 32 rows
                 return torch.ops.mkldnn._linear_pointwise(rows, self.weight, self.bias, "none", [], "")
             y = F.linear(rows, self.weight)
-        elif cpu_has_fast_bf16():
-            y = F.linear(rows.to(torch.bfloat16), self.weight.to(torch.bfloat16)).float()
-        else:  # torch's bf16 products crawl without bf16 instructions: widen the weight to fp32 instead (exact)
-            y = F.linear(rows, self.weight.float())
+        else:
+            y = self._widened_matmul(rows)
         if self.scale is not None:
             y = y * self.scale
         return y if self.bias is None else y + self.bias
+
+    def _widened_matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows @ weight.T`` for bf16 or int8 weights, widened (exactly) for torch's matmul a slice at a time.
+
+        In bf16 on a CPU with bf16 instructions, else in fp32: without them torch's bf16 products crawl. A
+        slice of :data:`WIDENED_SLICE_BYTES` stays in cache, where a widened copy of the whole weight would
+        not (GPT-2's head in fp32: 154 MB, and 32 rows took 110 ms that way against 30 by slices, Zen 3)."""
+        dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+        x = rows.to(dtype)
+        y = torch.empty(rows.shape[0], self.out_features)
+        step = max(1, WIDENED_SLICE_BYTES // (self.in_features * dtype.itemsize))
+        for start in range(0, self.out_features, step):
+            y[:, start:start + step] = F.linear(x, self.weight[start:start + step].to(dtype))
+        return y
