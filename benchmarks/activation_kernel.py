@@ -18,6 +18,7 @@ Both in alternating rounds; medians.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -35,6 +36,7 @@ from fromzero.models import GPT, GPTConfig
 from fromzero.nn.activation_kernel import CHOICE, NativeActivation
 from fromzero.training import TrainConfig, Trainer
 from timing import cpu_name, quick_path, utc_now  # benchmarks/timing.py
+from train_vs_nanogpt import MODEL  # nanoGPT's CPU config
 
 ROOT = Path(__file__).resolve().parent
 SHAPES = {  # (rows, positions, feed-forward width): where they come from
@@ -44,7 +46,7 @@ SHAPES = {  # (rows, positions, feed-forward width): where they come from
 }
 KINDS = ("gelu", "gelu_new")
 KERNELS = ("torch", "native")
-MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False)  # nanoGPT's CPU config
+VARIABLE = "FROMZERO_" + CHOICE.upper()  # forces the choice
 
 
 def alone(shape: tuple[int, ...], kind: str, kernel: str):
@@ -79,16 +81,21 @@ def training_steps(kind: str, blocks: int, steps: int) -> dict:
     trainer = Trainer(GPT(GPTConfig(vocab_size=65, activation=kind, **MODEL)), config, tokens, tokens, quiet=True)
     step = 0
 
-    def block() -> None:
+    def block(kernel: str) -> None:
         nonlocal step
+        os.environ[VARIABLE] = kernel
         for _ in range(steps):
             trainer.train_step(step)
             step += 1
-    runs = {}
-    for kernel in KERNELS:
-        runs[kernel] = lambda kernel=kernel: (os.environ.__setitem__("FROMZERO_" + CHOICE.upper(), kernel), block())
-    with trainer.following_free_cores():
-        seconds = alternate(runs, blocks)
+    saved = os.environ.get(VARIABLE)
+    try:
+        with trainer.following_free_cores():
+            seconds = alternate({kernel: functools.partial(block, kernel) for kernel in KERNELS}, blocks)
+    finally:
+        if saved is None:
+            os.environ.pop(VARIABLE, None)
+        else:
+            os.environ[VARIABLE] = saved
     ms = {kernel: 1000 * statistics.median(values) / steps for kernel, values in seconds.items()}
     ratios = [native / torch_ for native, torch_ in zip(seconds["native"], seconds["torch"])]
     return {"kind": kind, "ms_per_step": ms, "native_over_torch": statistics.median(ratios),
@@ -105,7 +112,6 @@ def main() -> None:
     args = parser.parse_args()
     shapes = dict(list(SHAPES.items())[:1]) if args.quick else SHAPES
     rounds, blocks, steps = (2, 2, 2) if args.quick else (args.rounds, args.blocks, args.steps)
-    saved = os.environ.get("FROMZERO_" + CHOICE.upper())
     console.print(f"{cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     table = Table(title="the activation alone, forward + backward, fp32 (ms, median)")
@@ -126,18 +132,12 @@ def main() -> None:
     for column in ("activation", "torch ms/step", "fromzero C ms/step", "C / torch (median of blocks)", "range"):
         table.add_column(column, justify="left" if column == "activation" else "right")
     step_results = []
-    try:
-        for kind in KINDS:
-            result = training_steps(kind, blocks, steps)
-            step_results.append(result)
-            ms, low_high = result["ms_per_step"], result["ratio_range"]
-            table.add_row(kind, f"{ms['torch']:.1f}", f"{ms['native']:.1f}", f"{result['native_over_torch']:.3f}",
-                          f"{low_high[0]:.2f}-{low_high[1]:.2f}")
-    finally:
-        if saved is None:
-            os.environ.pop("FROMZERO_" + CHOICE.upper(), None)
-        else:
-            os.environ["FROMZERO_" + CHOICE.upper()] = saved
+    for kind in KINDS:
+        result = training_steps(kind, blocks, steps)
+        step_results.append(result)
+        ms, low_high = result["ms_per_step"], result["ratio_range"]
+        table.add_row(kind, f"{ms['torch']:.1f}", f"{ms['native']:.1f}", f"{result['native_over_torch']:.3f}",
+                      f"{low_high[0]:.2f}-{low_high[1]:.2f}")
     stdout.print(table)
     out = quick_path(args.out) if args.quick else args.out
     write_json(out, {"date": utc_now(), "machine": describe(), "rounds": rounds, "alone": alone_results,

@@ -56,6 +56,12 @@ def forget() -> bool:
     return True
 
 
+def size_class(n: int) -> int:
+    """The smallest power of two >= ``n`` (1 stays 1). A choice keyed by a size in such classes is measured once
+    per class, not at every size a run meets (fine-tuning batches padded to their longest row)."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
 def forced(choice: str, names: list[str]) -> str | None:
     """The candidate ``FROMZERO_<CHOICE>`` asks for, or None; an unknown one is an :class:`InputError`."""
     variable = "FROMZERO_" + choice.upper()

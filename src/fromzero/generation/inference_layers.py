@@ -23,7 +23,8 @@ from fromzero.machine import cpu_has_fast_bf16
 
 GEMV_MAX_ROWS = 4  # more rows than this at once go to torch's matmul (benchmarks/matmul_kernels.py)
 # weights that torch's matmul must widen first (int8; bf16 on a CPU without bf16 instructions) stay with gemv up
-# to this many rows: past it the widening pays (int8, 256 rows: 233 vs 664 ms; bf16 on Zen 3, 16 rows: 1.36 vs 1.48)
+# to this many rows: past it the widening pays (int8, 256 rows: 233 vs 664 ms). bf16 on Zen 3, 768 x 3072: quiet,
+# 2 threads, 16 rows 1.08 vs 1.28 ms; the other core busy, 1 thread, 8 rows 1.02 vs 1.30, 16 rows 2.25 vs 2.02
 GEMV_MAX_WIDENED_ROWS = 16
 WIDENED_SLICE_BYTES = 4 * 2**20  # a widened slice of a bf16 or int8 weight: in cache, unlike a whole copy
 

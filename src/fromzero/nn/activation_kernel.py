@@ -24,7 +24,7 @@ import torch
 
 from fromzero.kernels import activations as native
 from fromzero.kernels.activations import torch_activation
-from fromzero.tuning import choose, decisions_path
+from fromzero.tuning import choose, decisions_path, size_class
 
 CHOICE = "activation_kernel"
 KINDS = ("gelu", "gelu_new")  # relu is one comparison: torch's kernel is as fast as any
@@ -57,7 +57,7 @@ def activation_kernel(elements: int, kind: str) -> str:
     An activation treats every float alike, so only the count matters, and counts are taken in classes of
     powers of two: fine-tuning batches padded to their longest row would otherwise measure at every new
     length. Each class is measured once, on as many floats as its top."""
-    size = 1 << max(elements - 1, 0).bit_length()
+    size = size_class(elements)
     key = f"{kind} elements<={size} threads={torch.get_num_threads()}"
     memo = (os.environ.get("FROMZERO_" + CHOICE.upper()), str(decisions_path()), key)
     if memo not in _chosen:

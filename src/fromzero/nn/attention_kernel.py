@@ -14,8 +14,8 @@ So no rule is written down: the first time a training step attends at a given sh
 autocast (lengths in classes of powers of two), both precisions are timed on random tensors of that
 shape (a few milliseconds, once per machine, by :func:`fromzero.tuning.choose`) and the faster is kept.
 ``float32`` casts q, k and v up, attends with autocast off, and casts the result back: the layers
-around it see the same dtypes. It is also the more precise of the two. ``FROMZERO_ATTENTION_PRECISION=autocast|float32`` forces
-a choice; ``fromzero doctor`` shows what was measured.
+around it see the same dtypes. It is also the more precise of the two.
+``FROMZERO_ATTENTION_PRECISION=autocast|float32`` forces a choice; ``fromzero doctor`` shows what was measured.
 
 A compiled training step (``torch.compile``) cannot time anything while it is being traced, so it
 uses the choice an eager step made at the same shape (``Trainer`` runs one before compiling), and
@@ -29,7 +29,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from fromzero.tuning import choose, decisions_path
+from fromzero.tuning import choose, decisions_path, size_class
 
 CHOICE = "attention_precision"
 _chosen: dict[tuple, str] = {}  # (forced value, decisions file, key) -> choice: asked at every forward
@@ -84,7 +84,7 @@ def attention_precision(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask:
     Query and key lengths are taken in classes of powers of two, and each class is measured once at its
     top: fine-tuning batches padded to their longest row would otherwise measure at every new length."""
     shapes = {name: _length_class(t.shape) for name, t in (("q", q), ("k", k), ("v", v))}
-    mask_shape = None if mask is None else (*mask.shape[:-2], *(_power_of_two(n) for n in mask.shape[-2:]))
+    mask_shape = None if mask is None else (*mask.shape[:-2], *map(size_class, mask.shape[-2:]))  # 1s stay
     key = (f"q={shapes['q']} k={shapes['k']} v={shapes['v']} {str(q.dtype).removeprefix('torch.')} "
            f"causal={is_causal} mask={mask_shape} threads={torch.get_num_threads()}")
     memo = (os.environ.get("FROMZERO_" + CHOICE.upper()), str(decisions_path()), key)
@@ -100,12 +100,7 @@ def attention_precision(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask:
 
 def _length_class(shape: torch.Size) -> tuple[int, ...]:
     """``shape`` with its length (the second last size) rounded up to a power of two."""
-    return (*shape[:-2], _power_of_two(shape[-2]), shape[-1])
-
-
-def _power_of_two(n: int) -> int:
-    """The smallest power of two >= n (1 stays 1: a dimension that broadcasts)."""
-    return 1 << max(n - 1, 0).bit_length()
+    return (*shape[:-2], size_class(shape[-2]), shape[-1])
 
 
 def _timed_step(shapes: dict[str, tuple[int, ...]], q_dtype: torch.dtype, mask, is_causal: bool, dtype: torch.dtype):
